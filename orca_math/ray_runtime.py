@@ -1,0 +1,25 @@
+"""Connecting to Ray: the cluster under ``ray job submit``, else a local instance."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Start or join Ray once per process.
+
+    Under ``ray job submit`` RAY_ADDRESS is set and we join that cluster; locally a fresh
+    instance starts. No runtime_env is set here: a job's ``--runtime-env-json`` env_vars and
+    ``ray.init(runtime_env=...)`` cannot both be given (Ray refuses to merge them).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
+    ray.init(ignore_reinit_error=True, log_to_driver=True, **kwargs)
+    log.info("Ray ready: %s", ray.cluster_resources())

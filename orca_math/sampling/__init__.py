@@ -1,0 +1,1 @@
+"""Student sampling with vLLM, fanned out over Ray Data."""

