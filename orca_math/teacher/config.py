@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from pydantic import Field
 
@@ -21,6 +22,11 @@ class TeacherConfig(StageConfig):
     timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(1024, ge=1)
+    autogen_model_info: dict[str, Any] | None = Field(
+        None,
+        description="AutoGen ModelInfo (vision, function_calling, json_output, family, structured_output) "
+        "for models AutoGen does not know by name; None: looked up by name, else a plain-text chat model.",
+    )
 
     def api_key(self) -> str:
         """The key from the environment ('EMPTY' for keyless local servers)."""

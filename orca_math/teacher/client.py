@@ -1,0 +1,220 @@
+"""The teacher client: async chat calls to any OpenAI-compatible endpoint, with token accounting.
+
+    client = TeacherClient(cfg, stage="agent_instruct")
+    result = await client.chat([{"role": "user", "content": "..."}])   # ChatResult
+    client.usage()   # {"agent_instruct": {"requests": 1, "prompt_tokens": .., "completion_tokens": ..}}
+
+Retries (429, 5xx, timeouts, dropped connections; exponential backoff with jitter, honouring
+Retry-After) and the per-request timeout are the official ``openai`` client's, set from
+TeacherConfig. This module adds what it lacks: a bound on requests in flight, per-stage token
+counts, and one error type whose message never carries the API key.
+
+Safe to use from many event loops (Ray Data async UDFs, ``asyncio.run`` in a loop): the
+underlying connection pool and semaphore are created once per event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import openai
+
+from orca_math.teacher.config import TeacherConfig
+
+__all__ = ["ChatResult", "TeacherClient", "TeacherError", "autogen_model_client", "merge_usage", "plain_model_info"]
+
+Message = dict[str, Any]
+
+
+class TeacherError(RuntimeError):
+    """A teacher call that failed after the configured retries.
+
+    ``kind``: rate_limited | server_error | timeout | connection | client_error | bad_reply.
+    ``status`` is the last HTTP status (None for timeouts and connection errors); ``attempts``
+    is how many requests were sent. The message names the endpoint and model, never the key.
+    """
+
+    def __init__(self, kind: str, message: str, *, base_url: str, model: str,
+                 status: int | None = None, attempts: int = 1):
+        self.kind, self.status, self.attempts = kind, status, attempts
+        self.base_url, self.model = base_url, model
+        where = f"teacher {model!r} at {base_url}"
+        code = f" HTTP {status}" if status is not None else ""
+        super().__init__(f"{where}: {kind}{code} after {attempts} attempt(s): {message}")
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """One chat completion: the reply text and what it cost."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None = None
+    model: str | None = None
+
+
+@dataclass
+class _LoopState:
+    api: openai.AsyncOpenAI
+    in_flight: asyncio.Semaphore
+
+
+def _error_kind(e: openai.OpenAIError) -> tuple[str, int | None]:
+    if isinstance(e, openai.APITimeoutError):
+        return "timeout", None
+    if isinstance(e, openai.APIConnectionError):
+        return "connection", None
+    if isinstance(e, openai.APIStatusError):
+        if e.status_code == 429:
+            return "rate_limited", 429
+        if e.status_code >= 500:
+            return "server_error", e.status_code
+        return "client_error", e.status_code
+    return "bad_reply", None
+
+
+class TeacherClient:
+    """Async chat client for one teacher endpoint; see the module docstring for the contract."""
+
+    def __init__(self, cfg: TeacherConfig, stage: str = "default"):
+        self.cfg = cfg
+        self.stage = stage
+        self._lock = threading.Lock()
+        self._usage: dict[str, dict[str, int]] = {}
+        self._per_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState]" = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            state = self._per_loop.get(loop)
+            if state is None:
+                api = openai.AsyncOpenAI(
+                    base_url=self.cfg.base_url,
+                    api_key=self.cfg.api_key(),
+                    max_retries=self.cfg.max_retries,
+                    timeout=self.cfg.timeout_s,
+                )
+                state = _LoopState(api, asyncio.Semaphore(self.cfg.max_in_flight))
+                self._per_loop[loop] = state
+            return state
+
+    def _scrub(self, text: str) -> str:
+        key = self.cfg.api_key()
+        return text.replace(key, "***") if key and key != "EMPTY" else text
+
+    def _fail(self, kind: str, message: str, status: int | None = None, attempts: int = 1) -> TeacherError:
+        return TeacherError(kind, self._scrub(message), base_url=self.cfg.base_url, model=self.cfg.model,
+                            status=status, attempts=attempts)
+
+    async def chat(self, messages: Sequence[Message], *, stage: str | None = None, **create_kwargs: Any) -> ChatResult:
+        """One chat completion. ``create_kwargs`` go to ``chat.completions.create`` and override
+        the config's temperature/max_tokens. Raises TeacherError once retries are spent."""
+        state = self._state()
+        kwargs: dict[str, Any] = {"temperature": self.cfg.temperature, "max_tokens": self.cfg.max_tokens}
+        kwargs.update(create_kwargs)
+        async with state.in_flight:
+            try:
+                resp = await state.api.chat.completions.create(
+                    model=self.cfg.model, messages=list(messages), **kwargs
+                )
+            except openai.OpenAIError as e:
+                kind, status = _error_kind(e)
+                attempts = 1 if kind == "client_error" and status not in (408, 409) else self.cfg.max_retries + 1
+                # `from None`: the chained openai exception holds the request, headers included.
+                raise self._fail(kind, f"{type(e).__name__}: {e}", status, attempts) from None
+        if not resp.choices:
+            raise self._fail("bad_reply", "reply has no choices")
+        choice = resp.choices[0]
+        usage = resp.usage
+        result = ChatResult(
+            text=choice.message.content or "",
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            finish_reason=choice.finish_reason,
+            model=resp.model,
+        )
+        self._count(stage or self.stage, result)
+        return result
+
+    async def chat_many(self, conversations: Iterable[Sequence[Message]], *, stage: str | None = None,
+                        return_exceptions: bool = False, **create_kwargs: Any) -> list[ChatResult | TeacherError]:
+        """Many chats at once (at most ``max_in_flight`` on the wire), results in input order.
+
+        With ``return_exceptions`` a failed chat is its TeacherError in the list instead of
+        failing the whole call, so a caller can quarantine just that row.
+        """
+        tasks = [self.chat(c, stage=stage, **create_kwargs) for c in conversations]
+        return await asyncio.gather(*tasks, return_exceptions=return_exceptions)
+
+    def _count(self, stage: str, result: ChatResult) -> None:
+        with self._lock:
+            u = self._usage.setdefault(stage, {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0})
+            u["requests"] += 1
+            u["prompt_tokens"] += result.prompt_tokens
+            u["completion_tokens"] += result.completion_tokens
+
+    def usage(self) -> dict[str, dict[str, int]]:
+        """Tokens used so far, per stage: ``{stage: {requests, prompt_tokens, completion_tokens}}``.
+
+        Put it in the stage's manifest entry (``entry["teacher_tokens"] = client.usage()``).
+        Successful requests only; retries the endpoint refused cost no tokens.
+        """
+        with self._lock:
+            return {stage: dict(u) for stage, u in self._usage.items()}
+
+    async def aclose(self) -> None:
+        """Close the connection pool of the current event loop."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            state = self._per_loop.pop(loop, None)
+        if state is not None:
+            await state.api.close()
+
+
+def merge_usage(*usages: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Sum ``usage()`` dicts (e.g. from several Ray workers) into one."""
+    total: dict[str, dict[str, int]] = {}
+    for usage in usages:
+        for stage, u in usage.items():
+            t = total.setdefault(stage, {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0})
+            for k, v in u.items():
+                t[k] = t.get(k, 0) + v
+    return total
+
+
+def plain_model_info(family: str = "unknown") -> dict[str, Any]:
+    """AutoGen ModelInfo for a plain-text chat model (no tools, JSON mode or images)."""
+    return {"vision": False, "function_calling": False, "json_output": False,
+            "family": family, "structured_output": False}
+
+
+def autogen_model_client(cfg: TeacherConfig, **create_kwargs: Any):
+    """AutoGen's ``OpenAIChatCompletionClient`` for this teacher (same endpoint, key, retries, timeout).
+
+    ``model_info`` comes from ``cfg.autogen_model_info``; else AutoGen's table for OpenAI model
+    names; else a plain-text model (what a vLLM/Serve-hosted open model is by default).
+    """
+    from autogen_ext.models.openai import OpenAIChatCompletionClient
+    from autogen_ext.models.openai._model_info import get_info
+
+    model_info = cfg.autogen_model_info
+    if model_info is None:
+        try:
+            get_info(cfg.model)
+        except ValueError:
+            model_info = plain_model_info()
+    kwargs: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+    kwargs.update(create_kwargs)
+    if model_info is not None:
+        kwargs["model_info"] = model_info
+    return OpenAIChatCompletionClient(
+        model=cfg.model, base_url=cfg.base_url, api_key=cfg.api_key(),
+        timeout=cfg.timeout_s, max_retries=cfg.max_retries, **kwargs,
+    )
