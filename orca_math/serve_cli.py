@@ -1,0 +1,115 @@
+"""``orca-math serve teacher|judge``: long-running Ray Serve apps, stopped cleanly by Ctrl-C or SIGTERM.
+
+Both print their base URL once they answer requests, then serve until interrupted, then shut
+Serve and Ray down. Settings come from the ``serve:`` section of ``--config`` (plus ``judge:``
+and ``teacher:`` for the judge), flags override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from pydantic import Field
+
+from orca_math.config import StageConfig, load_stage_config
+from orca_math.judge.config import JudgeConfig, JudgeServeConfig
+from orca_math.teacher.config import TeacherConfig
+from orca_math.teacher.serve_teacher import TeacherServeConfig
+
+
+class ServeConfig(StageConfig):
+    """The ``serve:`` section: one subsection per service."""
+
+    teacher: TeacherServeConfig = Field(default_factory=TeacherServeConfig, description="Self-hosted teacher.")
+    judge: JudgeServeConfig = Field(default_factory=JudgeServeConfig, description="Judge replica pool.")
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the teacher or the judge as a Ray Serve service")
+    services = p.add_subparsers(dest="service", required=True, metavar="SERVICE")
+
+    t = services.add_parser("teacher", help="OpenAI-compatible teacher (vLLM via ray.serve.llm)")
+    t.add_argument("--model", required=True, help="HF id or local model folder")
+    t.add_argument("--model-id", default=None, help="name clients send as `model` (default: folder name)")
+    t.add_argument("--accelerator", choices=["gpu", "cpu"], default=None, help="override serve.teacher.accelerator")
+    _add_common(t)
+    t.set_defaults(func=run_teacher)
+
+    j = services.add_parser("judge", help="autoscaled judge: POST /v1/judge")
+    j.add_argument("--method", choices=["exact", "llm", "exact_then_llm"], default=None, help="override judge.method")
+    j.add_argument("--teacher-url", default=None, help="override teacher.base_url (llm methods)")
+    j.add_argument("--teacher-model", default=None, help="override teacher.model (llm methods)")
+    _add_common(j)
+    j.set_defaults(func=run_judge)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="YAML config (e.g. configs/tiny.yaml); default: paper settings")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP host (0.0.0.0 to listen on all interfaces)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port")
+    p.add_argument("--readiness-timeout", type=float, default=None, help="seconds to wait for the app to serve")
+
+
+def _wait_for_signal_then_shutdown() -> None:
+    """Block until SIGINT/SIGTERM, then take Serve and Ray down."""
+    import ray
+    from ray import serve
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        print("shutting down", flush=True)
+        serve.shutdown()
+        ray.shutdown()
+
+
+def run_teacher(args: argparse.Namespace) -> int:
+    from orca_math.teacher.serve_teacher import served_model_id, start_teacher
+
+    cfg = load_stage_config(ServeConfig, args.config, "serve", {
+        "teacher.accelerator": args.accelerator, "teacher.model_id": args.model_id,
+        "teacher.readiness_timeout_s": args.readiness_timeout,
+    }).teacher
+    try:
+        base_url = start_teacher(args.model, cfg, args.host, args.port)
+        print(f"teacher {served_model_id(args.model, cfg)!r} ready: {base_url}", flush=True)
+    except BaseException:
+        _shutdown_quietly()
+        raise
+    _wait_for_signal_then_shutdown()
+    return 0
+
+
+def run_judge(args: argparse.Namespace) -> int:
+    from orca_math.judge.serve_judge import start_judge
+
+    serve_cfg = load_stage_config(ServeConfig, args.config, "serve",
+                                  {"judge.readiness_timeout_s": args.readiness_timeout}).judge
+    judge_cfg = load_stage_config(JudgeConfig, args.config, "judge", {"method": args.method})
+    teacher_cfg = None
+    if judge_cfg.method != "exact":
+        teacher_cfg = load_stage_config(TeacherConfig, args.config, "teacher",
+                                        {"base_url": args.teacher_url, "model": args.teacher_model})
+    try:
+        base_url = start_judge(judge_cfg, serve_cfg, teacher_cfg, args.host, args.port)
+        print(f"judge ({judge_cfg.method}) ready: {base_url} (POST {base_url}/judge)", flush=True)
+    except BaseException:
+        _shutdown_quietly()
+        raise
+    _wait_for_signal_then_shutdown()
+    return 0
+
+
+def _shutdown_quietly() -> None:
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        serve.shutdown()
+        ray.shutdown()
