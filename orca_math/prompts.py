@@ -24,3 +24,8 @@ CHAT_TEMPLATE = (
 def render_prompt(question: str, template: str = DEFAULT_PROMPT_TEMPLATE) -> str:
     """The prompt the student sees for ``question``."""
     return template.replace("{question}", question)
+
+
+def prompt_rows(problems: list[dict], template: str = DEFAULT_PROMPT_TEMPLATE) -> list[dict]:
+    """One ``{problem_id, prompt}`` row per problem: what the samplers take."""
+    return [{"problem_id": p["id"], "prompt": render_prompt(p["question"], template)} for p in problems]

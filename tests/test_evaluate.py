@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 
 from orca_math.answers import is_correct
-from orca_math.evaluate.stage import accuracy, data_hash, eval_prompts, score_samples
+from orca_math.evaluate.stage import accuracy, data_hash, score_samples
 from orca_math.manifest import RunManifest
+from orca_math.prompts import prompt_rows
 from orca_math.records import read_parquet
 from orca_math.schema import EVAL_RESULT
 
@@ -23,7 +24,7 @@ def _sample(pid, text, idx=0):
 
 
 def test_prompts_use_the_template():
-    rows = eval_prompts(PROBLEMS[:1], "Q: {question}\nA:")
+    rows = prompt_rows(PROBLEMS[:1], "Q: {question}\nA:")
     assert rows == [{"problem_id": "a", "prompt": "Q: 1+1?\nA:"}]
 
 

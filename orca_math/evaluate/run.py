@@ -7,8 +7,9 @@ import logging
 import time
 from pathlib import Path
 
-from orca_math.evaluate.stage import EvalConfig, accuracy, data_hash, eval_prompts, score_samples
+from orca_math.evaluate.stage import EvalConfig, accuracy, data_hash, score_samples
 from orca_math.manifest import RunManifest
+from orca_math.prompts import prompt_rows
 from orca_math.ray_runtime import ensure_ray
 from orca_math.records import write_parquet, write_quarantine
 from orca_math.sampling.ray_sampling import sample_rows
@@ -35,7 +36,7 @@ def run_eval(model: str, cfg: EvalConfig, out_dir: str | Path, stage: str = "eva
         log.info("%s: %d problems from %s (%d quarantined on read)", stage, len(problems), data, len(read.quarantined))
         ensure_ray()
         sample_start = time.perf_counter()
-        samples = sample_rows(eval_prompts(problems, cfg.prompt_template), engine, cfg.decoding, model_name=model)
+        samples = sample_rows(prompt_rows(problems, cfg.prompt_template), engine, cfg.decoding, model_name=model)
         sample_s = time.perf_counter() - sample_start
         scored = score_samples(problems, samples, model)
         n = len(problems)

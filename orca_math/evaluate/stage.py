@@ -9,7 +9,7 @@ from pydantic import Field
 
 from orca_math.answers import extract_answer, is_correct
 from orca_math.config import StageConfig
-from orca_math.prompts import DEFAULT_PROMPT_TEMPLATE, render_prompt
+from orca_math.prompts import DEFAULT_PROMPT_TEMPLATE
 from orca_math.records import StageOutput, quarantine_row
 from orca_math.sampling.config import GREEDY, DecodingConfig, VLLMEngineConfig
 
@@ -23,11 +23,6 @@ class EvalConfig(StageConfig):
     decoding: DecodingConfig = Field(GREEDY, description="Greedy, one sample: pass@1.")
     engine: VLLMEngineConfig = Field(default_factory=VLLMEngineConfig)
     judge_method: Literal["exact"] = Field("exact", description="How completions are scored.")
-
-
-def eval_prompts(problems: list[dict], template: str) -> list[dict]:
-    """One prompt row per problem, in the student's prompt format."""
-    return [{"problem_id": p["id"], "prompt": render_prompt(p["question"], template)} for p in problems]
 
 
 def data_hash(problems: list[dict]) -> str:

@@ -1,0 +1,1 @@
+"""Practice: the student samples several solutions per problem (vLLM on Ray Data)."""

@@ -1,0 +1,1 @@
+"""Preferences: DPO pairs and KTO examples from judged practice samples."""
