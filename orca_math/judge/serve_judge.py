@@ -10,6 +10,7 @@ From Ray (e.g. a Ray Data ``map_batches`` UDF), without HTTP::
 
     handle = judge_handle()                              # serve.get_app_handle("orca-judge")
     verdicts = judge_batch_via_handle(handle, items)     # or: await handle.judge.remote(items)
+    ds = ds.map_batches(JudgeWithServe, concurrency=1)   # adds correct/method/extracted_answer/judge_error
 
 Every item goes through one ``@serve.batch`` method, so items from many small requests are
 judged together, and autoscaling follows the requests in flight per replica. A verdict with
@@ -194,10 +195,13 @@ def build_judge_app(judge_cfg: JudgeConfig, serve_cfg: JudgeServeConfig, teacher
 
 
 def start_judge(judge_cfg: JudgeConfig | None = None, serve_cfg: JudgeServeConfig | None = None,
-                teacher_cfg: TeacherConfig | None = None, host: str = "127.0.0.1", port: int = 8000) -> str:
+                teacher_cfg: TeacherConfig | None = None, host: str = "127.0.0.1", port: int = 8000,
+                app_name: str = JUDGE_APP) -> str:
     """Deploy the judge on the current Ray instance (started locally if needed); return its base URL (``.../v1``).
 
     POST ``{base_url}/judge``. Waits at most ``serve_cfg.readiness_timeout_s`` for it to answer.
+    Several judges (say exact and llm) can run at once under different ``app_name`` and
+    ``serve_cfg.route_prefix``; one of the same name is replaced.
     """
     from orca_math.ray_runtime import ensure_ray
 
@@ -208,15 +212,15 @@ def start_judge(judge_cfg: JudgeConfig | None = None, serve_cfg: JudgeServeConfi
     headers = {}
     if serve_cfg.auth_token_env:
         headers["Authorization"] = f"Bearer {os.environ[serve_cfg.auth_token_env]}"
-    deploy_and_wait(application, JUDGE_APP, serve_cfg.route_prefix, serve_cfg.readiness_timeout_s,
+    deploy_and_wait(application, app_name, serve_cfg.route_prefix, serve_cfg.readiness_timeout_s,
                     ready_url=f"{base_url}/health", ready_headers=headers)
     log.info("judge (%s) ready at %s/judge", judge_cfg.method, base_url)
     return base_url
 
 
-def stop_judge() -> None:
+def stop_judge(app_name: str = JUDGE_APP) -> None:
     """Delete the judge app (Serve itself keeps running for other apps)."""
-    serve.delete(JUDGE_APP)
+    serve.delete(app_name)
 
 
 def judge_handle(app_name: str = JUDGE_APP):
@@ -231,3 +235,31 @@ def judge_batch_via_handle(handle, items: Sequence[dict[str, Any] | JudgeItem]) 
     result is one verdict dict per item, in order. Async code: ``await handle.judge.remote(items)``.
     """
     return handle.judge.remote(list(items)).result()
+
+
+class JudgeWithServe:
+    """Ray Data ``map_batches`` UDF: judge rows through the running judge app, no HTTP.
+
+        ds.map_batches(JudgeWithServe, fn_constructor_kwargs={"app_name": JUDGE_APP},
+                       concurrency=1, num_cpus=0.25, batch_size=256)
+
+    Reads ``question``/``reference``/``candidate`` columns (names configurable) and adds
+    ``correct`` (null when not judged), ``method``, ``extracted_answer`` and ``judge_error``.
+    """
+
+    def __init__(self, app_name: str = JUDGE_APP, question_col: str = "question",
+                 reference_col: str = "reference", candidate_col: str = "candidate"):
+        self.handle = judge_handle(app_name)
+        self.cols = (question_col, reference_col, candidate_col)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        q, r, c = (batch[col] for col in self.cols)
+        items = [JudgeItem(str(q[i]), str(r[i]), str(c[i])) for i in range(len(q))]
+        verdicts = judge_batch_via_handle(self.handle, items)
+        batch["correct"] = np.array([v["correct"] for v in verdicts], dtype=object)
+        batch["method"] = np.array([v["method"] for v in verdicts], dtype=object)
+        batch["extracted_answer"] = np.array([v["extracted"] for v in verdicts], dtype=object)
+        batch["judge_error"] = np.array([v["error"] for v in verdicts], dtype=object)
+        return batch

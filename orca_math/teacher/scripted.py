@@ -74,9 +74,13 @@ def _completion(body: dict[str, Any], text: str) -> dict[str, Any]:
 class ScriptedEndpoint:
     """An OpenAI-compatible ``/v1/chat/completions`` + ``/v1/models`` server with scripted faults."""
 
-    def __init__(self, reply: Callable[[dict[str, Any]], str] = lambda body: "ok", model: str = "scripted"):
+    def __init__(self, reply: Callable[[dict[str, Any]], str] = lambda body: "ok", model: str = "scripted",
+                 delay_s: float = 0.0):
         self.reply = reply
         self.model = model
+        self.delay_s = delay_s  # before every reply: lets tests hold requests in flight
+        self.max_concurrent = 0  # most chat requests seen in progress at once
+        self._in_progress = 0
         self.requests: list[dict[str, Any]] = []
         self.auth_headers: list[str | None] = []
         self._faults: deque[Fault] = deque()
@@ -106,6 +110,15 @@ class ScriptedEndpoint:
             self.requests.append(body)
             self.auth_headers.append(auth)
             return self._faults.popleft() if self._faults else None
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_progress += 1
+            self.max_concurrent = max(self.max_concurrent, self._in_progress)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_progress -= 1
 
     def start(self) -> "ScriptedEndpoint":
         endpoint = self
@@ -140,7 +153,16 @@ class ScriptedEndpoint:
                     self._send_json(404, {"error": {"message": f"no route {self.path}"}})
                     return
                 fault = endpoint._next_fault(body, self.headers.get("Authorization"))
+                endpoint._enter()
+                try:
+                    self._answer(body, fault)
+                finally:
+                    endpoint._leave()
+
+            def _answer(self, body: dict[str, Any], fault: Fault | None) -> None:
                 if fault is None:
+                    if endpoint.delay_s:
+                        endpoint._stopping.wait(endpoint.delay_s)
                     self._send_json(200, _completion(body, endpoint.reply(body)))
                 elif fault.kind == "status":
                     self._send_json(fault.status, {"error": {"message": f"scripted {fault.status}",
@@ -152,8 +174,11 @@ class ScriptedEndpoint:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # load tests open many connections at once
+            daemon_threads = True
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, name="scripted-endpoint", daemon=True).start()
         return self
 

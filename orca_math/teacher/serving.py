@@ -52,13 +52,17 @@ def deploy_and_wait(app, name: str, route_prefix: str, timeout_s: float, ready_u
                     ready_headers: dict[str, str] | None = None):
     """Deploy ``app`` under ``name`` and wait (at most ``timeout_s``) until it serves; return its handle.
 
-    Ready means Serve reports RUNNING and, when ``ready_url`` is given, a GET on it answers 200
+    An app already running under ``name`` is deleted first. Ready means Serve reports RUNNING and, when ``ready_url`` is given, a GET on it answers 200
     (the proxy learns routes a moment after the app is up). On failure or timeout the app is
     deleted and ServeReadinessError says what Serve reported.
     """
     from ray import serve
     from ray.serve.schema import ApplicationStatus
 
+    if name in serve.status().applications:
+        # Redeploying in place would report the old version RUNNING before the new one is up.
+        log.warning("Serve app %r is already running; replacing it", name)
+        serve.delete(name)
     deadline = time.monotonic() + timeout_s
     serve.run_many([serve.RunTarget(target=app, name=name, route_prefix=route_prefix)],
                    wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
