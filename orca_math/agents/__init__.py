@@ -1,0 +1,13 @@
+"""AgentInstruct (Orca-Math): grow seed problems into new ones with a teacher LLM.
+
+Layout, in data-flow order:
+  prompts.py   every prompt, versioned (PROMPT_VERSION goes into each row's provenance)
+  parsing.py   strict parsers for the teacher's replies
+  clients.py   AutoGen model-client wrappers: usage metering, in-flight bound, error triage
+  flows.py     the three flows: Ask Me Anything, Suggester+Editor, Solve-and-verify
+  backend.py   one seed -> kept rows + quarantine (the seam for other teacher backends)
+  parts.py     atomic per-batch commits, the resume state
+  pipeline.py  Ray Data over seeds, final dedup/decontamination pass, manifest
+  cli.py       ``orca-math generate`` and ``orca-math solve``
+  scripted.py  a deterministic fake teacher for tests, benches and dry runs
+"""
