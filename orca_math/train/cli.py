@@ -1,0 +1,71 @@
+"""``orca-math sft`` and ``orca-math train-pref``: training stages on Ray Train."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from orca_math.config import load_stage_config
+from orca_math.train.config import CONFIG_CLASSES
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="starting model: HF id or local folder")
+    p.add_argument("--out", required=True, help="output folder: becomes an HF model folder")
+    p.add_argument("--config", default=None, help="YAML with the stage's section (e.g. configs/tiny.yaml)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps")
+    p.add_argument("--limit", type=int, default=None, help="train on the first N input rows")
+    p.add_argument("--num-workers", type=int, default=None, help="Ray Train workers (overrides scaling.num_workers)")
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps")
+    p.add_argument("--resume", action="store_true", help="continue from the last Ray Train checkpoint in --out")
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sft", help="supervised fine-tuning on teacher solutions (TRL SFTTrainer on Ray Train)")
+    p.add_argument("--data", required=True,
+                   help="problems: Parquet file/folder in the problem schema, GSM8K JSONL, or gsm8k-train")
+    _common(p)
+    p.set_defaults(func=run_sft_command)
+
+    p = sub.add_parser("train-pref", help="DPO on preference pairs or KTO on labeled examples (TRL on Ray Train)")
+    p.add_argument("--algo", required=True, choices=["dpo", "kto"])
+    p.add_argument("--data", required=True, help="Parquet file/folder: preference pairs (dpo) or KTO examples (kto)")
+    _common(p)
+    p.set_defaults(func=run_pref_command)
+
+
+def _config(algo: str, args: argparse.Namespace):
+    return load_stage_config(CONFIG_CLASSES[algo], args.config, algo, {
+        "max_steps": args.max_steps,
+        "limit": args.limit,
+        "scaling.num_workers": args.num_workers,
+        "learning_rate": args.learning_rate,
+        "save_steps": args.save_steps,
+    })
+
+
+def _print_result(stage: str, out: str) -> None:
+    from orca_math.train.run import train_summary
+
+    entry = train_summary(out, stage)
+    m = entry.get("metrics", {})
+    print(f"{stage}: {entry['rows_out']} rows trained ({entry['rows_quarantined']} quarantined "
+          f"{json.dumps(entry['quarantine_reasons'])}), step {m.get('global_step')}, "
+          f"loss {m.get('first_loss')} -> {m.get('last_loss')} -> {out} (loss plot {out}/loss.png)")
+
+
+def run_sft_command(args: argparse.Namespace) -> int:
+    from orca_math.train.run import run_sft
+
+    run_sft(args.model, args.data, args.out, _config("sft", args), resume=args.resume)
+    _print_result("sft", args.out)
+    return 0
+
+
+def run_pref_command(args: argparse.Namespace) -> int:
+    from orca_math.train.run import run_preference
+
+    run_preference(args.algo, args.model, args.data, args.out, _config(args.algo, args), resume=args.resume)
+    _print_result(args.algo, args.out)
+    return 0

@@ -1,0 +1,196 @@
+"""Training configs: one pydantic model per algorithm (SFT, DPO, KTO) plus where training runs.
+
+Defaults reproduce the Orca-Math recipe on a GPU cluster: SFT for 1 epoch at a constant learning
+rate of 1e-6 without packing, bf16 with gradient checkpointing. The paper does not report its
+DPO/KTO hyperparameters, so these are our choices (documented on the fields): beta 0.1 (the DPO
+and KTO papers' default, also TRL's) and the same constant 1e-6 learning rate as SFT (TRL's
+default for both, and a safe rate for full fine-tuning of a 7B model).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from orca_math.config import StageConfig
+from orca_math.prompts import DEFAULT_PROMPT_TEMPLATE
+
+Algo = Literal["sft", "dpo", "kto"]
+
+# transformers' FSDPOption values (listed here so validating a config needs no torch import).
+FSDP_OPTIONS = {"full_shard", "shard_grad_op", "no_shard", "hybrid_shard", "hybrid_shard_zero2", "offload", "auto_wrap"}
+
+
+class TrainScalingConfig(StageConfig):
+    """Where training runs: Ray Train workers (one per GPU on a cluster) and their resources."""
+
+    num_workers: int = Field(1, ge=1, description="Data-parallel training workers (Ray Train actors).")
+    use_gpu: bool = Field(True, description="One GPU per worker (NCCL); False trains on CPU (gloo).")
+    resources_per_worker: dict[str, float] | None = Field(
+        None,
+        description="Ray resources each worker reserves, e.g. {CPU: 8, GPU: 1} or a custom resource that "
+        "pins training to a node type. None: Ray's default (1 CPU, plus 1 GPU with use_gpu).",
+    )
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="How workers are placed on nodes (Ray placement group strategy)."
+    )
+    max_failures: int = Field(
+        1, ge=-1,
+        description="Worker-group failures Ray Train retries, each time from the last checkpoint (-1: forever).",
+    )
+
+    @model_validator(mode="after")
+    def _resources_match_device(self) -> "TrainScalingConfig":
+        res = self.resources_per_worker or {}
+        for key, value in res.items():
+            if value < 0:
+                raise ValueError(f"resources_per_worker.{key} must be >= 0, got {value}")
+        if res.get("GPU", 0) > 0 and not self.use_gpu:
+            raise ValueError("resources_per_worker asks for GPUs but use_gpu is false")
+        return self
+
+
+class TrainConfigBase(StageConfig):
+    """Knobs shared by SFT, DPO and KTO: optimization, lengths, precision, checkpoints, scaling."""
+
+    limit: int | None = Field(None, ge=1, description="Train on only the first N input rows (smoke tests).")
+    epochs: float = Field(1.0, gt=0, description="Passes over the data (paper: 1).")
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: run all epochs).")
+    learning_rate: float = Field(1e-6, gt=0, description="Peak learning rate (paper: 1e-6 for SFT).")
+    lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = Field(
+        "constant", description="Learning-rate schedule (paper: constant)."
+    )
+    warmup_steps: float = Field(0, ge=0, description="Warmup steps; a value below 1 is a fraction of all steps.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
+    per_device_batch_size: int = Field(
+        4, ge=1, description="Sequences per worker per forward pass (our choice; the paper does not say)."
+    )
+    gradient_accumulation_steps: int = Field(
+        4, ge=1, description="Forward passes per optimizer step; global batch = workers x this x per_device_batch_size."
+    )
+    max_length: int = Field(
+        1024, ge=8,
+        description="Longest prompt + completion in tokens. Longer rows are quarantined, not silently truncated "
+        "(a cut solution loses its final answer).",
+    )
+    max_prompt_length: int = Field(512, ge=1, description="Longest prompt in tokens; longer rows are quarantined.")
+    seed: int = Field(42, description="Seed for weights init of new heads, data order and dropout.")
+
+    model_dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
+        "float32", description="dtype the weights are loaded in; mixed precision (bf16) keeps fp32 master weights."
+    )
+    bf16: bool = Field(True, description="bf16 mixed precision (Ampere+ GPUs). Off on CPU.")
+    fp16: bool = Field(False, description="fp16 mixed precision (older GPUs).")
+    gradient_checkpointing: bool = Field(True, description="Recompute activations in backward to save memory.")
+    deepspeed: dict[str, Any] | str | None = Field(
+        None, description="DeepSpeed config (ZeRO stage etc.) as a mapping or a JSON file path, passed to transformers."
+    )
+    fsdp: str | None = Field(
+        None, description="FSDP mode passed to transformers, e.g. 'full_shard auto_wrap'. Exclusive with deepspeed."
+    )
+    fsdp_config: dict[str, Any] | None = Field(None, description="FSDP options passed to transformers.")
+    optim: str = Field("adamw_torch", description="transformers optimizer name.")
+
+    logging_steps: int = Field(10, ge=1, description="Optimizer steps between logged losses (the loss curve).")
+    save_steps: int = Field(200, ge=1, description="Optimizer steps between checkpoints (what --resume restarts from).")
+    checkpoints_to_keep: int = Field(1, ge=1, description="Ray Train checkpoints kept in storage.")
+    keep_checkpoints: bool = Field(False, description="Keep checkpoints after a successful run (else deleted).")
+    report_to: list[str] = Field(default_factory=list, description="transformers loggers, e.g. [wandb, tensorboard].")
+
+    scaling: TrainScalingConfig = Field(default_factory=TrainScalingConfig)
+
+    @field_validator("deepspeed")
+    @classmethod
+    def _deepspeed_is_json(cls, value: dict[str, Any] | str | None) -> dict[str, Any] | str | None:
+        if isinstance(value, str):
+            path = Path(value)
+            if not path.is_file():
+                raise ValueError(f"DeepSpeed config file {value} does not exist")
+            try:
+                parsed = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"DeepSpeed config file {value} is not valid JSON: {e}") from e
+            if not isinstance(parsed, dict):
+                raise ValueError(f"DeepSpeed config file {value} must hold a JSON object")
+        return value
+
+    @model_validator(mode="after")
+    def _gpu_settings_are_consistent(self) -> "TrainConfigBase":
+        if self.bf16 and self.fp16:
+            raise ValueError("bf16 and fp16 are exclusive")
+        if self.deepspeed is not None and self.fsdp:
+            raise ValueError("deepspeed and fsdp are exclusive")
+        unknown_fsdp = set((self.fsdp or "").split()) - FSDP_OPTIONS
+        if unknown_fsdp:
+            raise ValueError(f"unknown fsdp option(s) {sorted(unknown_fsdp)}; use {sorted(FSDP_OPTIONS)}")
+        if self.fsdp_config is not None and not self.fsdp:
+            raise ValueError("fsdp_config needs fsdp (e.g. 'full_shard auto_wrap')")
+        if not self.scaling.use_gpu:
+            needs_gpu = [name for name, on in (("bf16", self.bf16), ("fp16", self.fp16),
+                                               ("deepspeed", self.deepspeed is not None), ("fsdp", bool(self.fsdp)))
+                         if on]
+            if needs_gpu:
+                raise ValueError(f"{', '.join(needs_gpu)} need scaling.use_gpu: true (set them false/null on CPU)")
+            if self.model_dtype in ("bfloat16", "float16"):
+                raise ValueError(f"model_dtype {self.model_dtype} needs a GPU; use float32 on CPU")
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError(f"max_prompt_length ({self.max_prompt_length}) must be < max_length ({self.max_length})")
+        if isinstance(self.deepspeed, dict):
+            zero = self.deepspeed.get("zero_optimization", {})
+            if not isinstance(zero, dict) or zero.get("stage", 0) not in (0, 1, 2, 3):
+                raise ValueError("deepspeed.zero_optimization.stage must be 0, 1, 2 or 3")
+        return self
+
+
+class SFTTrainConfig(TrainConfigBase):
+    """Supervised fine-tuning on (question, teacher solution) with loss on the solution tokens only."""
+
+    prompt_template: str = Field(DEFAULT_PROMPT_TEMPLATE, description="Student prompt format; must contain {question}.")
+    packing: bool = Field(False, description="Pack several examples per sequence (paper: no packing).")
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _template_has_question(cls, value: str) -> str:
+        if "{question}" not in value:
+            raise ValueError("prompt_template must contain {question}")
+        return value
+
+
+class DPOTrainConfig(TrainConfigBase):
+    """DPO on (prompt, chosen, rejected) pairs; the reference model is the round's starting model."""
+
+    beta: float = Field(0.1, gt=0, description="Strength of the KL pull to the reference (our choice: 0.1).")
+    loss_type: Literal["sigmoid", "hinge", "ipo", "robust"] = Field("sigmoid", description="DPO loss variant.")
+    precompute_ref_log_probs: bool = Field(
+        False, description="Score the data with the reference model once up front, so it needn't stay in memory."
+    )
+
+
+class KTOTrainConfig(TrainConfigBase):
+    """KTO on unpaired (prompt, completion, label) examples; reference = the round's starting model."""
+
+    beta: float = Field(0.1, gt=0, description="Strength of the KL pull to the reference (our choice: 0.1).")
+    desirable_weight: float = Field(1.0, gt=0, description="Loss weight of label=True examples.")
+    undesirable_weight: float = Field(
+        1.0, gt=0,
+        description="Loss weight of label=False examples; the KTO paper suggests weights making "
+        "desirable_weight*n_true / (undesirable_weight*n_false) fall in [1, 4/3].",
+    )
+    loss_type: Literal["kto", "apo_zero_unpaired"] = Field("kto", description="KTO loss variant.")
+    precompute_ref_log_probs: bool = Field(
+        False, description="Score the data with the reference model once up front, so it needn't stay in memory."
+    )
+
+    @model_validator(mode="after")
+    def _kl_needs_a_batch(self) -> "KTOTrainConfig":
+        # KTO estimates its KL term from mismatched (prompt, completion) pairs inside a batch.
+        if self.loss_type == "kto" and self.per_device_batch_size < 2:
+            raise ValueError("KTO needs per_device_batch_size >= 2 (its KL estimate pairs examples within a batch)")
+        return self
+
+
+CONFIG_CLASSES: dict[str, type[TrainConfigBase]] = {"sft": SFTTrainConfig, "dpo": DPOTrainConfig, "kto": KTOTrainConfig}

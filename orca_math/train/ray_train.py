@@ -1,0 +1,190 @@
+"""The thin Ray Train shell around a TRL trainer: ``train_loop_per_worker`` + ``TorchTrainer``.
+
+Every worker builds its own dataset and trainer (TRL tokenizes at construction), wraps it with
+``prepare_trainer`` and reports each HF checkpoint to Ray Train with ``RayTrainReportCallback``.
+Ray Train keeps checkpoints under ``OUT/ray_train/<name>``; rerunning with the same name makes
+``ray.train.get_checkpoint()`` return the latest one, and the HF trainer resumes from it (global
+step, optimizer, scheduler, RNG and data position). Without ``resume`` that folder is cleared first.
+
+``OUT`` must be visible to every worker (one machine, or shared storage such as NFS on a
+cluster), like any Ray Train ``storage_path``: rank 0 writes the final model there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from orca_math.train.config import CONFIG_CLASSES, TrainConfigBase
+from orca_math.train.trainers import build_trainer, deepspeed_dict
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "ray_train"
+TRAIN_LOG = "train_log.json"
+# Config keys that may change between a crash and --resume without invalidating the checkpoint.
+RESUMABLE_CHANGES = {"max_steps", "keep_checkpoints", "checkpoints_to_keep", "scaling"}
+
+
+class ResumeError(ValueError):
+    """--resume asked to continue a checkpoint written by a different model, data or config."""
+
+
+def _session_step_counter():
+    from transformers import TrainerCallback
+
+    class SessionStepCounter(TrainerCallback):
+        """Optimizer steps and input tokens of this process's session (not restored from a checkpoint)."""
+
+        def __init__(self):
+            self.steps = 0
+            self.tokens_at_start = 0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.tokens_at_start = state.num_input_tokens_seen
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.steps += 1
+
+    return SessionStepCounter()
+
+
+def _checkpoint_step(hf_checkpoint: Path) -> int:
+    state = hf_checkpoint / "trainer_state.json"
+    return int(json.loads(state.read_text(encoding="utf-8"))["global_step"]) if state.exists() else 0
+
+
+def train_loop_per_worker(job: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker: build the TRL trainer, train (or resume), save the model."""
+    import ray
+    import ray.train
+    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
+
+    algo = job["algo"]
+    cfg = CONFIG_CLASSES[algo].model_validate(job["config"])
+    columns = ray.get(job["rows"])
+    rank = ray.train.get_context().get_world_rank()
+    # HF writes its checkpoints to node-local scratch; the callback copies them into Ray storage.
+    scratch = Path(tempfile.mkdtemp(prefix=f"orca-math-{algo}-rank{rank}-"))
+    counter = _session_step_counter()
+    try:
+        trainer = build_trainer(algo, job["model"], columns, cfg, scratch, [RayTrainReportCallback(), counter])
+        trainer = prepare_trainer(trainer)
+        checkpoint = ray.train.get_checkpoint()
+        resumed_from_step = 0
+        if checkpoint is not None:
+            with checkpoint.as_directory() as ckpt_dir:
+                hf_checkpoint = Path(ckpt_dir) / RayTrainReportCallback.CHECKPOINT_NAME
+                resumed_from_step = _checkpoint_step(hf_checkpoint)
+                output = trainer.train(resume_from_checkpoint=str(hf_checkpoint))
+        else:
+            output = trainer.train()
+        # Generation wants the KV cache back even if training turned it off.
+        trainer.model.config.use_cache = True
+        # Collective under ZeRO-3/FSDP (weights are gathered); only rank 0 writes files.
+        trainer.save_model(job["out_dir"])
+        if trainer.is_world_process_zero():
+            summary = {
+                "algo": algo,
+                "world_size": ray.train.get_context().get_world_size(),
+                "global_step": trainer.state.global_step,
+                "resumed_from_step": resumed_from_step,
+                "steps_this_run": counter.steps,
+                "tokens_this_run": trainer.state.num_input_tokens_seen - counter.tokens_at_start,
+                "train_metrics": output.metrics,
+                "log_history": trainer.state.log_history,
+            }
+            (Path(job["out_dir"]) / TRAIN_LOG).write_text(json.dumps(summary, indent=1, default=str))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _job_config(cfg: TrainConfigBase) -> dict[str, Any]:
+    return cfg.model_copy(update={"deepspeed": deepspeed_dict(cfg.deepspeed)}).model_dump(mode="json")
+
+
+def _prepare_run_dir(run_dir: Path, identity: dict[str, Any], resume: bool) -> None:
+    """Clear old checkpoints (fresh run) or check they belong to this job (resume)."""
+    job_file = run_dir.parent / f"{run_dir.name}.job.json"
+    if not resume:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    elif job_file.exists():
+        previous = json.loads(job_file.read_text(encoding="utf-8"))
+        changed = sorted(
+            k for k in set(previous) | set(identity)
+            if k != "config" and previous.get(k) != identity.get(k)
+        ) + sorted(
+            f"config.{k}" for k in set(previous.get("config", {})) | set(identity["config"])
+            if k not in RESUMABLE_CHANGES and previous["config"].get(k) != identity["config"].get(k)
+        )
+        if changed:
+            raise ResumeError(f"{run_dir}: cannot resume, the checkpoint was written with different {changed}; "
+                              "rerun without --resume to start over")
+    if resume and not run_dir.exists():
+        log.info("--resume: no checkpoint in %s, training from the start", run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    job_file.write_text(json.dumps(identity, indent=1, sort_keys=True))
+
+
+def fit_on_ray(
+    algo: str,
+    model: str,
+    columns: dict[str, list],
+    cfg: TrainConfigBase,
+    out_dir: str | Path,
+    resume: bool = False,
+    run_name: str | None = None,
+    data_hash: str | None = None,
+) -> dict[str, Any]:
+    """Train ``algo`` on ``columns`` with Ray Train; the model lands in ``out_dir``. Returns the train log."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from orca_math.ray_runtime import ensure_ray
+
+    # Ray Train's print patch tees every print into its logger: HF's log lines show twice and the
+    # stdout that `datasets` captures while hashing functions leaks into the logs. Users may re-enable.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    ensure_ray()
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = run_name or algo
+    storage = out_dir / CHECKPOINT_DIR
+    job_config = _job_config(cfg)
+    _prepare_run_dir(storage / name, {"algo": algo, "model": model, "data_hash": data_hash, "config": job_config},
+                     resume)
+    (out_dir / TRAIN_LOG).unlink(missing_ok=True)
+    job = {"algo": algo, "model": model, "config": job_config, "rows": ray.put(columns), "out_dir": str(out_dir)}
+    scaling = cfg.scaling
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=job,
+        scaling_config=ScalingConfig(
+            num_workers=scaling.num_workers,
+            use_gpu=scaling.use_gpu,
+            resources_per_worker=dict(scaling.resources_per_worker) if scaling.resources_per_worker else None,
+            placement_strategy=scaling.placement_strategy,
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(storage),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoints_to_keep),
+            failure_config=FailureConfig(max_failures=scaling.max_failures),
+        ),
+    )
+    result = trainer.fit()
+    train_log = json.loads((out_dir / TRAIN_LOG).read_text(encoding="utf-8"))
+    train_log["ray_checkpoint"] = result.checkpoint.path if result.checkpoint else None
+    if not cfg.keep_checkpoints:
+        shutil.rmtree(storage / name, ignore_errors=True)
+        (storage / f"{name}.job.json").unlink(missing_ok=True)
+        if storage.exists() and not any(storage.iterdir()):
+            storage.rmdir()
+        train_log["ray_checkpoint"] = None
+    return train_log

@@ -1,0 +1,198 @@
+"""The training stages as the pipeline calls them: ``run_sft`` and ``run_preference``.
+
+Each one reads its input Parquet/JSONL, builds TRL rows (bad rows quarantined, with reasons),
+trains on Ray Train, and leaves ``out_dir`` as an HF model folder (weights, tokenizer, chat
+template) next to ``quarantine.parquet``, ``train_log.json``, ``loss.png`` and, unless a run
+manifest is passed in, ``manifest.json``. A stage that already finished with the same config and
+inputs is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from orca_math.manifest import RunManifest
+from orca_math.records import StageOutput, parquet_files, read_table, write_quarantine
+from orca_math.schema import KTO_EXAMPLE, PREFERENCE_PAIR
+from orca_math.seeds import read_problems, resolve_data_spec
+from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig, TrainConfigBase
+from orca_math.train.curves import final_metrics, loss_curve, plot_curves
+from orca_math.train.rows import dpo_rows, kto_rows, sft_rows, tokenizer_counter, trl_columns
+from orca_math.train.trainers import TRL_COLUMNS, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+class TrainDataError(ValueError):
+    """Training input that leaves nothing to train on; names the data and the quarantine reasons."""
+
+
+def model_ref(model: str | Path) -> str:
+    """A local model folder as an absolute path (Ray workers run elsewhere), an HF id unchanged."""
+    p = Path(model)
+    return str(p.resolve()) if p.exists() else str(model)
+
+
+def rows_hash(rows: list[dict]) -> str:
+    """Hash of the exact training rows, so a resumed run can tell its data has not changed."""
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(json.dumps(r, sort_keys=True, ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
+
+
+def read_records(path: str | Path, schema: pa.Schema, limit: int | None = None) -> list[tuple[str, int, dict]]:
+    """(file, row, record) for every row of a Parquet file or folder with ``schema``."""
+    out: list[tuple[str, int, dict]] = []
+    for f in parquet_files(path):
+        for i, rec in enumerate(read_table(f, schema).to_pylist()):
+            if limit is not None and len(out) >= limit:
+                return out
+            out.append((str(f), i, rec))
+    return out
+
+
+def _problem_source(problem: dict, spec: str, index: int) -> tuple[str, int]:
+    origin = (problem.get("provenance") or {}).get("origin") or ""
+    source, _, row = origin.rpartition(":")
+    return (source, int(row)) if source and row.isdigit() else (spec, index)
+
+
+def _already_done(manifest: RunManifest, stage: str, cfg: TrainConfigBase, inputs: dict, out_dir: Path) -> bool:
+    if manifest.is_done(stage, cfg.config_hash(), inputs) and (out_dir / "config.json").exists():
+        log.info("%s: already done with this config and inputs, skipping (%s)", stage, out_dir)
+        return True
+    return False
+
+
+def _train_and_record(
+    algo: str,
+    stage: str,
+    model: str,
+    data: str,
+    built: StageOutput,
+    read_quarantined: list[dict],
+    rows_in: int,
+    cfg: TrainConfigBase,
+    out_dir: Path,
+    manifest: RunManifest,
+    entry: dict,
+    resume: bool,
+) -> None:
+    from orca_math.train.ray_train import fit_on_ray
+
+    quarantined = read_quarantined + built.quarantined
+    reasons = dict(Counter(q["reason"] for q in quarantined))
+    write_quarantine(quarantined, out_dir / "quarantine.parquet")
+    counts = {"rows_in": rows_in, "rows_out": len(built.rows), "rows_quarantined": len(quarantined),
+              "quarantine_reasons": reasons}
+    if rows_in != counts["rows_out"] + counts["rows_quarantined"]:
+        raise AssertionError(f"{stage}: row counts do not add up: {counts}")
+    entry.update(counts)
+    manifest.update(stage, **counts)  # visible while training runs, and kept if it fails
+    if not built.rows:
+        raise TrainDataError(f"{data}: no trainable rows ({len(quarantined)} quarantined: {reasons}); "
+                             f"see {out_dir / 'quarantine.parquet'}")
+    log.info("%s: %d training rows from %s, %d quarantined %s", stage, len(built.rows), data, len(quarantined), reasons)
+    train_log = fit_on_ray(algo, model, trl_columns(built.rows, TRL_COLUMNS[algo]), cfg, out_dir, resume=resume,
+                           run_name=stage, data_hash=rows_hash(built.rows))
+    title = stage if stage == algo else f"{stage} ({algo})"
+    plot = plot_curves(train_log["log_history"], out_dir / "loss.png", f"{title}, {len(built.rows)} rows")
+    metrics = final_metrics(train_log)
+    if algo == "kto":
+        labels = Counter(r["label"] for r in built.rows)
+        metrics.update(desirable=labels[True], undesirable=labels[False])
+    entry.update(
+        outputs={"model": str(out_dir), "quarantine": str(out_dir / "quarantine.parquet"),
+                 "loss_plot": str(plot), "train_log": str(out_dir / "train_log.json")},
+        loss_curve=loss_curve(train_log["log_history"]),
+        metrics=metrics,
+    )
+    log.info("%s: done, step %d, loss %s -> %s, model in %s", stage, metrics["global_step"],
+             metrics["first_loss"], metrics["last_loss"], out_dir)
+
+
+def run_sft(
+    model: str | Path,
+    data: str | Path,
+    out_dir: str | Path,
+    cfg: SFTTrainConfig,
+    manifest: RunManifest | None = None,
+    resume: bool = False,
+    stage: str = "sft",
+) -> Path:
+    """SFT ``model`` on problems ``data`` (problem Parquet file/folder, GSM8K JSONL, gsm8k-train...) -> ``out_dir``.
+
+    The completion is each problem's ``reference_solution``; the loss covers only its tokens.
+    ``resume`` continues from the last Ray Train checkpoint in ``out_dir`` after a crash.
+    """
+    out_dir = Path(out_dir)
+    model = model_ref(model)
+    manifest = manifest or RunManifest(out_dir / "manifest.json")
+    spec = resolve_data_spec(str(data))
+    inputs = {"model": model, "data": spec}
+    if _already_done(manifest, stage, cfg, inputs, out_dir):
+        return out_dir
+    with manifest.stage(stage, cfg, inputs) as entry:
+        read = read_problems(spec, limit=cfg.limit, stage=stage)
+        problems = [(*_problem_source(p, spec, i), p) for i, p in enumerate(read.rows)]
+        built = sft_rows(problems, cfg.prompt_template, tokenizer_counter(load_tokenizer(model)),
+                         cfg.max_prompt_length, cfg.max_length, stage=stage)
+        _train_and_record("sft", stage, model, spec, built, read.quarantined, read.rows_in, cfg, out_dir,
+                          manifest, entry, resume)
+    return out_dir
+
+
+def run_preference(
+    algo: Literal["dpo", "kto"],
+    model: str | Path,
+    data: str | Path,
+    out_dir: str | Path,
+    cfg: DPOTrainConfig | KTOTrainConfig,
+    manifest: RunManifest | None = None,
+    resume: bool = False,
+    stage: str | None = None,
+) -> Path:
+    """DPO on preference-pair Parquet, or KTO on KTO-example Parquet, starting from ``model`` -> ``out_dir``.
+
+    The frozen reference model is ``model`` itself (the round's starting model).
+    """
+    expected = {"dpo": DPOTrainConfig, "kto": KTOTrainConfig}.get(algo)
+    if expected is None:
+        raise ValueError(f"unknown preference algo {algo!r}: use dpo or kto")
+    if not isinstance(cfg, expected):
+        raise TypeError(f"{algo} needs a {expected.__name__}, got {type(cfg).__name__}")
+    stage = stage or algo
+    out_dir = Path(out_dir)
+    model = model_ref(model)
+    manifest = manifest or RunManifest(out_dir / "manifest.json")
+    data = str(data)
+    inputs = {"model": model, "data": data}
+    if _already_done(manifest, stage, cfg, inputs, out_dir):
+        return out_dir
+    with manifest.stage(stage, cfg, inputs) as entry:
+        count = tokenizer_counter(load_tokenizer(model))
+        if algo == "dpo":
+            records = read_records(data, PREFERENCE_PAIR, cfg.limit)
+            built = dpo_rows(records, count, cfg.max_prompt_length, cfg.max_length, stage=stage)
+        else:
+            records = read_records(data, KTO_EXAMPLE, cfg.limit)
+            built = kto_rows(records, count, cfg.max_prompt_length, cfg.max_length, seed=cfg.seed, stage=stage)
+        _train_and_record(algo, stage, model, data, built, [], len(records), cfg, out_dir, manifest, entry, resume)
+    return out_dir
+
+
+def train_summary(out_dir: str | Path, stage: str, manifest: RunManifest | None = None) -> dict[str, Any]:
+    """The manifest entry a training stage left (counts, metrics, loss curve, outputs)."""
+    manifest = manifest or RunManifest(Path(out_dir) / "manifest.json")
+    entry = manifest.get(stage)
+    if entry is None:
+        raise KeyError(f"{stage}: no such stage in {manifest.path}")
+    return entry

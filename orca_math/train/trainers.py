@@ -1,0 +1,132 @@
+"""Our configs -> TRL ``SFTTrainer`` / ``DPOTrainer`` / ``KTOTrainer``, with no Ray in sight.
+
+The Ray Train loop and the bare-process benchmark both build their trainer here, so they run the
+very same TRL code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from orca_math.prompts import CHAT_TEMPLATE
+from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig, TrainConfigBase
+from orca_math.train.rows import DPO_COLUMNS, KTO_COLUMNS, SFT_COLUMNS
+
+TRL_COLUMNS = {"sft": SFT_COLUMNS, "dpo": DPO_COLUMNS, "kto": KTO_COLUMNS}
+
+
+def load_tokenizer(model: str):
+    """The model's tokenizer, with our chat template when it has none, so the output folder carries one."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def deepspeed_dict(value: dict[str, Any] | str | None) -> dict[str, Any] | None:
+    """A DeepSpeed config as a mapping (a file is read on the driver, so workers need no copy)."""
+    if isinstance(value, str):
+        return json.loads(Path(value).read_text(encoding="utf-8"))
+    return value
+
+
+def trl_kwargs(algo: str, cfg: TrainConfigBase, output_dir: str | Path) -> dict[str, Any]:
+    """Keyword arguments of the TRL config class for ``algo`` equivalent to ``cfg`` (GPU settings included)."""
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(output_dir),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        seed=cfg.seed,
+        bf16=cfg.bf16,
+        fp16=cfg.fp16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        deepspeed=deepspeed_dict(cfg.deepspeed),
+        optim=cfg.optim,
+        use_cpu=not cfg.scaling.use_gpu,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        # Local scratch copies only: Ray Train keeps the real checkpoints in its storage.
+        save_total_limit=1,
+        report_to=list(cfg.report_to) or "none",
+        disable_tqdm=True,
+        max_length=cfg.max_length,
+        model_init_kwargs={"dtype": cfg.model_dtype},
+        dataloader_num_workers=0,
+        # A causal LM uses every parameter; looking for unused ones costs a graph walk per step.
+        ddp_find_unused_parameters=False,
+        include_num_input_tokens_seen="non_padding",
+    )
+    if cfg.fsdp:
+        kwargs.update(fsdp=cfg.fsdp, fsdp_config=cfg.fsdp_config)
+    if algo == "sft":
+        assert isinstance(cfg, SFTTrainConfig)
+        kwargs.update(completion_only_loss=True, packing=cfg.packing)
+    elif algo == "dpo":
+        assert isinstance(cfg, DPOTrainConfig)
+        kwargs.update(beta=cfg.beta, loss_type=[cfg.loss_type], precompute_ref_log_probs=cfg.precompute_ref_log_probs)
+    elif algo == "kto":
+        assert isinstance(cfg, KTOTrainConfig)
+        kwargs.update(beta=cfg.beta, loss_type=cfg.loss_type, desirable_weight=cfg.desirable_weight,
+                      undesirable_weight=cfg.undesirable_weight,
+                      precompute_ref_log_probs=cfg.precompute_ref_log_probs)
+    else:
+        raise ValueError(f"unknown algo {algo!r}: use sft, dpo or kto")
+    return kwargs
+
+
+def trl_args(algo: str, cfg: TrainConfigBase, output_dir: str | Path):
+    """The TRL config object (a ``TrainingArguments``) equivalent to ``cfg``."""
+    from trl import DPOConfig, KTOConfig, SFTConfig
+
+    config_cls = {"sft": SFTConfig, "dpo": DPOConfig, "kto": KTOConfig}[algo]
+    return config_cls(**trl_kwargs(algo, cfg, output_dir))
+
+
+def trl_dataset(algo: str, columns: dict[str, list]):
+    """A ``datasets.Dataset`` with just the columns the algorithm's TRL trainer reads."""
+    import datasets
+
+    missing = [c for c in TRL_COLUMNS[algo] if c not in columns]
+    if missing:
+        raise ValueError(f"{algo} rows lack column(s) {missing}")
+    return datasets.Dataset.from_dict({c: columns[c] for c in TRL_COLUMNS[algo]})
+
+
+def build_trainer(
+    algo: str,
+    model: str,
+    columns: dict[str, list],
+    cfg: TrainConfigBase,
+    output_dir: str | Path,
+    callbacks: Sequence[Any] = (),
+):
+    """A TRL trainer for ``algo`` on ``columns`` (TRL rows, column-major), starting from ``model``.
+
+    The model is passed by path so DPO/KTO load their frozen reference from the same weights:
+    the reference is always the round's starting model.
+    """
+    from trl import DPOTrainer, KTOTrainer, SFTTrainer
+
+    trainer_cls = {"sft": SFTTrainer, "dpo": DPOTrainer, "kto": KTOTrainer}[algo]
+    return trainer_cls(
+        model=model,
+        args=trl_args(algo, cfg, output_dir),
+        train_dataset=trl_dataset(algo, columns),
+        processing_class=load_tokenizer(model),
+        callbacks=list(callbacks),
+    )

@@ -1,0 +1,249 @@
+"""Training stages without Ray: configs, TRL row builders and their quarantine, the completion mask."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orca_math.config import ConfigError, load_stage_config
+from orca_math.prompts import render_prompt
+from orca_math.records import read_parquet, write_parquet
+from orca_math.schema import PROBLEM, QUARANTINE, empty_provenance
+from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig, TrainScalingConfig
+from orca_math.train.curves import final_metrics, loss_curve, plot_curves
+from orca_math.train.ray_train import ResumeError, _prepare_run_dir
+from orca_math.train.rows import (
+    CHOSEN_EQUALS_REJECTED,
+    EMPTY_COMPLETION,
+    PROMPT_TOO_LONG,
+    SEQUENCE_TOO_LONG,
+    dpo_rows,
+    kto_rows,
+    sft_rows,
+    trl_columns,
+)
+from orca_math.train.trainers import trl_kwargs
+
+
+def count_words(texts):
+    """A stand-in tokenizer: one token per whitespace-separated word."""
+    return [len(t.split()) for t in texts]
+
+
+def cpu(cls, **fields):
+    scaling = TrainScalingConfig(use_gpu=False, resources_per_worker={"CPU": 1})
+    return cls(**{"bf16": False, "gradient_checkpointing": False, "scaling": scaling, **fields})
+
+
+# --- configs ---------------------------------------------------------------------------------
+
+
+def test_defaults_are_the_paper_recipe_and_default_yaml_spells_them_out():
+    sft = SFTTrainConfig()
+    assert (sft.epochs, sft.learning_rate, sft.lr_scheduler, sft.packing) == (1.0, 1e-6, "constant", False)
+    assert sft.bf16 and sft.gradient_checkpointing and sft.scaling.use_gpu
+    assert sft.prompt_template == "USER:\n{question}\n\nASSISTANT:\n"
+    for algo, cls in (("dpo", DPOTrainConfig), ("kto", KTOTrainConfig)):
+        cfg = cls()
+        assert (cfg.beta, cfg.learning_rate, cfg.lr_scheduler) == (0.1, 1e-6, "constant")
+        assert load_stage_config(cls, "configs/default.yaml", algo) == cfg
+    assert load_stage_config(SFTTrainConfig, "configs/default.yaml", "sft") == sft
+
+
+@pytest.mark.parametrize("algo, cls", [("sft", SFTTrainConfig), ("dpo", DPOTrainConfig), ("kto", KTOTrainConfig)])
+def test_tiny_preset_trains_on_cpu_workers(algo, cls):
+    cfg = load_stage_config(cls, "tiny", algo)
+    assert not cfg.scaling.use_gpu and not cfg.bf16 and cfg.model_dtype == "float32"
+    assert cfg.scaling.resources_per_worker == {"CPU": 1}
+    assert trl_kwargs(algo, cfg, "/tmp/x")["use_cpu"] is True
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"bf16": True}, "bf16"),
+    ({"fp16": True}, "fp16"),
+    ({"deepspeed": {"zero_optimization": {"stage": 3}}}, "deepspeed"),
+    ({"fsdp": "full_shard auto_wrap"}, "fsdp"),
+    ({"model_dtype": "bfloat16"}, "bfloat16"),
+])
+def test_gpu_only_settings_are_rejected_on_cpu(fields, message):
+    with pytest.raises(ValueError, match=message):
+        cpu(SFTTrainConfig, **fields)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"bf16": True, "fp16": True}, "exclusive"),
+    ({"deepspeed": {"zero_optimization": {"stage": 3}}, "fsdp": "full_shard"}, "exclusive"),
+    ({"deepspeed": {"zero_optimization": {"stage": 4}}}, "stage"),
+    ({"fsdp": "full_shard sideways"}, "sideways"),
+    ({"fsdp_config": {"min_num_params": 1000}}, "fsdp_config needs fsdp"),
+    ({"max_prompt_length": 1024, "max_length": 1024}, "max_prompt_length"),
+])
+def test_inconsistent_gpu_settings_are_rejected(fields, message):
+    with pytest.raises(ValueError, match=message):
+        SFTTrainConfig(**fields)
+
+
+def test_gpu_settings_pass_through_to_trl(tmp_path):
+    ds_file = tmp_path / "zero3.json"
+    ds = {"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}}, "bf16": {"enabled": True}}
+    ds_file.write_text(json.dumps(ds))
+    cfg = DPOTrainConfig(deepspeed=str(ds_file), scaling=TrainScalingConfig(num_workers=8))
+    kwargs = trl_kwargs("dpo", cfg, tmp_path)
+    assert kwargs["bf16"] is True and kwargs["gradient_checkpointing"] is True and kwargs["use_cpu"] is False
+    assert kwargs["deepspeed"] == ds  # read on the driver: workers need no copy of the file
+    fsdp = trl_kwargs("sft", SFTTrainConfig(fsdp="full_shard auto_wrap", fsdp_config={"min_num_params": 10}), tmp_path)
+    assert fsdp["fsdp"] == "full_shard auto_wrap" and fsdp["fsdp_config"] == {"min_num_params": 10}
+    assert fsdp["completion_only_loss"] is True and fsdp["packing"] is False
+
+
+def test_deepspeed_file_errors_name_the_key(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("sft:\n  deepspeed: /nope/ds.json\n")
+    with pytest.raises(ConfigError) as e:
+        load_stage_config(SFTTrainConfig, f, "sft")
+    assert e.value.key == "sft.deepspeed" and "does not exist" in e.value.reason
+
+
+def test_kto_needs_two_examples_per_batch_and_gpu_resources_need_use_gpu():
+    with pytest.raises(ValueError, match="per_device_batch_size >= 2"):
+        KTOTrainConfig(per_device_batch_size=1)
+    assert KTOTrainConfig(per_device_batch_size=1, loss_type="apo_zero_unpaired")
+    with pytest.raises(ValueError, match="use_gpu"):
+        TrainScalingConfig(use_gpu=False, resources_per_worker={"GPU": 1})
+
+
+# --- row builders ----------------------------------------------------------------------------
+
+
+def problem(i, question, solution):
+    return ("problems.parquet", i, {"id": f"p{i}", "question": question, "reference_solution": solution,
+                                    "reference_answer": "1"})
+
+
+def test_sft_rows_quarantine_empty_and_too_long_with_reasons():
+    problems = [
+        problem(0, "What is 1 + 1?", "1 + 1 = 2\n#### 2"),
+        problem(1, "What is 2 + 2?", None),
+        problem(2, "What is 3 + 3?", "   "),
+        problem(3, "word " * 40, "#### 1"),
+        problem(4, "What is 4 + 4?", "step " * 40 + "#### 8"),
+    ]
+    out = sft_rows(problems, "USER:\n{question}\n\nASSISTANT:\n", count_words, max_prompt_length=20, max_length=30)
+    assert out.rows == [{"id": "p0", "prompt": render_prompt("What is 1 + 1?"), "completion": "1 + 1 = 2\n#### 2"}]
+    assert [(q["row"], q["field"], q["reason"]) for q in out.quarantined] == [
+        (1, "reference_solution", EMPTY_COMPLETION),
+        (2, "reference_solution", EMPTY_COMPLETION),
+        (3, "prompt", PROMPT_TOO_LONG),
+        (4, "reference_solution", SEQUENCE_TOO_LONG),
+    ]
+    assert all(q["source"] == "problems.parquet" and q["stage"] == "sft" for q in out.quarantined)
+    assert out.rows_in == 5 and out.counts()["quarantine_reasons"][EMPTY_COMPLETION] == 2
+
+
+def pair(i, chosen, rejected, prompt="USER:\nq\n\nASSISTANT:\n"):
+    return ("pairs.parquet", i, {"pair_id": f"x{i}", "problem_id": "p", "prompt": prompt, "chosen": chosen,
+                                 "rejected": rejected})
+
+
+def test_dpo_rows_quarantine_identical_empty_and_long_pairs():
+    pairs = [
+        pair(0, "#### 2", "#### 3"),
+        pair(1, "#### 2", " #### 2 "),
+        pair(2, "#### 2", ""),
+        pair(3, "#### 2", "no " * 50),
+        pair(4, "#### 2", "#### 3", prompt=""),
+    ]
+    out = dpo_rows(pairs, count_words, max_prompt_length=10, max_length=20)
+    assert [r["id"] for r in out.rows] == ["x0"]
+    assert set(out.rows[0]) == {"id", "prompt", "chosen", "rejected"}
+    assert [(q["row"], q["field"], q["reason"]) for q in out.quarantined] == [
+        (1, "rejected", CHOSEN_EQUALS_REJECTED),
+        (2, "rejected", EMPTY_COMPLETION),
+        (3, "rejected", SEQUENCE_TOO_LONG),
+        (4, "prompt", "empty prompt"),
+    ]
+    assert out.rows_in == len(out.rows) + len(out.quarantined)
+
+
+def test_kto_rows_are_shuffled_reproducibly_and_keep_labels():
+    examples = [("kto.parquet", i, {"example_id": f"e{i}", "prompt": "USER:\nq\n\nASSISTANT:\n",
+                                    "completion": f"#### {i}" if i != 3 else "", "label": i % 2 == 0})
+                for i in range(20)]
+    a = kto_rows(examples, count_words, max_prompt_length=10, max_length=20, seed=1)
+    b = kto_rows(examples, count_words, max_prompt_length=10, max_length=20, seed=1)
+    assert a.rows == b.rows and [r["id"] for r in a.rows] != [f"e{i}" for i in range(20) if i != 3]
+    assert all(r["label"] == (int(r["id"][1:]) % 2 == 0) for r in a.rows)
+    assert [(q["row"], q["reason"]) for q in a.quarantined] == [(3, EMPTY_COMPLETION)]
+    assert trl_columns(a.rows, ("prompt", "completion", "label")).keys() == {"prompt", "completion", "label"}
+
+
+# --- the completion-only mask ----------------------------------------------------------------
+
+
+def test_sft_labels_mask_the_prompt_and_keep_the_solution(tiny_model, tmp_path):
+    from orca_math.train.trainers import build_trainer, load_tokenizer
+
+    prompt, completion = render_prompt("Tom has 3 apples and buys 4 more. How many?"), "3 + 4 = 7\n#### 7"
+    cfg = load_stage_config(SFTTrainConfig, "tiny", "sft", {"max_steps": 1})
+    trainer = build_trainer("sft", str(tiny_model), {"prompt": [prompt, render_prompt("Hi?")],
+                                                      "completion": [completion, "#### 1"]}, cfg, tmp_path)
+    tok = load_tokenizer(str(tiny_model))
+    prompt_ids = tok(prompt)["input_ids"]
+    example = trainer.train_dataset[0]
+    ids, labels = example["input_ids"], example["labels"]
+    assert ids[: len(prompt_ids)] == prompt_ids
+    assert labels[: len(prompt_ids)] == [-100] * len(prompt_ids)
+    assert labels[len(prompt_ids):] == ids[len(prompt_ids):]
+    assert tok.decode(ids[len(prompt_ids):]) == completion + tok.eos_token
+    # The collated batch (with right padding) keeps the mask and masks padding too.
+    batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
+    short = batch["labels"][1].tolist()
+    n_short_prompt = len(tok(render_prompt("Hi?"))["input_ids"])
+    trained = [t for t in short if t != -100]
+    assert short[:n_short_prompt] == [-100] * n_short_prompt
+    assert tok.decode(trained) == "#### 1" + tok.eos_token
+
+
+# --- stage plumbing --------------------------------------------------------------------------
+
+
+def test_sft_without_trainable_rows_fails_with_the_quarantine_written(tiny_model, tmp_path):
+    from orca_math.train.run import TrainDataError, run_sft
+
+    data = tmp_path / "problems.parquet"
+    rows = [{"id": f"p{i}", "question": f"What is {i}?", "reference_solution": None, "reference_answer": str(i),
+             "source": "toy", "provenance": empty_provenance()} for i in range(3)]
+    write_parquet(rows, PROBLEM, data)
+    out = tmp_path / "out"
+    with pytest.raises(TrainDataError, match="no trainable rows"):
+        run_sft(tiny_model, data, out, load_stage_config(SFTTrainConfig, "tiny", "sft"))
+    quarantined = read_parquet(out / "quarantine.parquet", QUARANTINE)
+    assert [(q["source"], q["row"], q["reason"]) for q in quarantined] == [
+        (str(data), i, EMPTY_COMPLETION) for i in range(3)]
+    entry = json.loads((out / "manifest.json").read_text())["stages"]["sft"]
+    assert entry["status"] == "failed" and entry["rows_in"] == 3 and entry["rows_quarantined"] == 3
+
+
+def test_resume_refuses_a_checkpoint_from_another_config(tmp_path):
+    run_dir = tmp_path / "ray_train" / "sft"
+    first = {"algo": "sft", "model": "m", "data_hash": "d", "config": {"learning_rate": 1e-3, "max_steps": 10}}
+    _prepare_run_dir(run_dir, first, resume=False)
+    longer = {**first, "config": {"learning_rate": 1e-3, "max_steps": 50}}
+    _prepare_run_dir(run_dir, longer, resume=True)  # more steps: fine
+    with pytest.raises(ResumeError, match="config.learning_rate"):
+        _prepare_run_dir(run_dir, {**longer, "config": {"learning_rate": 1e-4, "max_steps": 50}}, resume=True)
+    with pytest.raises(ResumeError, match="data_hash"):
+        _prepare_run_dir(run_dir, {**longer, "data_hash": "other"}, resume=True)
+
+
+def test_metrics_and_loss_plot_from_log_history(tmp_path):
+    history = [{"loss": 2.0, "step": 1, "rewards/margins": 0.1}, {"loss": 1.0, "step": 2, "rewards/margins": 0.5},
+               {"train_runtime": 2.0, "step": 2}]
+    log = {"log_history": history, "global_step": 2, "resumed_from_step": 0, "steps_this_run": 2,
+           "tokens_this_run": 100, "world_size": 1, "train_metrics": {"train_runtime": 2.0, "train_loss": 1.5}}
+    m = final_metrics(log)
+    assert (m["first_loss"], m["last_loss"], m["train_tokens_per_second"]) == (2.0, 1.0, 50.0)
+    assert m["last_rewards_margins"] == 0.5 and loss_curve(history) == [[1, 2.0], [2, 1.0]]
+    png = plot_curves(history, tmp_path / "loss.png", "dpo")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
