@@ -50,8 +50,12 @@ def check_samples(problems: list[dict], samples: list[dict], n: int) -> StageOut
 
 
 def run_practice(model: str, problems_path: str | Path, out_dir: str | Path, cfg: PracticeConfig,
-                 stage: str = "practice", manifest: RunManifest | None = None) -> Path:
-    """Sample ``cfg.decoding.n`` solutions per problem; write ``samples.parquet`` (+ quarantine)."""
+                 stage: str = "practice", manifest: RunManifest | None = None, model_name: str | None = None) -> Path:
+    """Sample ``cfg.decoding.n`` solutions per problem; write ``samples.parquet`` (+ quarantine).
+
+    ``model_name`` (default: ``model``) goes into each sample's id and ``model`` column; a run
+    passes its label (``M1``) so ids do not depend on where the run folder lives.
+    """
     from orca_math.ray_runtime import ensure_ray
     from orca_math.sampling.ray_sampling import sample_rows
 
@@ -62,7 +66,8 @@ def run_practice(model: str, problems_path: str | Path, out_dir: str | Path, cfg
         problems = read_parquet(problems_path, PROBLEM)[: cfg.limit]
         ensure_ray()
         log.info("%s: %d problems x %d samples from %s", stage, len(problems), cfg.decoding.n, model)
-        samples = sample_rows(prompt_rows(problems, cfg.prompt_template), engine, cfg.decoding, model_name=str(model))
+        samples = sample_rows(prompt_rows(problems, cfg.prompt_template), engine, cfg.decoding,
+                              model_name=model_name or str(model))
         checked = check_samples(problems, samples, cfg.decoding.n)
         path = write_parquet(sorted(checked.rows, key=lambda s: (s["problem_id"], s["sample_index"])),
                              SAMPLE, out_dir / "samples.parquet")

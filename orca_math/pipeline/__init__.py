@@ -1,0 +1,1 @@
+"""The whole recipe as one resumable run: stage order, skip/resume planning, results."""

@@ -1,0 +1,76 @@
+"""``orca-math run`` and the per-round stage commands ``practice``, ``judge``, ``prefs``."""
+
+from __future__ import annotations
+
+import argparse
+
+from orca_math.config import load_stage_config
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="the whole recipe, resumable: rerun the same command to resume")
+    p.add_argument("--config", required=True, help="YAML config (e.g. configs/tiny.yaml, configs/orca_math_mistral7b.yaml)")
+    p.add_argument("--out", required=True, help="run folder (RUN_DIR)")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("practice", help="sample N solutions per problem from a student (vLLM on Ray Data)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--problems", required=True, help="problem-schema Parquet file or folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--config", default=None, help="YAML with a `practice:` section")
+    p.add_argument("--limit", type=int, default=None)
+    p.set_defaults(func=_practice)
+
+    p = sub.add_parser("judge", help="judge practice samples against the teacher answers (Serve judge)")
+    p.add_argument("--samples", required=True, help="sample-schema Parquet")
+    p.add_argument("--problems", required=True, help="problem-schema Parquet")
+    p.add_argument("--out", required=True)
+    p.add_argument("--config", default=None, help="YAML with `judge:`, `serve:` and (llm) `teacher:` sections")
+    p.set_defaults(func=_judge)
+
+    p = sub.add_parser("prefs", help="DPO pairs and KTO examples from judged samples")
+    p.add_argument("--problems", required=True)
+    p.add_argument("--samples", required=True)
+    p.add_argument("--judgments", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--round", type=int, default=1)
+    p.add_argument("--config", default=None, help="YAML with a `prefs:` section")
+    p.set_defaults(func=_prefs)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from orca_math.pipeline.run import run_pipeline
+
+    run_pipeline(args.config, args.out)
+    return 0
+
+
+def _practice(args: argparse.Namespace) -> int:
+    from orca_math.practice.stage import PracticeConfig, run_practice
+
+    cfg = load_stage_config(PracticeConfig, args.config, "practice", {"limit": args.limit})
+    print(f"samples: {run_practice(args.model, args.problems, args.out, cfg)}")
+    return 0
+
+
+def _judge(args: argparse.Namespace) -> int:
+    from orca_math.judge.config import JudgeConfig
+    from orca_math.judge.judge_samples import run_judge
+    from orca_math.serve_cli import ServeConfig
+    from orca_math.teacher.config import TeacherConfig
+
+    judge_cfg = load_stage_config(JudgeConfig, args.config, "judge")
+    teacher = load_stage_config(TeacherConfig, args.config, "teacher") if judge_cfg.method != "exact" else None
+    serve_cfg = load_stage_config(ServeConfig, args.config, "serve").judge
+    print(f"judgments: {run_judge(args.samples, args.problems, args.out, judge_cfg, serve_cfg, teacher)}")
+    return 0
+
+
+def _prefs(args: argparse.Namespace) -> int:
+    from orca_math.preferences.build import PreferenceConfig
+    from orca_math.preferences.stage import run_prefs
+
+    cfg = load_stage_config(PreferenceConfig, args.config, "prefs")
+    paths = run_prefs(args.problems, args.samples, args.judgments, args.out, cfg, round_k=args.round)
+    print(f"pairs: {paths['pairs']}\nkto: {paths['kto']}")
+    return 0

@@ -1,0 +1,32 @@
+"""The ``run:`` section: which stages the recipe runs, on what, for how many rounds."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from orca_math.config import StageConfig
+
+
+class RunConfig(StageConfig):
+    """The whole Orca-Math recipe. Defaults are the paper's: Mistral-7B student, AgentInstruct data
+    from GSM8K-style seeds, SFT, then 2 practice rounds with KTO."""
+
+    student: str = Field("mistralai/Mistral-7B-v0.1", description="Base model M0 (HF id or folder); 'tiny' builds one.")
+    seeds: str = Field("gsm8k-train", description="Seed problems for AgentInstruct (or the SFT set when generate is off).")
+    seed_limit: int | None = Field(None, ge=1, description="Use only the first N seeds.")
+    problems: str | None = Field(None, description="Use this problem set instead of generating one (Parquet/JSONL).")
+    generate: bool = Field(True, description="Run AgentInstruct on the seeds (off: train on the seeds/problems as given).")
+    solve: bool = Field(False, description="Have the teacher re-solve the problem set (keep only where it matches gold).")
+    rounds: int = Field(2, ge=0, description="Practice-and-feedback rounds after SFT.")
+    preference_algo: Literal["kto", "dpo"] = Field("kto", description="Preference learning per round (paper's best: KTO).")
+    practice_limit: int | None = Field(None, ge=1, description="Problems practiced per round (None: the whole SFT set).")
+    eval_base: bool = Field(False, description="Also evaluate M0 before SFT.")
+    judge_start_timeout_s: float = Field(120, gt=0, description="Readiness bound for the judge deployment.")
+
+    @model_validator(mode="after")
+    def _problems_or_seeds(self) -> "RunConfig":
+        if self.problems and self.generate:
+            raise ValueError("give either `problems` (use them as they are) or `generate: true`, not both")
+        return self

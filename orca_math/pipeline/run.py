@@ -1,0 +1,249 @@
+"""``orca-math run``: the whole recipe, resumable, as one command.
+
+seeds -> [generate] -> [solve] -> SFT (M1) -> eval -> for each round k:
+practice -> judge -> prefs -> DPO|KTO (M_{k+1}) -> eval. Then the results table.
+
+Every stage writes under ``RUN_DIR`` and records itself in ``RUN_DIR/manifest.json``; see
+``plan.py`` for what a rerun skips, resumes or redoes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from orca_math.config import StageConfig, load_stage_config, resolve_config_path
+from orca_math.evaluate.stage import EvalConfig
+from orca_math.judge.config import JudgeConfig
+from orca_math.manifest import RunManifest
+from orca_math.pipeline import metrics
+from orca_math.pipeline.config import RunConfig
+from orca_math.pipeline.plan import Action, fingerprint, plan_stage, prepare_stage
+from orca_math.pipeline.results import write_results
+from orca_math.practice.stage import PracticeConfig
+from orca_math.preferences.build import PreferenceConfig
+from orca_math.teacher.config import TeacherConfig
+from orca_math.tiny_model import TinyModelConfig, build_tiny_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageConfigs:
+    """Every stage's config, read from one YAML file."""
+
+    run: RunConfig
+    tiny_model: TinyModelConfig
+    eval: EvalConfig
+    sft: StageConfig
+    practice: PracticeConfig
+    judge: JudgeConfig
+    serve: StageConfig
+    teacher: TeacherConfig
+    prefs: PreferenceConfig
+    pref_train: StageConfig
+    generate: StageConfig | None = None
+    solve: StageConfig | None = None
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "StageConfigs":
+        from orca_math.serve_cli import ServeConfig
+        from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig
+
+        run = load_stage_config(RunConfig, path, "run", overrides)
+        pref_cls = KTOTrainConfig if run.preference_algo == "kto" else DPOTrainConfig
+        cfgs = cls(
+            run=run,
+            tiny_model=load_stage_config(TinyModelConfig, path, "tiny_model"),
+            eval=load_stage_config(EvalConfig, path, "eval"),
+            sft=load_stage_config(SFTTrainConfig, path, "sft"),
+            practice=load_stage_config(PracticeConfig, path, "practice"),
+            judge=load_stage_config(JudgeConfig, path, "judge"),
+            serve=load_stage_config(ServeConfig, path, "serve"),
+            teacher=load_stage_config(TeacherConfig, path, "teacher"),
+            prefs=load_stage_config(PreferenceConfig, path, "prefs"),
+            pref_train=load_stage_config(pref_cls, path, run.preference_algo),
+        )
+        if run.generate or run.solve:
+            from orca_math.agents.config import GenerateConfig, SolveStageConfig
+
+            cfgs.generate = load_stage_config(GenerateConfig, path, "generate")
+            cfgs.solve = load_stage_config(SolveStageConfig, path, "solve")
+        return cfgs
+
+
+@dataclass
+class PipelineRunner:
+    """Runs stages in order, skipping or resuming each as its manifest entry allows."""
+
+    run_dir: Path
+    manifest: RunManifest
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+    def stage(self, name: str, cfg: StageConfig, upstream: list[str], inputs: dict[str, str],
+              out_dir: Path, body: Callable[[bool], Any]) -> None:
+        """Run ``body(resume)`` for stage ``name`` unless it already finished with this fingerprint."""
+        fp = fingerprint(name, cfg.config_hash(), [self.fingerprints[u] for u in upstream], inputs)
+        self.fingerprints[name] = fp
+        plan = plan_stage(self.manifest, name, fp)
+        if plan.action is Action.SKIP:
+            log.info("[%s] done already (fingerprint %s): skipped", name, fp)
+            return
+        log.info("[%s] %s -> %s", name, "resuming" if plan.action is Action.RESUME else "running", out_dir)
+        prepare_stage(self.manifest, plan, out_dir)
+        metrics.stage_started(name)
+        started = time.perf_counter()
+        body(plan.action is Action.RESUME)
+        entry = self.manifest.get(name) or {}
+        if entry.get("status") != "done":  # bodies that do not record themselves
+            self.manifest.update(name, status="done", wall_s=round(time.perf_counter() - started, 3))
+        metrics.stage_finished(name, self.manifest.get(name))
+        log.info("[%s] finished in %.1fs", name, time.perf_counter() - started)
+
+
+def _problems_stage(r: PipelineRunner, cfgs: StageConfigs) -> tuple[str, Path]:
+    """The problem set SFT and practice use: the seeds as given, or AgentInstruct's output."""
+    run = cfgs.run
+    spec = run.problems or run.seeds
+    seeds_dir = r.run_dir / "seeds"
+
+    def read_seeds(resume: bool) -> None:
+        from orca_math.records import write_parquet, write_quarantine
+        from orca_math.schema import PROBLEM
+        from orca_math.seeds import read_problems
+
+        with r.manifest.stage("seeds", run, {"seeds": spec}) as entry:
+            out = read_problems(spec, limit=run.seed_limit, stage="seeds")
+            write_parquet(out.rows, PROBLEM, seeds_dir / "problems.parquet")
+            write_quarantine(out.quarantined, seeds_dir / "quarantine.parquet")
+            entry.update(outputs={"problems": str(seeds_dir / "problems.parquet")}, **out.counts())
+
+    r.stage("seeds", run, [], {"seeds": spec, "limit": str(run.seed_limit)}, seeds_dir, read_seeds)
+    problems, last = seeds_dir / "problems.parquet", "seeds"
+    if run.generate:
+        from orca_math.agents.pipeline import run_generate
+
+        gen_dir = r.run_dir / "generate"
+        gen_cfg = cfgs.generate.model_copy(update={"seeds": str(problems), "limit": None})
+        r.stage("generate", gen_cfg, [last], {}, gen_dir,
+                lambda resume: run_generate(gen_cfg, gen_dir, manifest=r.manifest, stage="generate"))
+        problems, last = gen_dir / "problems", "generate"
+    if run.solve:
+        from orca_math.agents.pipeline import run_solve
+
+        solve_dir = r.run_dir / "solve"
+        solve_cfg = cfgs.solve.model_copy(update={"data": str(problems), "limit": None})
+        r.stage("solve", solve_cfg, [last], {}, solve_dir,
+                lambda resume: run_solve(solve_cfg, solve_dir, manifest=r.manifest, stage="solve"))
+        problems, last = solve_dir / "problems", "solve"
+    return last, problems
+
+
+def _eval_stage(r: PipelineRunner, cfgs: StageConfigs, label: str, model: Path, upstream: str) -> str:
+    from orca_math.evaluate.run import run_eval
+
+    name = f"eval-{label}"
+    out = r.run_dir / "eval" / label
+    r.stage(name, cfgs.eval, [upstream], {"model": str(model)}, out,
+            lambda resume: run_eval(str(model), cfgs.eval, out, stage=name, manifest=r.manifest))
+    return name
+
+
+def run_pipeline(config: str | Path, run_dir: str | Path, overrides: dict[str, Any] | None = None) -> list[dict]:
+    """Run (or resume) the recipe; return the results rows ``{stage, model, accuracy, n}``."""
+    from orca_math.ray_runtime import ensure_ray
+    from orca_math.train.run import run_preference, run_sft
+
+    config = resolve_config_path(config)
+    cfgs = StageConfigs.load(config, overrides)
+    run = cfgs.run
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    r = PipelineRunner(run_dir, RunManifest(run_dir / "manifest.json"))
+    r.manifest.data["config_file"] = str(config)
+    ensure_ray()
+    models = run_dir / "models"
+    evals: list[tuple[str, str]] = []  # (eval stage, model label)
+
+    m0: Path | str = run.student
+    if run.student == "tiny":
+        m0 = models / "M0"
+        r.stage("student", cfgs.tiny_model, [], {}, m0, lambda resume: build_tiny_model(m0, cfgs.tiny_model))
+    else:
+        r.fingerprints["student"] = fingerprint("student", "", [], {"model": run.student})
+    if run.eval_base:
+        evals.append((_eval_stage(r, cfgs, "M0", Path(m0), "student"), "M0"))
+
+    last, problems = _problems_stage(r, cfgs)
+    m1 = models / "M1"
+    r.stage("sft", cfgs.sft, ["student", last], {"model": str(m0), "data": str(problems)}, m1,
+            lambda resume: run_sft(m0, problems, m1, cfgs.sft, manifest=r.manifest, resume=resume, stage="sft"))
+    evals.append((_eval_stage(r, cfgs, "M1", m1, "sft"), "M1"))
+
+    model, model_stage = m1, "sft"
+    practice_cfg = cfgs.practice.model_copy(update={"limit": run.practice_limit or cfgs.practice.limit})
+    try:
+        for k in range(1, run.rounds + 1):
+            rd = run_dir / f"round{k}"
+            model, model_stage = _round(r, cfgs, practice_cfg, k, rd, model, model_stage, problems, last,
+                                        run_preference, models)
+            evals.append((_eval_stage(r, cfgs, f"M{k + 1}", model, model_stage), f"M{k + 1}"))
+    finally:
+        _stop_judge()
+
+    results = []
+    for stage, label in evals:
+        e = r.manifest.get(stage)
+        summary_n = e.get("rows_in", 0)
+        results.append({"stage": stage, "model": label, "accuracy": e["accuracy"], "n": summary_n})
+    md = write_results(results, run_dir, f"orca-math run: {Path(config).name}")
+    print("\n" + md)
+    print(f"results: {run_dir / 'results.md'}, {run_dir / 'results.json'}, {run_dir / 'results.png'}")
+    return results
+
+
+def _round(r: PipelineRunner, cfgs: StageConfigs, practice_cfg: PracticeConfig, k: int, rd: Path, model: Path,
+           model_stage: str, problems: Path, problems_stage: str, run_preference, models: Path) -> tuple[Path, str]:
+    """One practice-and-feedback round: M_k -> M_{k+1}."""
+    from orca_math.judge.judge_samples import run_judge
+    from orca_math.practice.stage import run_practice
+    from orca_math.preferences.stage import run_prefs
+
+    algo = cfgs.run.preference_algo
+    samples, judgments, prefs = rd / "practice" / "samples.parquet", rd / "judge" / "judgments.parquet", rd / "prefs"
+    r.stage(f"practice-{k}", practice_cfg, [model_stage, problems_stage], {"model": str(model)}, rd / "practice",
+            lambda resume: run_practice(str(model), problems, rd / "practice", practice_cfg,
+                                        stage=f"practice-{k}", manifest=r.manifest, model_name=f"M{k}"))
+    teacher = cfgs.teacher if cfgs.judge.method != "exact" else None
+    r.stage(f"judge-{k}", cfgs.judge, [f"practice-{k}"], {}, rd / "judge",
+            lambda resume: run_judge(samples, problems, rd / "judge", cfgs.judge, cfgs.serve.judge, teacher,
+                                     stage=f"judge-{k}", manifest=r.manifest))
+    r.stage(f"prefs-{k}", cfgs.prefs, [f"judge-{k}"], {}, prefs,
+            lambda resume: run_prefs(problems, samples, judgments, prefs, cfgs.prefs, round_k=k,
+                                     stage=f"prefs-{k}", manifest=r.manifest))
+    data = prefs / ("kto.parquet" if algo == "kto" else "pairs.parquet")
+    nxt = models / f"M{k + 1}"
+    r.stage(f"{algo}-{k}", cfgs.pref_train, [f"prefs-{k}", model_stage], {"model": str(model)}, nxt,
+            lambda resume: run_preference(algo, model, data, nxt, cfgs.pref_train, manifest=r.manifest,
+                                          resume=resume, stage=f"{algo}-{k}"))
+    return nxt, f"{algo}-{k}"
+
+
+def _stop_judge() -> None:
+    """Free the judge's replicas at the end of a run (it is started on first use)."""
+    import ray
+
+    if not ray.is_initialized():
+        return
+    from ray import serve
+
+    from orca_math.judge.serve_judge import JUDGE_APP, stop_judge
+
+    try:
+        if JUDGE_APP in serve.status().applications:
+            stop_judge()
+    except RuntimeError as e:  # Serve was never started in this Ray instance
+        log.debug("no judge to stop: %s", e)

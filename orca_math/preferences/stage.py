@@ -1,0 +1,40 @@
+"""The prefs stage: read problems, samples and judgments; write DPO pairs, KTO examples, a report."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+from orca_math.manifest import RunManifest
+from orca_math.preferences.build import PreferenceConfig, build_preferences
+from orca_math.records import read_parquet, write_parquet, write_quarantine
+from orca_math.schema import JUDGMENT, KTO_EXAMPLE, PREFERENCE_PAIR, PROBLEM, SAMPLE
+
+log = logging.getLogger(__name__)
+
+
+def run_prefs(problems_path: str | Path, samples_path: str | Path, judgments_path: str | Path,
+              out_dir: str | Path, cfg: PreferenceConfig, round_k: int = 1, stage: str = "prefs",
+              manifest: RunManifest | None = None) -> dict[str, Path]:
+    """Write ``pairs.parquet`` (DPO), ``kto.parquet`` (KTO), ``quarantine.parquet``, ``report.json``."""
+    out_dir = Path(out_dir)
+    manifest = manifest or RunManifest(out_dir / "manifest.json")
+    inputs = {"problems": str(problems_path), "samples": str(samples_path), "judgments": str(judgments_path)}
+    with manifest.stage(stage, cfg, inputs) as entry:
+        samples = read_parquet(samples_path, SAMPLE)
+        prefs = build_preferences(read_parquet(problems_path, PROBLEM), samples,
+                                  read_parquet(judgments_path, JUDGMENT), cfg, round_k)
+        paths = {
+            "pairs": write_parquet(prefs.pairs, PREFERENCE_PAIR, out_dir / "pairs.parquet"),
+            "kto": write_parquet(prefs.kto_examples, KTO_EXAMPLE, out_dir / "kto.parquet"),
+            "quarantine": write_quarantine(prefs.quarantined, out_dir / "quarantine.parquet"),
+        }
+        (out_dir / "report.json").write_text(json.dumps(prefs.report, indent=2))
+        log.info("%s: %s", stage, prefs.report)
+        entry.update(outputs={k: str(v) for k, v in paths.items()}, report=prefs.report,
+                     rows_in=len(samples), rows_out=prefs.report["samples_used"],
+                     rows_quarantined=len(prefs.quarantined),
+                     quarantine_reasons=dict(Counter(q["reason"] for q in prefs.quarantined)))
+    return paths
