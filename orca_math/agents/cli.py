@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from orca_math.agents.config import GenerateConfig, SolveStageConfig
-from orca_math.config import load_stage_config
+from orca_math.agents.config import GenerateConfig, SolveStageConfig, load_with_teacher
 
 
 def _teacher_args(p: argparse.ArgumentParser) -> None:
@@ -22,14 +21,14 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser("generate", help="AgentInstruct: grow seed problems with a teacher (three AutoGen flows, Ray Data)")
     g.add_argument("--seeds", default=None, help="gsm8k-train (default), a JSONL/Parquet path, or hf:ID[:CONFIG]:SPLIT")
     g.add_argument("--limit", type=int, default=None, help="use the first N seeds")
-    g.add_argument("--config", default=None, help="YAML config with a `generate:` section (e.g. tiny)")
+    g.add_argument("--config", default=None, help="YAML config with a `generate:` section and a `teacher:` endpoint (e.g. tiny)")
     _teacher_args(g)
     g.set_defaults(func=run_generate_command)
 
     s = sub.add_parser("solve", help="teacher solutions for an existing problem set (keeps those matching the gold answer)")
     s.add_argument("--data", default=None, help="problems: gsm8k-train (default), a JSONL/Parquet path, or hf:ID")
     s.add_argument("--limit", type=int, default=None, help="solve the first N problems")
-    s.add_argument("--config", default=None, help="YAML config with a `solve:` section (e.g. tiny)")
+    s.add_argument("--config", default=None, help="YAML config with a `solve:` section and a `teacher:` endpoint (e.g. tiny)")
     _teacher_args(s)
     s.set_defaults(func=run_solve_command)
 
@@ -54,7 +53,7 @@ def _report(summary: dict, out: str) -> None:
 def run_generate_command(args: argparse.Namespace) -> int:
     from orca_math.agents.pipeline import run_generate
 
-    cfg = load_stage_config(GenerateConfig, args.config, "generate", {"seeds": args.seeds, **_overrides(args)})
+    cfg = load_with_teacher(GenerateConfig, args.config, "generate", {"seeds": args.seeds, **_overrides(args)})
     _report(run_generate(cfg, args.out, progress=not args.no_progress), args.out)
     return 0
 
@@ -62,6 +61,6 @@ def run_generate_command(args: argparse.Namespace) -> int:
 def run_solve_command(args: argparse.Namespace) -> int:
     from orca_math.agents.pipeline import run_solve
 
-    cfg = load_stage_config(SolveStageConfig, args.config, "solve", {"data": args.data, **_overrides(args)})
+    cfg = load_with_teacher(SolveStageConfig, args.config, "solve", {"data": args.data, **_overrides(args)})
     _report(run_solve(cfg, args.out, progress=not args.no_progress), args.out)
     return 0

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
-from orca_math.config import StageConfig
+from orca_math.config import (
+    ConfigError,
+    StageConfig,
+    load_stage_config,
+    load_yaml,
+    resolve_config_path,
+    validate_section,
+)
 from orca_math.seeds.dedup import DecontamConfig, DedupConfig
 from orca_math.teacher.config import TeacherConfig
 
@@ -98,3 +107,28 @@ def output_hash(cfg: GenerateConfig | SolveStageConfig) -> str:
     teacher_plumbing = {"base_url", "api_key_env", "max_in_flight", "max_retries", "timeout_s"}
     data = cfg.model_dump(mode="json", exclude={"limit": True, "execution": True, "teacher": teacher_plumbing})
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_with_teacher(cls: type[GenerateConfig] | type[SolveStageConfig], path: str | Path | None, section: str,
+                      overrides: dict[str, Any] | None = None):
+    """Load ``section`` like ``load_stage_config``, its ``teacher`` defaulting to the file's top-level
+    ``teacher:`` section (one endpoint for every stage); keys under ``<section>.teacher`` win, and
+    ``overrides`` (command-line flags, dotted keys) win over both."""
+    if path is None:
+        return load_stage_config(cls, None, section, overrides)
+    file = resolve_config_path(path)
+    raw = load_yaml(file)
+    data, shared_teacher = raw.get(section) or {}, raw.get("teacher") or {}
+    for key, value in ((section, data), ("teacher", shared_teacher), (f"{section}.teacher", data.get("teacher") or {})):
+        if not isinstance(value, dict):
+            raise ConfigError(file, key, f"must be a mapping, got {type(value).__name__}")
+    data = {**data, "teacher": {**shared_teacher, **(data.get("teacher") or {})}}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        target = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return validate_section(cls, data, file, section)
