@@ -108,11 +108,12 @@ def build_teacher_app(model: str, cfg: TeacherServeConfig):
 
 
 def start_teacher(model: str, cfg: TeacherServeConfig | None = None, host: str = "127.0.0.1",
-                  port: int = 8000) -> str:
+                  port: int = 8000, app_name: str = TEACHER_APP) -> str:
     """Serve ``model`` on the current Ray instance (started locally if needed); return the base URL (``.../v1``).
 
     Blocks until ``/v1/models`` answers, at most ``cfg.readiness_timeout_s``; then raises
-    ServeReadinessError with what Serve reported, after deleting the half-started app.
+    ServeReadinessError with what Serve reported, after deleting the half-started app. A
+    second teacher needs its own ``app_name`` and ``cfg.route_prefix``.
     """
     from orca_math.ray_runtime import ensure_ray
 
@@ -121,13 +122,13 @@ def start_teacher(model: str, cfg: TeacherServeConfig | None = None, host: str =
     root = start_serve_http(host, port) + cfg.route_prefix.rstrip("/")
     base_url = f"{root}/v1"
     log.info("starting teacher %s (%s) at %s", model, cfg.accelerator, base_url)
-    deploy_and_wait(build_teacher_app(model, cfg), TEACHER_APP, cfg.route_prefix, cfg.readiness_timeout_s,
+    deploy_and_wait(build_teacher_app(model, cfg), app_name, cfg.route_prefix, cfg.readiness_timeout_s,
                     ready_url=f"{base_url}/models")
     return base_url
 
 
-def stop_teacher() -> None:
+def stop_teacher(app_name: str = TEACHER_APP) -> None:
     """Delete the teacher app (Serve itself keeps running for other apps)."""
     from ray import serve
 
-    serve.delete(TEACHER_APP)
+    serve.delete(app_name)

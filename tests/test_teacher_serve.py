@@ -1,0 +1,110 @@
+"""The self-hosted teacher (tiny model, vLLM on CPU via ray.serve.llm) on a real local Ray Serve."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from orca_math.teacher import TeacherClient, TeacherConfig, autogen_model_client
+from orca_math.teacher.scripted import free_port
+from orca_math.teacher.serve_teacher import TeacherServeConfig, served_model_id
+from orca_math.teacher.serving import ServeReadinessError
+
+pytestmark = pytest.mark.slow
+
+CPU_TEACHER = TeacherServeConfig(accelerator="cpu", max_model_len=512, readiness_timeout_s=300)
+QUESTION = [{"role": "user", "content": "Natalia sold 48 clips in April and half as many in May. How many in all?"}]
+
+
+@pytest.fixture(scope="module")
+def serve_port(ray_local):
+    from ray import serve
+
+    yield free_port()
+    serve.shutdown()  # give the CPUs back to later test modules
+
+
+@pytest.fixture(scope="module")
+def teacher(serve_port, tiny_model):
+    """(base_url, TeacherConfig) of the tiny model served on Serve."""
+    from orca_math.teacher.serve_teacher import start_teacher, stop_teacher
+
+    base_url = start_teacher(str(tiny_model), CPU_TEACHER, port=serve_port)
+    cfg = TeacherConfig(base_url=base_url, model=served_model_id(str(tiny_model), CPU_TEACHER), api_key_env=None,
+                        max_tokens=12, timeout_s=60, max_retries=1)
+    yield base_url, cfg
+    stop_teacher()
+
+
+def test_teacher_comes_up_on_cpu_and_lists_its_model(teacher, serve_port, tiny_model):
+    import openai
+
+    base_url, cfg = teacher
+    assert base_url == f"http://127.0.0.1:{serve_port}/v1"
+    models = openai.OpenAI(base_url=base_url, api_key="unused").models.list()
+    assert [m.id for m in models.data] == [tiny_model.name] == [cfg.model]
+
+
+def test_openai_client_chat_with_usage(teacher):
+    import openai
+
+    base_url, cfg = teacher
+    resp = openai.OpenAI(base_url=base_url, api_key="unused").chat.completions.create(
+        model=cfg.model, messages=QUESTION, max_tokens=8, temperature=0.0)
+    assert resp.choices[0].message.content  # a random tiny model says *something*
+    assert resp.usage.completion_tokens == 8 and resp.choices[0].finish_reason == "length"
+    assert resp.usage.prompt_tokens > 10
+
+
+def test_teacher_client_counts_tokens_from_the_served_model(teacher):
+    _, cfg = teacher
+    client = TeacherClient(cfg, stage="solve")
+    results = asyncio.run(client.chat_many([QUESTION] * 3))
+    assert all(r.completion_tokens == cfg.max_tokens for r in results)
+    usage = client.usage()["solve"]
+    assert usage["requests"] == 3 and usage["completion_tokens"] == 3 * cfg.max_tokens
+    assert usage["prompt_tokens"] == sum(r.prompt_tokens for r in results) > 0
+
+
+def test_autogen_client_against_the_served_teacher(teacher):
+    from autogen_core.models import SystemMessage, UserMessage
+
+    _, cfg = teacher
+    client = autogen_model_client(cfg)
+    result = asyncio.run(client.create([SystemMessage(content="You are a math teacher."),
+                                        UserMessage(content=QUESTION[0]["content"], source="user")]))
+    assert isinstance(result.content, str) and result.content
+    assert result.usage.completion_tokens == cfg.max_tokens and result.usage.prompt_tokens > 10
+
+
+def test_llm_judge_with_a_teacher_that_cannot_follow_the_format_judges_nothing(teacher):
+    """The random tiny model never writes a verdict line: every item is an error, none a guess."""
+    from orca_math.judge import JudgeConfig, JudgeItem, judge_items_sync
+
+    _, cfg = teacher
+    items = [JudgeItem("How many?", "72", "72"), JudgeItem("How many?", "72", "27")]
+    verdicts = judge_items_sync(items, JudgeConfig(method="llm", llm_attempts=2, llm_max_tokens=16),
+                                TeacherClient(cfg, stage="judge"))
+    assert [v.correct for v in verdicts] == [None, None]
+    assert all("no parseable" in v.error for v in verdicts)
+
+
+def test_a_teacher_that_cannot_be_placed_fails_with_a_clear_error_not_a_hang(serve_port, tiny_model):
+    """Without the CPU recipe the replica asks for a GPU this machine lacks: bounded wait, then an error."""
+    from ray import serve
+
+    from orca_math.teacher.serve_teacher import start_teacher
+
+    gpu_cfg = TeacherServeConfig(accelerator="gpu", readiness_timeout_s=15, route_prefix="/gpu",
+                                 model_id="needs-a-gpu")
+    started = time.monotonic()
+    with pytest.raises(ServeReadinessError, match="not ready after 15s") as err:
+        start_teacher(str(tiny_model), gpu_cfg, port=serve_port, app_name="orca-teacher-gpu")
+    assert time.monotonic() - started < 60
+    assert "LLMServer" in str(err.value)  # says which deployment is stuck
+    deadline = time.monotonic() + 30
+    while "orca-teacher-gpu" in serve.status().applications and time.monotonic() < deadline:
+        time.sleep(1)
+    assert "orca-teacher-gpu" not in serve.status().applications  # cleaned up, not left pending
