@@ -1,0 +1,97 @@
+"""``orca-math world``: procedural problem sets; ``orca-math world-teach``: the symbolic teacher's flows."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from orca_math.config import ConfigError, load_stage_config, load_yaml, resolve_config_path
+from orca_math.world.generate import WorldConfig
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("world", help="procedural GSM8K-style problems (train or held-out test) as problem Parquet")
+    p.add_argument("--split", choices=["train", "test"], required=True, help="train and test never share a question")
+    p.add_argument("--n", type=int, default=None, help="how many problems (default: world.n_train / world.n_test)")
+    p.add_argument("--seed", type=int, default=None, help="same seed, same problems (default: world.seed)")
+    p.add_argument("--out", required=True, help="output .parquet file (a manifest.json is kept next to it)")
+    p.add_argument("--config", default=None, help="YAML with a `world:` section (e.g. configs/demo.yaml)")
+    p.set_defaults(func=run_world)
+
+    t = sub.add_parser("world-teach", help="Ask Me Anything + Suggester/Editor + Solve on world seeds, no LLM")
+    t.add_argument("--seeds", required=True, help="world problems Parquet (from `orca-math world`)")
+    t.add_argument("--out", required=True, help="output folder: problems/, quarantine/, manifest.json")
+    t.add_argument("--config", default=None, help="YAML whose `teacher:` section has `kind: procedural`")
+    t.add_argument("--limit", type=int, default=None, help="use only the first N seeds")
+    t.add_argument("--rounds", type=int, default=2, help="Suggester+Editor rounds (0: off; paper: 2)")
+    t.add_argument("--keep-all-rounds", action="store_true", help="keep every round's problem, not only the last")
+    t.add_argument("--include-seeds", action="store_true", help="keep the seeds themselves in the output")
+    t.add_argument("--no-ask-me-anything", action="store_true", help="skip the Ask Me Anything flow")
+    t.set_defaults(func=run_world_teach)
+
+
+def run_world(args: argparse.Namespace) -> int:
+    from orca_math.manifest import RunManifest
+    from orca_math.records import write_parquet
+    from orca_math.schema import PROBLEM
+    from orca_math.world.generate import generate_problems
+
+    cfg = load_stage_config(WorldConfig, args.config, "world", {"seed": args.seed})
+    n = args.n if args.n is not None else (cfg.n_train if args.split == "train" else cfg.n_test)
+    out = Path(args.out)
+    manifest = RunManifest(out.parent / "manifest.json")
+    with manifest.stage(f"world-{args.split}", cfg, {"split": args.split, "n": str(n)}) as entry:
+        result = generate_problems(args.split, n, cfg)
+        write_parquet(result.rows, PROBLEM, out)
+        entry.update(outputs={"problems": str(out)}, **result.counts())
+    print(f"world {args.split}: {len(result.rows)} problems (seed {cfg.seed}) -> {out}")
+    return 0
+
+
+def load_procedural_teacher(path: str | None):
+    """The ``teacher:`` section of ``path`` as a ProceduralTeacherConfig (defaults without a file)."""
+    from orca_math.world.teacher import ProceduralTeacherConfig
+
+    if path is None:
+        return ProceduralTeacherConfig()
+    section = load_yaml(path).get("teacher") or {}
+    if isinstance(section, dict) and section.get("kind") != "procedural":
+        raise ConfigError(resolve_config_path(path), "teacher.kind",
+                          f"world-teach runs the procedural teacher; got kind {section.get('kind')!r}")
+    return load_stage_config(ProceduralTeacherConfig, path, "teacher")
+
+
+def run_world_teach(args: argparse.Namespace) -> int:
+    from orca_math.manifest import RunManifest
+    from orca_math.records import read_parquet, write_parquet, write_quarantine
+    from orca_math.schema import PROBLEM
+    from orca_math.world.teacher import FlowSettings, teach_seeds
+
+    cfg = load_procedural_teacher(args.config)
+    flows = FlowSettings(ask_me_anything=not args.no_ask_me_anything, suggester_editor_rounds=args.rounds,
+                         keep_all_rounds=args.keep_all_rounds, include_seeds=args.include_seeds)
+    out = Path(args.out)
+    manifest = RunManifest(out / "manifest.json")
+    with manifest.stage("world-teach", cfg, {"seeds": str(args.seeds), "flows": repr(flows)}) as entry:
+        started = time.perf_counter()
+        seeds = read_parquet(args.seeds, PROBLEM)[: args.limit]
+        result, duplicates = teach_seeds(seeds, cfg, flows)
+        if result.candidates != len(result.problems) + len(result.quarantined):
+            raise AssertionError(f"candidates ({result.candidates}) != kept + quarantined")
+        write_parquet(result.problems, PROBLEM, out / "problems" / "part-00000.parquet")
+        write_quarantine(result.quarantined, out / "quarantine" / "candidates.parquet")
+        reasons: dict[str, int] = {}
+        for q in result.quarantined:
+            reasons[q["reason"]] = reasons.get(q["reason"], 0) + 1
+        entry.update(
+            outputs={"problems": str(out / "problems"), "quarantine": str(out / "quarantine")},
+            seeds_in=len(seeds), candidates=result.candidates, kept=len(result.problems),
+            quarantined=len(result.quarantined), quarantine_reasons=dict(sorted(reasons.items())),
+            rows_in=result.candidates, rows_out=len(result.problems), rows_quarantined=len(result.quarantined),
+            by_flow={f: dict(sorted(c.items())) for f, c in sorted(result.by_flow.items())},
+            removed_duplicates=duplicates, teacher_model=cfg.model, generation_s=round(time.perf_counter() - started, 3),
+        )
+    print(f"world-teach: {len(seeds)} seeds -> {result.candidates} candidates, {len(result.problems)} kept, "
+          f"{len(result.quarantined)} quarantined -> {out}")
+    return 0
