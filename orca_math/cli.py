@@ -16,7 +16,6 @@ COMMAND_MODULES = [
     "orca_math.tiny_model_cli",
     "orca_math.evaluate.cli",
     "orca_math.world.cli",
-    "orca_math.world.cli",
     "orca_math.agents.cli",
     "orca_math.train.cli",
     "orca_math.serve_cli",
