@@ -52,8 +52,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--readiness-timeout", type=float, default=None, help="seconds to wait for the app to serve")
 
 
-def _wait_for_signal_then_shutdown() -> None:
-    """Block until SIGINT/SIGTERM, then take Serve and Ray down."""
+def _wait_for_signal_then_shutdown(app_name: str) -> None:
+    """Block until SIGINT/SIGTERM, then delete our app, Serve (if nothing else runs on it) and Ray."""
     import ray
     from ray import serve
 
@@ -65,12 +65,15 @@ def _wait_for_signal_then_shutdown() -> None:
             pass
     finally:
         print("shutting down", flush=True)
-        serve.shutdown()
+        serve.delete(app_name)
+        # On a shared cluster (RAY_ADDRESS) other apps may be running: leave Serve to them.
+        if not serve.status().applications:
+            serve.shutdown()
         ray.shutdown()
 
 
 def run_teacher(args: argparse.Namespace) -> int:
-    from orca_math.teacher.serve_teacher import served_model_id, start_teacher
+    from orca_math.teacher.serve_teacher import TEACHER_APP, served_model_id, start_teacher
 
     cfg = load_stage_config(ServeConfig, args.config, "serve", {
         "teacher.accelerator": args.accelerator, "teacher.model_id": args.model_id,
@@ -80,14 +83,14 @@ def run_teacher(args: argparse.Namespace) -> int:
         base_url = start_teacher(args.model, cfg, args.host, args.port)
         print(f"teacher {served_model_id(args.model, cfg)!r} ready: {base_url}", flush=True)
     except BaseException:
-        _shutdown_quietly()
+        _disconnect()
         raise
-    _wait_for_signal_then_shutdown()
+    _wait_for_signal_then_shutdown(TEACHER_APP)
     return 0
 
 
 def run_judge(args: argparse.Namespace) -> int:
-    from orca_math.judge.serve_judge import start_judge
+    from orca_math.judge.serve_judge import JUDGE_APP, start_judge
 
     serve_cfg = load_stage_config(ServeConfig, args.config, "serve",
                                   {"judge.readiness_timeout_s": args.readiness_timeout}).judge
@@ -100,16 +103,15 @@ def run_judge(args: argparse.Namespace) -> int:
         base_url = start_judge(judge_cfg, serve_cfg, teacher_cfg, args.host, args.port)
         print(f"judge ({judge_cfg.method}) ready: {base_url} (POST {base_url}/judge)", flush=True)
     except BaseException:
-        _shutdown_quietly()
+        _disconnect()
         raise
-    _wait_for_signal_then_shutdown()
+    _wait_for_signal_then_shutdown(JUDGE_APP)
     return 0
 
 
-def _shutdown_quietly() -> None:
+def _disconnect() -> None:
+    """After a failed start (the app is already deleted): leave Ray, stopping a local instance we started."""
     import ray
-    from ray import serve
 
     if ray.is_initialized():
-        serve.shutdown()
         ray.shutdown()
