@@ -20,7 +20,7 @@ from orca_math.records import read_parquet, to_table
 from orca_math.schema import PROBLEM, QUARANTINE, stable_id
 from orca_math.world.generate import (
     WorldConfig, add_distractor, append_random_step, find_leaks, generate_problems, is_heldout, problem_row,
-    program_from_row, random_program,
+    program_from_row,
 )
 from orca_math.world.program import Program, Step
 from orca_math.world.render import render_question
@@ -294,6 +294,18 @@ def test_a_teacher_section_selects_the_procedural_or_the_endpoint_teacher():
     assert isinstance(Section.model_validate({"teacher": {"kind": "procedural"}}).teacher, ProceduralTeacherConfig)
     assert isinstance(Section.model_validate({"teacher": {"base_url": "http://x/v1"}}).teacher, TeacherConfig)
     assert isinstance(Section.model_validate({"teacher": {}}).teacher, TeacherConfig)
+
+
+def test_config_files_name_their_teacher_kind():
+    from orca_math.config import ConfigError
+    from orca_math.teacher.config import TeacherConfig
+    from orca_math.world.cli import load_procedural_teacher
+    from orca_math.world.teacher import load_teacher_config
+
+    assert isinstance(load_teacher_config("demo"), ProceduralTeacherConfig)
+    assert isinstance(load_teacher_config("tiny"), TeacherConfig)
+    with pytest.raises(ConfigError, match="kind: procedural"):
+        load_procedural_teacher("tiny")
 
 
 def test_the_procedural_backend_runs_in_the_generate_pipelines_batch_runner(seeds):

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from orca_math.config import ConfigError, load_stage_config, load_yaml, resolve_config_path
+from orca_math.config import ConfigError, load_stage_config, resolve_config_path
 from orca_math.world.generate import WorldConfig
 
 
@@ -51,15 +51,15 @@ def run_world(args: argparse.Namespace) -> int:
 
 def load_procedural_teacher(path: str | None):
     """The ``teacher:`` section of ``path`` as a ProceduralTeacherConfig (defaults without a file)."""
-    from orca_math.world.teacher import ProceduralTeacherConfig
+    from orca_math.world.teacher import ProceduralTeacherConfig, load_teacher_config
 
     if path is None:
         return ProceduralTeacherConfig()
-    section = load_yaml(path).get("teacher") or {}
-    if isinstance(section, dict) and section.get("kind") != "procedural":
+    cfg = load_teacher_config(path)
+    if not isinstance(cfg, ProceduralTeacherConfig):
         raise ConfigError(resolve_config_path(path), "teacher.kind",
-                          f"world-teach runs the procedural teacher; got kind {section.get('kind')!r}")
-    return load_stage_config(ProceduralTeacherConfig, path, "teacher")
+                          "world-teach runs the procedural teacher: set `kind: procedural` in the teacher: section")
+    return cfg
 
 
 def run_world_teach(args: argparse.Namespace) -> int:

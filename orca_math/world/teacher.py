@@ -77,6 +77,17 @@ class ProceduralTeacherConfig(StageConfig):
     seed: int = Field(0, ge=0, description="Seed of the teacher's choices (per seed and flow).")
 
 
+def load_teacher_config(path, section: str = "teacher"):
+    """The teacher a config file names: :class:`ProceduralTeacherConfig` for ``kind: procedural``,
+    else the endpoint ``TeacherConfig`` (what ``orca-math run`` and ``generate`` should load)."""
+    from orca_math.config import load_stage_config, load_yaml
+    from orca_math.teacher.config import TeacherConfig
+
+    raw = load_yaml(path).get(section) if path is not None else None
+    is_procedural = isinstance(raw, dict) and raw.get("kind") == "procedural"
+    return load_stage_config(ProceduralTeacherConfig if is_procedural else TeacherConfig, path, section)
+
+
 @dataclass(frozen=True)
 class FlowSettings:
     """The flow knobs the LLM pipeline's ``generate:`` config also has (see :meth:`from_generate_config`)."""
