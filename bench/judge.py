@@ -1,0 +1,152 @@
+"""Judge throughput: judgments/s through Ray Serve (HTTP and handle) vs the in-process answer checker.
+
+The same 10,000 (question, reference, candidate) items, exact method, three ways:
+
+- ``in-process``: ``judge_items`` in this process, one core, no Serve (the ceiling per core);
+- ``handle``: ``handle.judge.remote(chunk)`` from the driver, ``--concurrency`` chunks in flight
+  (what a Ray Data ``map_batches`` worker does);
+- ``http``: ``POST /v1/judge`` with ``--request-size`` items per request, ``--concurrency``
+  requests in flight (httpx, async).
+
+Serve runs ``--replicas`` fixed replicas on a local Ray. Each mode runs once untimed (warm-up)
+and then timed. Ratios are against in-process.
+
+    .venv/bin/python bench/judge.py [--items 10000] [--replicas 1 2] [--request-size 100] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+
+
+def make_items(n: int, seed: int = 0) -> list[dict[str, str]]:
+    """Answers the way students write them: right, wrong, formatted, fractions, none at all."""
+    rng = random.Random(seed)
+    items = []
+    for i in range(n):
+        answer = rng.randint(1, 5000)
+        reference = f"She has {answer - 3} + 3 = {answer} apples.\n#### {answer}"
+        kind = i % 6
+        if kind == 0:
+            candidate = f"First, 2 x {answer // 2} = {answer // 2 * 2}. Then we add the rest.\n#### {answer}"
+        elif kind == 1:
+            candidate = f"So the total is ${answer:,}.00. The answer is ${answer:,}."
+        elif kind == 2:
+            candidate = f"Step 1: {answer} - 1 = {answer - 1}.\nThe final answer is {answer - 1}."
+        elif kind == 3:
+            candidate = f"That makes \\boxed{{{answer * 2}/2}} apples."
+        elif kind == 4:
+            candidate = "I am not sure how to solve this problem, it has too many steps. " * 3
+        else:
+            candidate = f"{answer} apples in {rng.randint(2, 9)} baskets, so {answer} in all."
+        items.append({"question": f"Problem {i}: how many apples?", "reference": reference, "candidate": candidate})
+    return items
+
+
+def bench_in_process(items: list[dict]) -> float:
+    from orca_math.judge import JudgeConfig, JudgeItem, judge_items_sync
+
+    parsed = [JudgeItem(**it) for it in items]
+    judge_items_sync(parsed[:500], JudgeConfig())  # warm-up (regex compile, imports)
+    start = time.perf_counter()
+    verdicts = judge_items_sync(parsed, JudgeConfig())
+    elapsed = time.perf_counter() - start
+    assert len(verdicts) == len(items)
+    return len(items) / elapsed
+
+
+def _chunks(items: list[dict], size: int) -> list[list[dict]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def bench_handle(items: list[dict], request_size: int, concurrency: int) -> float:
+    from orca_math.judge.serve_judge import judge_handle
+
+    handle = judge_handle()
+
+    def run() -> float:
+        start = time.perf_counter()
+        pending, done = [], 0
+        for chunk in _chunks(items, request_size):
+            pending.append(handle.judge.remote(chunk))
+            if len(pending) >= concurrency:
+                done += len(pending.pop(0).result())
+        done += sum(len(p.result()) for p in pending)
+        assert done == len(items)
+        return len(items) / (time.perf_counter() - start)
+
+    run()
+    return run()
+
+
+def bench_http(items: list[dict], base_url: str, request_size: int, concurrency: int) -> float:
+    import httpx
+
+    async def run() -> float:
+        chunks = _chunks(items, request_size)
+        limit = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=concurrency)) as http:
+            async def post(chunk: list[dict]) -> int:
+                async with limit:
+                    r = await http.post(f"{base_url}/judge", json={"items": chunk})
+                    r.raise_for_status()
+                    return len(r.json()["verdicts"])
+
+            start = time.perf_counter()
+            done = sum(await asyncio.gather(*(post(c) for c in chunks)))
+            assert done == len(items)
+            return len(items) / (time.perf_counter() - start)
+
+    asyncio.run(run())
+    return asyncio.run(run())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--request-size", type=int, default=100, help="items per HTTP request / handle call")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests / handle calls in flight")
+    parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray")
+    args = parser.parse_args()
+
+    import ray
+    from ray import serve
+
+    from orca_math.judge import JudgeConfig, JudgeServeConfig
+    from orca_math.judge.serve_judge import start_judge, stop_judge
+    from orca_math.teacher.scripted import free_port
+
+    items = make_items(args.items)
+    rows = [("in-process (1 core)", 1, bench_in_process(items))]
+    print(f"in-process: {rows[0][2]:,.0f} judgments/s", flush=True)
+
+    ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level="warning", log_to_driver=False)
+    port = free_port()
+    try:
+        for replicas in args.replicas:
+            cfg = JudgeServeConfig(min_replicas=replicas, max_replicas=replicas, num_cpus=args.num_cpus / (replicas + 1),
+                                   max_ongoing_requests=2 * args.concurrency, max_batch_size=256)
+            base_url = start_judge(JudgeConfig(method="exact"), cfg, port=port)
+            h = bench_handle(items, args.request_size, args.concurrency)
+            print(f"handle, {replicas} replica(s): {h:,.0f} judgments/s", flush=True)
+            w = bench_http(items, base_url, args.request_size, args.concurrency)
+            print(f"http, {replicas} replica(s): {w:,.0f} judgments/s", flush=True)
+            rows += [(f"serve handle", replicas, h), (f"serve http", replicas, w)]
+            stop_judge()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+    base = rows[0][2]
+    print(f"\n{args.items:,} items, exact method, {args.request_size} items/request, {args.concurrency} in flight")
+    print(f"{'mode':<22}{'replicas':>9}{'judgments/s':>14}{'vs in-process':>15}")
+    for mode, replicas, rate in rows:
+        print(f"{mode:<22}{replicas:>9}{rate:>14,.0f}{rate / base:>14.2f}x")
+
+
+if __name__ == "__main__":
+    main()
