@@ -105,6 +105,24 @@ def test_a_step_that_cannot_follow_is_refused():
         states(program)
 
 
+def test_pronouns_never_point_at_two_people():
+    program = Program((
+        Step("earn_rate", {"r": 32, "h": 8}, {"owner": "Jack"}),
+        Step("fraction", {"k": 4}, {"other": "Hugo"}, phrasing=1),
+        Step("earn_more", {"b": 60}, {"giver": "uncle"}, phrasing=2),
+        Step("spend", {"b": 4}, {"purchase": "a kite"}),
+    ))
+    assert render_question(program) == (
+        "Jack earns $32 an hour and works 8 hours. Hugo has a quarter the amount of money that Jack has. "
+        "Hugo's uncle gives him $60. Hugo spends $4 on a kite. How much money does Hugo have left?"
+    )
+    each = Program((Step("buy", {"n": 3, "p": 4}, {"owner": "Ava", "item": "pie", "store": "shop"}),
+                    Step("split_bill", {"k": 2}, {"group": "friend", "groups": "friends"}),
+                    Step("percent_off", {"p": 50}, {"store": "shop"}, phrasing=0)))  # "gives her": no "her" here
+    with pytest.raises(ProgramError, match="needs a person"):
+        render_question(each)
+
+
 def test_drawn_programs_have_one_to_four_steps_and_small_whole_values():
     cfg = WorldConfig()
     steps = Counter()

@@ -1,7 +1,7 @@
 """Programs to text: the question a student reads and the step-by-step solution ending in ``#### N``.
 
-Pronouns: a sentence says "she" instead of "Mia" only when the previous sentence was about Mia
-alone (no second person, no distractor in between), so a pronoun never has two candidates.
+Pronouns: a sentence says "she" or "her" instead of "Mia" only when the previous sentence was
+about Mia alone (no second person, no distractor in between), so a pronoun never has two candidates.
 """
 
 from __future__ import annotations
@@ -80,9 +80,19 @@ def render_question(program: Program) -> str:
         where = f"step {i} ({step.kind})"
         if not (i == last and kind.silent_when_last):
             template = _pick(kind.sentence_templates(before), step.phrasing, where)
+            if template.startswith("@") and before is not None and before.pron is None:
+                raise ProgramError(f"{where}: phrasing {step.phrasing} needs a person, not {before.owner!r}")
             same = before is not None and subject == before.owner
-            sentences.append(_fill(template, _fields(program, i, sts, None, same), where))
-            subject = None if "{other}" in template.lower() else sts[i].owner
+            fields = _fields(program, i, sts, None, same)
+            if not same and before is not None and before.pron is not None:
+                # A pronoun whose person was not the last one talked about could point at two
+                # people ("Hugo has a quarter of Jack's money. His uncle ..."): use the name.
+                fields["Poss"] = f"{before.owner}'s"
+                if not any(f in template for f in ("{Poss}", "{Who}", "{who}")):
+                    fields["obj"] = before.owner
+            sentences.append(_fill(template, fields, where))
+            # After a sentence with a second person ("... to Leo", "Her uncle ..."), names again.
+            subject = None if "{other}" in template.lower() or "{giver}" in template else sts[i].owner
         for d in program.distractors:
             if d.after == i:
                 sentences.append(_distractor_sentence(program, d))
