@@ -132,6 +132,16 @@ def test_chat_many_can_return_errors_in_place_so_one_failure_does_not_sink_a_bat
     assert client.usage()["default"]["requests"] == 2
 
 
+def test_a_client_pickles_as_a_fresh_client_for_ray_workers(endpoint, cfg):
+    import pickle
+
+    client = TeacherClient(cfg, stage="solve")
+    asyncio.run(client.chat(USER))
+    copy = pickle.loads(pickle.dumps(client))
+    assert (copy.cfg, copy.stage, copy.usage()) == (cfg, "solve", {})
+    assert asyncio.run(copy.chat(USER)).text == "The answer is 4"
+
+
 def test_merge_usage_sums_workers():
     a = {"judge": {"requests": 1, "prompt_tokens": 10, "completion_tokens": 2}}
     b = {"judge": {"requests": 2, "prompt_tokens": 5, "completion_tokens": 1},

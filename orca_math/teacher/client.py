@@ -90,6 +90,11 @@ class TeacherClient:
             weakref.WeakKeyDictionary()
         )
 
+    def __reduce__(self):
+        # Ray ships UDF constructor args by pickle: a client travels as its config and stage and
+        # arrives fresh (own pools, usage from zero); sum workers' usage() with merge_usage.
+        return (TeacherClient, (self.cfg, self.stage))
+
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
         with self._lock:
