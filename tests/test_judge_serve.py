@@ -117,6 +117,19 @@ def test_ray_data_judges_rows_through_the_handle(judge_url):
     assert {r["method"] for r in out} == {"exact"} and all(r["judge_error"] is None for r in out)
 
 
+def test_a_second_app_on_another_port_reports_where_serve_really_listens(serve_port, judge_url):
+    """Serve has one HTTP port per Ray instance: asking for another must not return a dead URL."""
+    from orca_math.judge.serve_judge import start_judge, stop_judge
+
+    url = start_judge(JudgeConfig(), JudgeServeConfig(**SMALL, route_prefix="/other"), port=free_port(),
+                      app_name="orca-judge-other")
+    try:
+        assert url == f"http://127.0.0.1:{serve_port}/other/v1"
+        assert httpx.post(f"{url}/judge", json={"items": ITEMS[:1]}, timeout=30).json()["verdicts"][0]["correct"]
+    finally:
+        stop_judge("orca-judge-other")
+
+
 def test_bearer_token_is_required_on_every_route_when_set(serve_port, monkeypatch):
     from orca_math.judge.serve_judge import start_judge, stop_judge
 

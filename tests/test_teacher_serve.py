@@ -97,10 +97,10 @@ def test_a_teacher_that_cannot_be_placed_fails_with_a_clear_error_not_a_hang(ser
 
     from orca_math.teacher.serve_teacher import start_teacher
 
-    gpu_cfg = TeacherServeConfig(accelerator="gpu", readiness_timeout_s=15, route_prefix="/gpu",
+    gpu_cfg = TeacherServeConfig(accelerator="gpu", readiness_timeout_s=10, route_prefix="/gpu",
                                  model_id="needs-a-gpu")
     started = time.monotonic()
-    with pytest.raises(ServeReadinessError, match="not ready after 15s") as err:
+    with pytest.raises(ServeReadinessError, match="not ready after 10s") as err:
         start_teacher(str(tiny_model), gpu_cfg, port=serve_port, app_name="orca-teacher-gpu")
     assert time.monotonic() - started < 60
     assert "LLMServer" in str(err.value)  # says which deployment is stuck

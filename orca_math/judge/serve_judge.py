@@ -19,6 +19,7 @@ judged together, and autoscaling follows the requests in flight per replica. A v
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 
 JUDGE_APP = "orca-judge"
 # llm-mode batches wait on the network, so several run at once; exact ones are CPU-bound
-# and gain nothing from this, but lose nothing either.
+# and gain nothing from this, but lose nothing either. (Serve warns that max_batch_size x this
+# exceeds max_ongoing_requests: it assumes one item per request, but ours carry many.)
 _CONCURRENT_BATCHES = 8
 
 
@@ -139,8 +141,6 @@ class JudgeDeployment:
 
     async def judge(self, items: Sequence[dict[str, Any] | JudgeItem]) -> list[dict[str, Any]]:
         """Handle method: verdict dicts (correct, method, extracted, error, prompt/completion tokens), in order."""
-        import asyncio
-
         parsed = [_as_item(raw, i) for i, raw in enumerate(items)]
         verdicts = await asyncio.gather(*(self._judge_batched(item) for item in parsed))
         return [v.to_dict() for v in verdicts]
