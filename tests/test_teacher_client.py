@@ -123,6 +123,14 @@ def test_the_api_key_never_appears_in_errors(endpoint, cfg):
         assert e.__cause__ is None and e.__suppress_context__  # the openai error (with headers) is not chained
 
 
+def test_a_401_that_echoes_a_masked_key_is_redacted(endpoint, cfg):
+    masked = "sk-tes************************6789"
+    endpoint.push(Fault.status(401, message=f"Incorrect API key provided: {masked}. Find your key at ..."))
+    with pytest.raises(TeacherError) as err:
+        asyncio.run(TeacherClient(cfg).chat(USER))
+    assert masked not in str(err.value) and "Incorrect API key provided: ***" in str(err.value)
+
+
 def test_chat_many_can_return_errors_in_place_so_one_failure_does_not_sink_a_batch(endpoint, cfg):
     endpoint.push(Fault.status(400))
     client = TeacherClient(cfg.model_copy(update={"max_in_flight": 1}))

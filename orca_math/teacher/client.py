@@ -16,6 +16,7 @@ underlying connection pool and semaphore are created once per event loop.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import weakref
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from orca_math.teacher.config import TeacherConfig
 __all__ = ["ChatResult", "TeacherClient", "TeacherError", "autogen_model_client", "merge_usage", "plain_model_info"]
 
 Message = dict[str, Any]
+
+_ECHOED_KEY = re.compile(r"(api key provided:\s*)\S+", re.I)
 
 
 class TeacherError(RuntimeError):
@@ -112,7 +115,10 @@ class TeacherClient:
 
     def _scrub(self, text: str) -> str:
         key = self.cfg.api_key()
-        return text.replace(key, "***") if key and key != "EMPTY" else text
+        if key and key != "EMPTY":
+            text = text.replace(key, "***")
+        # OpenAI's 401 body echoes a masked key ("sk-ab***wxyz"): drop even that.
+        return _ECHOED_KEY.sub(r"\1***", text)
 
     def _fail(self, kind: str, message: str, status: int | None = None, attempts: int = 1) -> TeacherError:
         return TeacherError(kind, self._scrub(message), base_url=self.cfg.base_url, model=self.cfg.model,
