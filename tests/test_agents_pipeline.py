@@ -1,0 +1,232 @@
+"""The generate/solve pipeline: committed parts, resume after SIGKILL, Ray Data end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from orca_math.agents.backend import SeedOutput
+from orca_math.agents.config import ExecutionConfig, GenerateConfig, SolveStageConfig, load_with_teacher, output_hash
+from orca_math.agents.flows import ASK_ME_ANYTHING, SEED, SUGGESTER_EDITOR
+from orca_math.agents.parts import PartStore, PartStoreError
+from orca_math.agents.prompts import PROMPT_VERSION
+from orca_math.agents.scripted import ScriptedTeacher
+from orca_math.records import read_parquet
+from orca_math.schema import PROBLEM, QUARANTINE
+from orca_math.seeds import read_problems
+from orca_math.teacher import TeacherConfig
+from orca_math.teacher.scripted import ScriptedEndpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def seed_rows(n: int, start: int = 0) -> list[dict]:
+    return read_problems("gsm8k-train", limit=start + n).rows[start:]
+
+
+def one_kept(seed: dict) -> SeedOutput:
+    out = SeedOutput()
+    out.keep(SEED, seed)
+    return out
+
+
+# --- Parts: the resume state (no Ray) ---------------------------------------------------------
+
+def test_committed_parts_name_their_seeds_and_leftovers_of_a_crash_are_removed(tmp_path, gsm8k_dir):
+    store = PartStore(tmp_path / "parts")
+    seeds = seed_rows(4)
+    store.commit(seeds[:2], one_kept(seeds[0]).add(one_kept(seeds[1])), "h1")
+    (tmp_path / "parts" / ".tmp-crashed").mkdir()
+    (tmp_path / "parts" / ".tmp-crashed" / "problems.parquet").write_bytes(b"half a file")
+    assert store.remove_incomplete() == 1
+    assert store.committed_seeds("h1") == {s["id"]: store.part_dirs()[0].name for s in seeds[:2]}
+    content = store.read_all()
+    assert [p["id"] for p in content.problems] == [s["id"] for s in seeds[:2]]
+    assert content.candidates == 2 and content.parts == 1
+
+
+def test_parts_from_other_settings_or_a_seed_twice_refuse_to_resume(tmp_path, gsm8k_dir):
+    store = PartStore(tmp_path / "parts")
+    seeds = seed_rows(3)
+    store.commit(seeds[:2], SeedOutput(), "h1")
+    with pytest.raises(PartStoreError, match="different generation settings"):
+        store.committed_seeds("h2")
+    store.commit(seeds[1:], SeedOutput(), "h1")
+    with pytest.raises(PartStoreError, match="is also in"):
+        store.committed_seeds("h1")
+
+
+def test_output_hash_ignores_execution_and_endpoint_plumbing_but_not_the_recipe():
+    base = GenerateConfig()
+    assert output_hash(base) == output_hash(base.model_copy(update={
+        "limit": 5, "execution": ExecutionConfig(workers=4),
+        "teacher": base.teacher.model_copy(update={"base_url": "http://elsewhere/v1", "max_in_flight": 1})}))
+    assert output_hash(base) != output_hash(base.model_copy(update={
+        "teacher": base.teacher.model_copy(update={"model": "another-teacher"})}))
+
+
+def test_generate_config_takes_the_shared_teacher_section_and_flags_win(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("teacher: {base_url: 'http://a/v1', model: m1, max_tokens: 99}\n"
+                        "generate: {teacher: {model: m2}, suggester_editor: {rounds: 3}}\n")
+    cfg = load_with_teacher(GenerateConfig, cfg_file, "generate", {"teacher.base_url": "http://b/v1"})
+    assert (cfg.teacher.base_url, cfg.teacher.model, cfg.teacher.max_tokens) == ("http://b/v1", "m2", 99)
+    assert cfg.suggester_editor.rounds == 3
+    assert load_with_teacher(GenerateConfig, "default", "generate") == GenerateConfig()
+
+
+# --- On Ray, against a scripted OpenAI-compatible endpoint --------------------------------------
+
+def scripted_config(base_url: str, limit: int, **execution) -> GenerateConfig:
+    teacher = TeacherConfig(base_url=base_url, model="scripted", api_key_env=None, max_retries=1, max_in_flight=16)
+    return GenerateConfig(seeds="gsm8k-train", limit=limit, teacher=teacher,
+                          execution=ExecutionConfig(**{"seeds_per_part": 3, "num_cpus_per_worker": 0.25, **execution}))
+
+
+def read_outputs(out: Path) -> tuple[list[dict], list[dict], dict]:
+    problems = sorted(read_parquet(out / "problems", PROBLEM), key=lambda p: p["id"])
+    quarantined = sorted(read_parquet(out / "quarantine" / "candidates.parquet", QUARANTINE),
+                         key=lambda q: (q["source"], q["stage"], q["row"] or 0, q["raw"]))
+    manifest = json.loads((out / "manifest.json").read_text())["stages"]["generate"]
+    return problems, quarantined, manifest
+
+
+def seeds_covered(problems: list[dict], quarantined: list[dict]) -> Counter:
+    """Rows per seed: kept rows name it in provenance, quarantined rows in their source."""
+    c = Counter((p["provenance"]["seed_id"] or p["id"]) for p in problems)
+    c.update(q["source"].rsplit(":", 1)[1] for q in quarantined if q["stage"] == "generate")
+    return c
+
+
+@pytest.mark.slow
+def test_generate_on_ray_accounts_for_every_candidate_and_a_rerun_is_free(ray_local, tmp_path, gsm8k_dir):
+    from orca_math.agents.pipeline import run_generate
+
+    with ScriptedEndpoint(reply=ScriptedTeacher()) as ep:
+        cfg = scripted_config(ep.base_url, limit=9)
+        summary = run_generate(cfg, tmp_path / "out", progress=False)
+        hits = ep.hits
+        problems, quarantined, manifest = read_outputs(tmp_path / "out")
+
+        assert summary["status"] == "done" and summary == manifest
+        assert manifest["seeds_in"] == 9 and manifest["parts"] == 3
+        assert manifest["candidates"] == manifest["kept"] + manifest["quarantined"] > 9
+        assert (manifest["kept"], manifest["quarantined"]) == (len(problems), len(quarantined))
+        assert sum(manifest["quarantine_reasons"].values()) == len(quarantined)
+        assert {"parse failure", "disagreeing solves"} <= set(manifest["quarantine_reasons"])
+        for flow, counts in manifest["by_flow"].items():
+            assert counts["candidates"] == sum(v for k, v in counts.items() if k != "candidates"), flow
+        usage = manifest["teacher_usage"]
+        assert set(usage) == {ASK_ME_ANYTHING, SUGGESTER_EDITOR, "solve_and_verify"}
+        assert sum(u["requests"] for u in usage.values()) == hits
+        assert usage[ASK_ME_ANYTHING]["requests"] == 9 and usage[ASK_ME_ANYTHING]["completion_tokens"] > 0
+
+        seeds = {s["id"] for s in seed_rows(9)}
+        assert set(seeds_covered(problems, quarantined)) == seeds  # every seed left a trace
+        generated = [p for p in problems if p["provenance"]["flow"] != SEED]
+        assert generated and all(p["provenance"]["seed_id"] in seeds and p["provenance"]["teacher_model"] == "scripted"
+                                 and p["provenance"]["prompt_version"] == PROMPT_VERSION for p in generated)
+        # The last round that succeeded (round 1 only when round 2's reply was malformed).
+        rounds = Counter(p["provenance"]["round"] for p in generated if p["provenance"]["flow"] == SUGGESTER_EDITOR)
+        assert set(rounds) <= {1, 2} and rounds[2] > 0
+        assert all(p["reference_solution"].endswith(f"#### {p['reference_answer']}") for p in problems)
+
+        # Everything is committed: a rerun sends no request and writes the same outputs.
+        again = run_generate(cfg, tmp_path / "out", progress=False)
+        assert ep.hits == hits and again["seeds_resumed"] == 9 and again["seeds_this_run"] == 0
+        assert read_outputs(tmp_path / "out")[:2] == (problems, quarantined)
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL the job and everything it started (its local Ray included): one session, by pid."""
+    pids = subprocess.run(["ps", "-o", "pid=", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_generate_killed_mid_run_resumes_to_the_same_result_as_an_uninterrupted_run(ray_local, tmp_path, gsm8k_dir):
+    from orca_math.agents.pipeline import run_generate
+
+    n = 8
+    # Slow replies and one seed per part: parts commit one by one while the job is killed.
+    with ScriptedEndpoint(reply=ScriptedTeacher(delay_s=0.15)) as ep:
+        killed = tmp_path / "killed"
+        cmd = [sys.executable, "-m", "orca_math.cli", "generate", "--seeds", "gsm8k-train", "--limit", str(n),
+               "--teacher-url", ep.base_url, "--teacher-model", "scripted", "--max-in-flight", "4",
+               "--config", str(tmp_path / "job.yaml"), "--out", str(killed), "--no-progress"]
+        (tmp_path / "job.yaml").write_text(
+            "teacher: {api_key_env: null, max_retries: 1}\n"
+            "generate: {execution: {seeds_per_part: 1, parts_in_flight_per_worker: 1, num_cpus_per_worker: 0.25}}\n")
+        proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env={**os.environ, "RAY_ADDRESS": "local"})  # its own Ray, killed with it
+        parts = PartStore(killed / "parts")
+        deadline = time.time() + 240
+        try:
+            while len(parts.part_dirs()) < 2:
+                assert proc.poll() is None, "the job ended before it could be killed"
+                assert time.time() < deadline, "no part committed in time"
+                time.sleep(0.1)
+        finally:
+            _kill_session(proc)
+        committed_before = {p.name for p in parts.part_dirs()}
+        assert 2 <= len(committed_before) < n, "the job was not killed mid-run"
+        assert not (killed / "manifest.json").exists() or \
+            json.loads((killed / "manifest.json").read_text())["stages"]["generate"]["status"] == "running"
+
+        cfg = load_with_teacher(GenerateConfig, tmp_path / "job.yaml", "generate", {
+            "seeds": "gsm8k-train", "limit": n, "teacher.base_url": ep.base_url, "teacher.model": "scripted"})
+        resumed = run_generate(cfg, killed, progress=False)
+        ep.reply.delay_s = 0.0
+        clean = run_generate(cfg, tmp_path / "clean", progress=False)
+
+    assert resumed["seeds_resumed"] == len(committed_before) and resumed["seeds_this_run"] == n - len(committed_before)
+    assert committed_before <= {p.name for p in parts.part_dirs()}  # committed parts were kept, not redone
+    owners = parts.committed_seeds(output_hash(cfg))
+    assert sorted(owners) == sorted(s["id"] for s in seed_rows(n))  # each seed in exactly one part
+    resumed_out, clean_out = read_outputs(killed), read_outputs(tmp_path / "clean")
+    assert resumed_out[0] == clean_out[0]  # identical problems
+    assert resumed_out[1] == clean_out[1]  # identical quarantine
+    for key in ("seeds_in", "candidates", "kept", "quarantined", "quarantine_reasons", "by_flow", "teacher_usage",
+                "removed_duplicates", "removed_contaminated"):
+        assert resumed_out[2][key] == clean_out[2][key], key
+    assert len({p["id"] for p in resumed_out[0]}) == len(resumed_out[0])  # nothing produced twice
+
+
+@pytest.mark.slow
+def test_solve_keeps_teacher_solutions_that_match_gold(ray_local, tmp_path, gsm8k_dir):
+    from orca_math.agents.pipeline import run_solve
+    from orca_math.agents.scripted import answer_of
+
+    problems = seed_rows(6)
+    # Give half the problems the answer the scripted teacher will find.
+    rows = [{"question": p["question"], "reference_answer": str(answer_of(p["question"])) if i % 2 == 0 else "-1",
+             "id": p["id"]} for i, p in enumerate(problems)]
+    data = tmp_path / "problems.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
+    teacher = ScriptedTeacher(unsolvable=0.0, too_long=0.0)
+    with ScriptedEndpoint(reply=teacher) as ep:
+        cfg = SolveStageConfig(data=str(data), teacher=TeacherConfig(base_url=ep.base_url, model="scripted",
+                                                                     api_key_env=None, max_retries=1),
+                               execution=ExecutionConfig(seeds_per_part=4, num_cpus_per_worker=0.25))
+        summary = run_solve(cfg, tmp_path / "out", progress=False)
+        assert ep.hits == 6  # one solve each (verify is off by default for solve)
+    kept = read_parquet(tmp_path / "out" / "problems", PROBLEM)
+    assert sorted(p["id"] for p in kept) == sorted(r["id"] for r in rows[::2])
+    assert all(p["provenance"]["teacher_model"] == "scripted" and p["reference_solution"].startswith("Step 1")
+               for p in kept)
+    assert summary["quarantine_reasons"] == {"wrong answer": 3}
+    assert summary["seeds_in"] == 7 and summary["seeds_unreadable"] == 1
+    assert len(read_parquet(tmp_path / "out" / "quarantine" / "seeds.parquet", QUARANTINE)) == 1
