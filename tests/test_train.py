@@ -75,6 +75,8 @@ def test_gpu_only_settings_are_rejected_on_cpu(fields, message):
     ({"bf16": True, "fp16": True}, "exclusive"),
     ({"deepspeed": {"zero_optimization": {"stage": 3}}, "fsdp": "full_shard"}, "exclusive"),
     ({"deepspeed": {"zero_optimization": {"stage": 4}}}, "stage"),
+    ({"deepspeed": {"zero_optimization": {"stage": 3}}}, "stage3_gather_16bit_weights_on_model_save"),
+    ({"fsdp": "full_shard", "fsdp_config": {"state_dict_type": "SHARDED_STATE_DICT"}}, "FULL_STATE_DICT"),
     ({"fsdp": "full_shard sideways"}, "sideways"),
     ({"fsdp_config": {"min_num_params": 1000}}, "fsdp_config needs fsdp"),
     ({"max_prompt_length": 1024, "max_length": 1024}, "max_prompt_length"),
@@ -86,7 +88,8 @@ def test_inconsistent_gpu_settings_are_rejected(fields, message):
 
 def test_gpu_settings_pass_through_to_trl(tmp_path):
     ds_file = tmp_path / "zero3.json"
-    ds = {"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}}, "bf16": {"enabled": True}}
+    ds = {"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"},
+                                "stage3_gather_16bit_weights_on_model_save": True}, "bf16": {"enabled": True}}
     ds_file.write_text(json.dumps(ds))
     cfg = DPOTrainConfig(deepspeed=str(ds_file), scaling=TrainScalingConfig(num_workers=8))
     kwargs = trl_kwargs("dpo", cfg, tmp_path)

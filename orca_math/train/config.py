@@ -139,10 +139,18 @@ class TrainConfigBase(StageConfig):
                 raise ValueError(f"model_dtype {self.model_dtype} needs a GPU; use float32 on CPU")
         if self.max_prompt_length >= self.max_length:
             raise ValueError(f"max_prompt_length ({self.max_prompt_length}) must be < max_length ({self.max_length})")
-        if isinstance(self.deepspeed, dict):
-            zero = self.deepspeed.get("zero_optimization", {})
+        if self.deepspeed is not None:
+            ds = self.deepspeed if isinstance(self.deepspeed, dict) else json.loads(Path(self.deepspeed).read_text())
+            zero = ds.get("zero_optimization", {})
             if not isinstance(zero, dict) or zero.get("stage", 0) not in (0, 1, 2, 3):
                 raise ValueError("deepspeed.zero_optimization.stage must be 0, 1, 2 or 3")
+            # The output must be one loadable HF folder, not per-rank ZeRO shards.
+            if zero.get("stage") == 3 and not zero.get("stage3_gather_16bit_weights_on_model_save"):
+                raise ValueError("ZeRO-3 needs zero_optimization.stage3_gather_16bit_weights_on_model_save: true "
+                                 "so the output folder holds whole weights")
+        state_dict_type = (self.fsdp_config or {}).get("state_dict_type", "FULL_STATE_DICT")
+        if self.fsdp and state_dict_type != "FULL_STATE_DICT":
+            raise ValueError("fsdp_config.state_dict_type must be FULL_STATE_DICT so the output folder holds whole weights")
         return self
 
 

@@ -131,6 +131,17 @@ def _prepare_run_dir(run_dir: Path, identity: dict[str, Any], resume: bool) -> N
     job_file.write_text(json.dumps(identity, indent=1, sort_keys=True))
 
 
+def _warn_if_cluster_too_small(num_workers: int, per_worker: dict[str, float]) -> None:
+    import ray
+
+    have = ray.cluster_resources()
+    short = {k: f"{v * num_workers:g} > {have.get(k, 0):g}" for k, v in per_worker.items()
+             if v * num_workers > have.get(k, 0)}
+    if short:
+        log.warning("%d training workers need %s but the cluster has less right now (%s); "
+                    "training waits until an autoscaler adds nodes", num_workers, per_worker, short)
+
+
 def fit_on_ray(
     algo: str,
     model: str,
@@ -162,6 +173,10 @@ def fit_on_ray(
     (out_dir / TRAIN_LOG).unlink(missing_ok=True)
     job = {"algo": algo, "model": model, "config": job_config, "rows": ray.put(columns), "out_dir": str(out_dir)}
     scaling = cfg.scaling
+    per_worker = dict(scaling.resources_per_worker or {"CPU": 1})
+    if scaling.use_gpu:
+        per_worker.setdefault("GPU", 1)
+    _warn_if_cluster_too_small(scaling.num_workers, per_worker)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=job,
