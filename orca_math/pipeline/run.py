@@ -9,6 +9,8 @@ Every stage writes under ``RUN_DIR`` and records itself in ``RUN_DIR/manifest.js
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -86,7 +88,11 @@ class PipelineRunner:
     def stage(self, name: str, cfg: StageConfig, upstream: list[str], inputs: dict[str, str],
               out_dir: Path, body: Callable[[bool], Any]) -> None:
         """Run ``body(resume)`` for stage ``name`` unless it already finished with this fingerprint."""
-        fp = fingerprint(name, cfg.config_hash(), [self.fingerprints[u] for u in upstream], inputs)
+        # Paths inside the run folder count relative to it, so a copied or moved run folder resumes.
+        rel = lambda text: text.replace(str(self.run_dir), "RUN_DIR")  # noqa: E731
+        cfg_hash = hashlib.sha256(rel(json.dumps(cfg.model_dump(mode="json"), sort_keys=True)).encode()).hexdigest()
+        fp = fingerprint(name, cfg_hash[:16], [self.fingerprints[u] for u in upstream],
+                         {k: rel(v) for k, v in inputs.items()})
         self.fingerprints[name] = fp
         plan = plan_stage(self.manifest, name, fp)
         if plan.action is Action.SKIP:

@@ -48,7 +48,7 @@ class DecodingConfig(StageConfig):
     top_p: float = Field(0.95, gt=0, le=1)
     max_tokens: int = Field(512, ge=1, description="Completion tokens per sample.")
     stop: list[str] = Field(default_factory=lambda: list(DEFAULT_STOP), description="Stop sequences.")
-    seed: int | None = Field(0, description="Per-request seed; None for fresh randomness each run.")
+    seed: int | None = Field(0, description="Base of the per-problem seeds (reproducible samples); None: fresh randomness.")
 
 
 GREEDY = DecodingConfig(n=1, temperature=0.0, top_p=1.0)

