@@ -125,10 +125,10 @@ def test_suggester_editor_malformed_editor_stops_the_flow_and_keeps_the_last_goo
     assert len(client.create_calls) == 4  # round 3 never ran
 
 
-def test_suggester_editor_malformed_suggester_is_a_parse_failure():
-    _, make = replay("make it harder", "PROBLEM: one?")
+def test_suggester_editor_malformed_suggester_is_a_parse_failure_without_asking_the_editor():
+    client, make = replay("make it harder", "PROBLEM: one?")
     out = run(suggester_editor(SEED_ROW, make, SuggesterEditorConfig(rounds=1)))
-    assert out.candidates == []
+    assert out.candidates == [] and len(client.create_calls) == 1
     assert [(q["reason"], q["field"]) for q in out.quarantined] == [(PARSE_FAILURE, "suggestions")]
 
 
@@ -194,7 +194,7 @@ def test_rejected_request_quarantines_as_teacher_error():
         ep.push(Fault.status(400))
         ama = await ask_me_anything(SEED_ROW, make)
         ep.push(Fault.status(400))
-        se = await suggester_editor(SEED_ROW, make, SuggesterEditorConfig(rounds=2))  # inside a team
+        se = await suggester_editor(SEED_ROW, make, SuggesterEditorConfig(rounds=2))
         ep.push(Fault.status(422))
         solved = await solve_and_verify(candidate(), make)
         return ama, se, solved
@@ -214,7 +214,6 @@ def test_endpoint_down_fails_the_flow_with_the_original_error(flow):
         if flow == "ask_me_anything":
             await ask_me_anything(SEED_ROW, make)
         else:
-            # AutoGen teams stringify errors; the flow re-raises the typed one it saw.
             await suggester_editor(SEED_ROW, make, SuggesterEditorConfig(rounds=1))
 
     with ScriptedEndpoint(reply=lambda body: "#### 24") as ep:

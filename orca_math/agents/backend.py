@@ -78,6 +78,13 @@ class SeedBackend(Protocol):
     async def expand(self, seed: dict) -> SeedOutput: ...
 
 
+async def close_backend(backend: SeedBackend) -> None:
+    """Release what a backend holds (its teacher connections), if it holds anything."""
+    close = getattr(backend, "aclose", None)
+    if close is not None:
+        await close()
+
+
 async def solve_candidates(out: SeedOutput, candidates: list[Candidate], make_client: ClientFactory,
                            cfg, teacher_model: str) -> None:
     """Run solve-and-verify on every candidate at once; kept rows and rejections go into ``out``."""
@@ -134,6 +141,10 @@ class AgentInstructBackend:
         await solve_candidates(out, unique, self.make_client, self.cfg.solve, self.teacher_model)
         return out
 
+    async def aclose(self) -> None:
+        """Close the teacher client the factory hands out."""
+        await self.make_client().close()
+
 
 class TeacherSolveBackend:
     """``solve``: a teacher solution for an existing problem, checked like generated ones."""
@@ -149,6 +160,10 @@ class TeacherSolveBackend:
         await solve_candidates(out, [candidate], self.make_client, self.cfg.solve, self.teacher_model)
         return out
 
+    async def aclose(self) -> None:
+        """Close the teacher client the factory hands out."""
+        await self.make_client().close()
+
 
 def build_backend(cfg: GenerateConfig | SolveStageConfig) -> SeedBackend:
     """The backend for a stage config, talking to ``cfg.teacher``.
@@ -157,7 +172,10 @@ def build_backend(cfg: GenerateConfig | SolveStageConfig) -> SeedBackend:
     the place a non-endpoint teacher (``teacher: {kind: procedural}``) is selected.
     """
     from orca_math.teacher import autogen_model_client
+    from orca_math.world.teacher import ProceduralBackend, ProceduralSolveBackend, ProceduralTeacherConfig
 
+    if isinstance(cfg.teacher, ProceduralTeacherConfig):
+        return ProceduralBackend(cfg) if isinstance(cfg, GenerateConfig) else ProceduralSolveBackend(cfg)
     shared = BoundedChatClient(autogen_model_client(cfg.teacher), cfg.teacher.max_in_flight)
 
     def make_client() -> BoundedChatClient:

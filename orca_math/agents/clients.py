@@ -90,7 +90,7 @@ class _DelegatingClient(ChatCompletionClient):
         raise NotImplementedError("the AgentInstruct flows do not stream")
 
     async def close(self) -> None:
-        # The inner client is shared and owned by whoever built it.
+        # The inner client is shared and owned by whoever built it (see BoundedChatClient).
         return None
 
     def actual_usage(self) -> RequestUsage:
@@ -117,6 +117,8 @@ class _DelegatingClient(ChatCompletionClient):
 class BoundedChatClient(_DelegatingClient):
     """At most ``max_in_flight`` concurrent ``create`` calls on ``inner`` (one per worker process).
 
+    It owns ``inner``: closing it closes ``inner``.
+
     The semaphore is created on first use so it binds to the event loop that runs the flows
     (Ray Data runs async UDFs on a loop of its own, not the one alive at construction).
     """
@@ -125,6 +127,10 @@ class BoundedChatClient(_DelegatingClient):
         super().__init__(inner)
         self.max_in_flight = max_in_flight
         self._semaphore: asyncio.Semaphore | None = None
+
+    async def close(self) -> None:
+        """Close the wrapped client: this wrapper is the one owner of it."""
+        await self.inner.close()
 
     async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:  # type: ignore[override]
         if self._semaphore is None:
@@ -168,8 +174,8 @@ class MeteredChatClient(_DelegatingClient):
     def raise_unless_rejected(self, error: BaseException) -> BaseException:
         """Re-raise a failure unless it was a rejected request; return the rejection otherwise.
 
-        AutoGen teams turn exceptions into ``RuntimeError(str)``; the original, typed exception
-        seen here is what gets raised instead.
+        What gets raised is the original, typed exception this client saw (AutoGen teams would
+        have turned it into ``RuntimeError(str)``).
         """
         if self.rejected is not None and self.failed is None:
             return self.rejected

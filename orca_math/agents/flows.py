@@ -3,7 +3,10 @@
 1. :func:`ask_me_anything`: one agent turns a seed and its answer into a statement, then writes
    one new question per number in it, each asking for that number.
 2. :func:`suggester_editor`: a Suggester proposes ways to make a problem harder, an Editor
-   rewrites it; a RoundRobinGroupChat per round, each round on the previous round's problem.
+   rewrites it from the problem and the Suggester's message; each round on the previous round's
+   problem. The exchange is an explicit two-agent conversation rather than a RoundRobinGroupChat:
+   with two fixed turns the team adds nothing but its runtime (measured: ~3 ms CPU per round vs
+   ~0.3 ms), which caps how many requests one worker keeps in flight.
 3. :func:`solve_and_verify`: a Solver writes a step-by-step solution ending in ``#### <answer>``;
    it is kept only if it is short enough, reaches the expected answer when there is one, and a
    second, independent Verifier solve agrees.
@@ -27,9 +30,7 @@ from typing import Callable
 
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import TaskResult
-from autogen_agentchat.conditions import MaxMessageTermination, SourceMatchTermination
 from autogen_agentchat.messages import TextMessage
-from autogen_agentchat.teams import RoundRobinGroupChat
 from autogen_core.models import ChatCompletionClient
 
 from orca_math.agents import prompts
@@ -158,6 +159,25 @@ async def ask_me_anything(seed: dict, make_client: ClientFactory) -> FlowResult:
     return out
 
 
+async def suggest_and_edit(client: ChatCompletionClient, question: str) -> tuple[str, str | None]:
+    """One Suggester -> Editor exchange on ``question``: (suggester's reply, editor's reply).
+
+    The Editor reads the problem and the Suggester's message, as in a two-member group chat.
+    The Editor is not asked when the suggestions do not parse (returns None for its reply).
+    """
+    suggester = AssistantAgent("suggester", client, system_message=prompts.SUGGESTER_SYSTEM)
+    editor = AssistantAgent("editor", client, system_message=prompts.EDITOR_SYSTEM)
+    task = TextMessage(content=prompts.SUGGESTER_EDITOR_TASK.format(question=question), source="user")
+    suggested = await suggester.run(task=task)
+    suggestions = _last_text(suggested, suggester.name)
+    try:
+        parse_suggestions(suggestions)
+    except ReplyParseError:
+        return suggestions, None
+    edited = await editor.run(task=[task, suggested.messages[-1]])
+    return suggestions, _last_text(edited, editor.name)
+
+
 async def suggester_editor(seed: dict, make_client: ClientFactory,
                            cfg: SuggesterEditorConfig = SuggesterEditorConfig()) -> FlowResult:
     """Flow 2 on one seed: ``cfg.rounds`` Suggester -> Editor exchanges, each harder than the last.
@@ -171,24 +191,16 @@ async def suggester_editor(seed: dict, make_client: ClientFactory,
     produced: list[Candidate] = []
     for round_ in range(1, cfg.rounds + 1):
         client = MeteredChatClient(make_client(), out.usage)
-        suggester = AssistantAgent("suggester", client, system_message=prompts.SUGGESTER_SYSTEM)
-        editor = AssistantAgent("editor", client, system_message=prompts.EDITOR_SYSTEM)
-        # The round ends when the Editor has spoken; the message cap is a guard, not the rule.
-        team = RoundRobinGroupChat(
-            [suggester, editor],
-            termination_condition=SourceMatchTermination([editor.name]) | MaxMessageTermination(3),
-        )
         try:
-            result = await team.run(task=prompts.SUGGESTER_EDITOR_TASK.format(question=question))
+            suggestions, edited = await suggest_and_edit(client, question)
         except Exception as e:
             rejected = client.raise_unless_rejected(e)
             out.quarantined.append(flow_quarantine(seed, SUGGESTER_EDITOR, round_, round_ - 1, None, TEACHER_ERROR,
                                                    str(rejected), question=question))
             break
-        suggestions, edited = _last_text(result, suggester.name), _last_text(result, editor.name)
         try:
             parse_suggestions(suggestions)
-            question = parse_edited_problem(edited)
+            question = parse_edited_problem(edited or "")
         except ReplyParseError as e:
             text = f"SUGGESTER:\n{suggestions}\n\nEDITOR:\n{edited}"
             out.quarantined.append(flow_quarantine(seed, SUGGESTER_EDITOR, round_, round_ - 1, e.field,

@@ -74,7 +74,7 @@ Reply with exactly one line and nothing else:
 PROBLEM: <the new, harder problem>"""
 
 # Both agents see the same task message: the Suggester reads it, the Editor reads it plus the
-# Suggester's reply (RoundRobinGroupChat shares the thread).
+# Suggester's reply.
 SUGGESTER_EDITOR_TASK = "Problem: {question}"
 
 # -- Flow 3: Solve and verify ------------------------------------------------------------------
