@@ -27,11 +27,27 @@ class VLLMEngineConfig(StageConfig):
     batch_size: int = Field(256, ge=1, description="Prompts handed to one engine call.")
     enforce_eager: bool = Field(False, description="Skip CUDA graphs (always on for CPU).")
     seed: int = Field(0, description="Engine seed: fixed seeds make sampling reproducible.")
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Ray custom resources each engine reserves, e.g. {sampler: 1}: engines then run only on "
+        "nodes that advertise them (cluster.yaml's sampler nodes). CPUs/GPUs come from the fields above.",
+    )
 
     @model_validator(mode="after")
     def _tp_needs_gpus(self) -> "VLLMEngineConfig":
         if self.tensor_parallel_size > 1 and not self.use_gpu:
             raise ValueError("tensor_parallel_size > 1 needs use_gpu: true")
+        return self
+
+    @model_validator(mode="after")
+    def _resources_are_custom(self) -> "VLLMEngineConfig":
+        builtin = sorted({"CPU", "GPU", "memory", "object_store_memory"} & set(self.resources))
+        if builtin:
+            raise ValueError(f"resources takes custom resources only; set {builtin} with use_gpu, "
+                             "tensor_parallel_size or num_cpus_per_engine")
+        negative = {k: v for k, v in self.resources.items() if v < 0}
+        if negative:
+            raise ValueError(f"resources must be >= 0, got {negative}")
         return self
 
     def resolved_dtype(self) -> str:

@@ -19,6 +19,7 @@ from orca_math.config import StageConfig
 from orca_math.prompts import DEFAULT_PROMPT_TEMPLATE
 
 Algo = Literal["sft", "dpo", "kto"]
+DPOLoss = Literal["sigmoid", "hinge", "ipo", "robust", "sft"]
 
 # transformers' FSDPOption values (listed here so validating a config needs no torch import).
 FSDP_OPTIONS = {"full_shard", "shard_grad_op", "no_shard", "hybrid_shard", "hybrid_shard_zero2", "offload", "auto_wrap"}
@@ -51,6 +52,17 @@ class TrainScalingConfig(StageConfig):
         if res.get("GPU", 0) > 0 and not self.use_gpu:
             raise ValueError("resources_per_worker asks for GPUs but use_gpu is false")
         return self
+
+    def ray_scaling_config(self):
+        """This placement as a ``ray.train.ScalingConfig`` (what ``fit_on_ray`` hands Ray Train)."""
+        from ray.train import ScalingConfig
+
+        return ScalingConfig(
+            num_workers=self.num_workers,
+            use_gpu=self.use_gpu,
+            resources_per_worker=dict(self.resources_per_worker) if self.resources_per_worker else None,
+            placement_strategy=self.placement_strategy,
+        )
 
 
 class TrainConfigBase(StageConfig):
@@ -172,10 +184,25 @@ class DPOTrainConfig(TrainConfigBase):
     """DPO on (prompt, chosen, rejected) pairs; the reference model is the round's starting model."""
 
     beta: float = Field(0.1, gt=0, description="Strength of the KL pull to the reference (our choice: 0.1).")
-    loss_type: Literal["sigmoid", "hinge", "ipo", "robust"] = Field("sigmoid", description="DPO loss variant.")
+    loss_type: DPOLoss | list[DPOLoss] = Field(
+        "sigmoid", description="DPO loss variant, or a list summed with loss_weights: [sigmoid, sft] is RPO "
+        "(DPO plus the NLL of the chosen solution, which keeps chosen likelihood from falling).",
+    )
+    loss_weights: list[float] | None = Field(
+        None, description="Weight of each loss_type entry (None: 1.0 each), e.g. [1.0, 0.5]."
+    )
     precompute_ref_log_probs: bool = Field(
         False, description="Score the data with the reference model once up front, so it needn't stay in memory."
     )
+
+    @model_validator(mode="after")
+    def _weights_match_losses(self) -> "DPOTrainConfig":
+        losses = self.loss_type if isinstance(self.loss_type, list) else [self.loss_type]
+        if not losses:
+            raise ValueError("loss_type must name at least one loss")
+        if self.loss_weights is not None and len(self.loss_weights) != len(losses):
+            raise ValueError(f"loss_weights has {len(self.loss_weights)} entries for {len(losses)} loss_type(s)")
+        return self
 
 
 class KTOTrainConfig(TrainConfigBase):

@@ -154,7 +154,7 @@ def fit_on_ray(
 ) -> dict[str, Any]:
     """Train ``algo`` on ``columns`` with Ray Train; the model lands in ``out_dir``. Returns the train log."""
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
     from orca_math.ray_runtime import ensure_ray
@@ -180,12 +180,7 @@ def fit_on_ray(
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=job,
-        scaling_config=ScalingConfig(
-            num_workers=scaling.num_workers,
-            use_gpu=scaling.use_gpu,
-            resources_per_worker=dict(scaling.resources_per_worker) if scaling.resources_per_worker else None,
-            placement_strategy=scaling.placement_strategy,
-        ),
+        scaling_config=scaling.ray_scaling_config(),
         run_config=RunConfig(
             name=name,
             storage_path=str(storage),
