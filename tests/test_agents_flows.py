@@ -252,3 +252,22 @@ def test_backend_accounts_for_every_candidate_of_a_seed():
     assert out.usage[SUGGESTER_EDITOR].requests == 4
     assert out.usage["solve_and_verify"].requests == 4  # two candidates, two solves each; the seed has a solution
     assert ep.hits == 9
+
+
+def test_a_seed_without_solution_gets_the_teachers_only_if_it_matches_gold():
+    seed = {**SEED_ROW, "reference_solution": None}
+
+    async def scenario(ep):
+        cfg = GenerateConfig(teacher=TeacherConfig(base_url=ep.base_url, model="scripted", api_key_env=None),
+                             ask_me_anything={"enabled": False}, suggester_editor={"enabled": False})
+        backend = AgentInstructBackend(cfg, endpoint_client(ep))
+        right = await backend.expand(seed)
+        ep.reply = lambda body: "24 + 48 = 73\n#### 73"
+        wrong = await backend.expand(seed)
+        return right, wrong
+
+    with ScriptedEndpoint(reply=lambda body: "48 + 24 = 72\n#### 72") as ep:
+        right, wrong = run(scenario(ep))
+    assert [p["reference_solution"] for p in right.problems] == ["48 + 24 = 72\n#### 72"]
+    assert right.problems[0]["id"] == "seed-1" and right.problems[0]["provenance"]["teacher_model"] == "scripted"
+    assert wrong.problems == [] and reasons(wrong.quarantined) == [WRONG_ANSWER]

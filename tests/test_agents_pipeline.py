@@ -145,6 +145,38 @@ def test_generate_on_ray_accounts_for_every_candidate_and_a_rerun_is_free(ray_lo
         assert read_outputs(tmp_path / "out")[:2] == (problems, quarantined)
 
 
+@pytest.mark.slow
+def test_endpoint_outage_fails_the_run_without_losing_seeds_and_a_rerun_completes(ray_local, tmp_path, gsm8k_dir):
+    from orca_math.agents.pipeline import run_generate
+
+    with ScriptedEndpoint(reply=ScriptedTeacher()) as ep:
+        cfg = scripted_config(ep.base_url, limit=6, seeds_per_part=2, parts_in_flight_per_worker=1)
+        cfg = cfg.model_copy(update={"teacher": cfg.teacher.model_copy(update={"max_retries": 0})})
+        healthy = ep.reply
+        calls = {"n": 0}
+
+        def outage_after_30(body):  # the endpoint dies for good after 30 requests
+            calls["n"] += 1
+            if calls["n"] > 30:
+                raise ConnectionError("endpoint down")
+            return healthy(body)
+
+        ep.reply = outage_after_30
+        with pytest.raises(Exception) as failed:
+            run_generate(cfg, tmp_path / "out", progress=False)
+        assert "APIConnectionError" in str(failed.value)  # the openai client's error, through Ray Data
+        manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())["stages"]["generate"]
+        assert manifest["status"] == "failed"
+        done_before = PartStore(tmp_path / "out" / "parts").committed_seeds(output_hash(cfg))
+        assert len(done_before) < 6
+
+        ep.reply = healthy
+        resumed = run_generate(cfg, tmp_path / "out", progress=False)
+        clean = run_generate(cfg, tmp_path / "clean", progress=False)
+    assert resumed["status"] == "done" and resumed["seeds_resumed"] == len(done_before)
+    assert read_outputs(tmp_path / "out")[:2] == read_outputs(tmp_path / "clean")[:2]
+
+
 def _kill_session(proc: subprocess.Popen) -> None:
     """SIGKILL the job and everything it started (its local Ray included): one session, by pid."""
     pids = subprocess.run(["ps", "-o", "pid=", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
