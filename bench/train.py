@@ -74,7 +74,7 @@ def main() -> None:
         print(f"model {model}, {len(columns['prompt'])} GSM8K SFT rows, {args.steps} steps x {args.batch} rows, "
               f"{cpus} CPUs")
         bare = bench_bare(model, columns, cfg, work)
-        ray.init(num_cpus=cpus, include_dashboard=False)
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False)
         on_ray = bench_ray(model, columns, cfg, work)
         ray.shutdown()
 
