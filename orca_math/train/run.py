@@ -19,7 +19,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from orca_math.manifest import RunManifest
-from orca_math.records import StageOutput, parquet_files, read_table, write_quarantine
+from orca_math.records import RowCountError, StageOutput, parquet_files, read_table, write_quarantine
 from orca_math.schema import KTO_EXAMPLE, PREFERENCE_PAIR
 from orca_math.seeds import read_problems, resolve_data_spec
 from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig, TrainConfigBase
@@ -94,7 +94,7 @@ def _train_and_record(
     counts = {"rows_in": rows_in, "rows_out": len(built.rows), "rows_quarantined": len(quarantined),
               "quarantine_reasons": reasons}
     if rows_in != counts["rows_out"] + counts["rows_quarantined"]:
-        raise AssertionError(f"{stage}: row counts do not add up: {counts}")
+        raise RowCountError(f"{stage}: rows in != rows out + quarantined: {counts}")
     entry.update(counts)
     manifest.update(stage, **counts)  # visible while training runs, and kept if it fails
     if not built.rows:
