@@ -1,39 +1,53 @@
-"""``orca-math demo``: the main job on the embedded default (local Ray, tiny model, GSM8K).
+"""``orca-math demo``: the whole Orca-Math recipe on the procedural world, offline, on a CPU.
 
-What exists so far: build the tiny student, then evaluate it on GSM8K test with the real eval
-stage (vLLM on Ray Data). The full recipe (generate -> SFT -> practice rounds) lands here as the
-later stages do.
+``make demo`` runs ``orca-math run --config configs/demo.yaml --out runs/demo``: world seeds ->
+AgentInstruct by the symbolic teacher -> SFT (M1) -> practice rounds (sample, judge on Serve,
+preference pairs, DPO/KTO: M2, M3) -> eval on held-out world problems after each, plus the
+equal-compute SFT control. It writes ``runs/demo/`` like any run (results.md/json/png, manifest)
+and ends with what the table says: how far practice moved the student, and whether it beat
+plain SFT given the same training compute. Rerunning resumes or skips finished stages.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
-from orca_math.config import load_stage_config
-from orca_math.evaluate.stage import EvalConfig
-from orca_math.tiny_model import TinyModelConfig, build_tiny_model
+DEMO_CONFIG = "configs/demo.yaml"
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the main job end to end on the embedded CPU default")
+    p = sub.add_parser("demo", help="the whole recipe on the procedural world, on a CPU (what `make demo` runs)")
     p.add_argument("--out", default="runs/demo", help="run folder")
-    p.add_argument("--config", default="tiny", help="config preset or YAML path")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N test problems")
+    p.add_argument("--config", default=DEMO_CONFIG, help="run config (YAML path or preset)")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from orca_math.evaluate.run import run_eval
+def verdict(results: list[dict]) -> list[str]:
+    """Plain sentences on the table: last round vs M1, and vs the equal-compute SFT control."""
+    by_model = {r["model"]: r for r in results}
+    rounds = [r for r in results if r["model"].startswith("M") and r["model"][1:].isdigit()]
+    if len(rounds) < 2:
+        return []
+    first, last = rounds[0], rounds[-1]
+    points = lambda a, b: 100 * (a["accuracy"] - b["accuracy"])  # noqa: E731
+    lines = [f"{last['model']} vs {first['model']}: {points(last, first):+.1f} points "
+             f"({100 * first['accuracy']:.1f}% -> {100 * last['accuracy']:.1f}% on {last['n']} held-out problems)"]
+    control = next((r for m, r in by_model.items() if "control" in m), None)
+    if control is not None:
+        lines.append(f"{last['model']} vs equal-compute SFT control: {points(last, control):+.1f} points "
+                     f"(control {100 * control['accuracy']:.1f}%): practice "
+                     f"{'beat' if last['accuracy'] > control['accuracy'] else 'did not beat'} plain SFT")
+    return lines
 
-    out = Path(args.out)
-    print("orca-math demo: the pipeline so far is tiny model -> GSM8K eval; "
-          "generation, SFT and practice rounds are not wired into the demo yet.")
-    model = out / "models" / "M0"
-    if not (model / "config.json").exists():
-        build_tiny_model(model, load_stage_config(TinyModelConfig, args.config, "tiny_model"))
-    cfg = load_stage_config(EvalConfig, args.config, "eval", {"limit": args.limit})
-    s = run_eval(str(model), cfg, out / "eval" / "M0", stage="eval-M0")
-    print(f"\n| stage | model | GSM8K pass@1 | n |\n|---|---|---|---|\n| eval | M0 (untrained tiny) | {s['accuracy']:.4f} | {s['n']} |")
-    print(f"results: {out / 'eval' / 'M0' / 'summary.json'}")
+
+def run(args: argparse.Namespace) -> int:
+    from orca_math.pipeline.run import run_pipeline
+
+    started = time.perf_counter()
+    results = run_pipeline(args.config, Path(args.out))
+    for line in verdict(results):
+        print(line)
+    print(f"demo: {time.perf_counter() - started:.0f}s wall (stages finished earlier were skipped)")
     return 0

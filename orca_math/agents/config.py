@@ -24,6 +24,7 @@ from orca_math.config import (
 )
 from orca_math.seeds.dedup import DecontamConfig, DedupConfig
 from orca_math.teacher.config import TeacherConfig
+from orca_math.world.teacher import ProceduralTeacherConfig
 
 
 class AskMeAnythingConfig(StageConfig):
@@ -75,7 +76,10 @@ class GenerateConfig(StageConfig):
         True, description="Keep the seeds themselves in the output (paper: the 200K set contains them); "
         "a seed without a solution gets the teacher's, kept only if it matches the gold answer.",
     )
-    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    teacher: TeacherConfig | ProceduralTeacherConfig = Field(
+        default_factory=TeacherConfig,
+        description="The teacher endpoint, or `kind: procedural` for the symbolic world teacher (orca_math/world/).",
+    )
     ask_me_anything: AskMeAnythingConfig = Field(default_factory=AskMeAnythingConfig)
     suggester_editor: SuggesterEditorConfig = Field(default_factory=SuggesterEditorConfig)
     solve: SolveConfig = Field(default_factory=SolveConfig)
@@ -94,7 +98,10 @@ class SolveStageConfig(StageConfig):
 
     data: str = Field("gsm8k-train", description="Problems to solve: gsm8k-*, a JSONL/Parquet path, or hf:ID.")
     limit: int | None = Field(None, ge=1, description="Solve only the first N problems.")
-    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    teacher: TeacherConfig | ProceduralTeacherConfig = Field(
+        default_factory=TeacherConfig,
+        description="The teacher endpoint, or `kind: procedural` for the symbolic world teacher (orca_math/world/).",
+    )
     solve: SolveConfig = Field(default_factory=lambda: SolveConfig(verify=False))
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
 

@@ -23,6 +23,14 @@ class RunConfig(StageConfig):
     preference_algo: Literal["kto", "dpo"] = Field("kto", description="Preference learning per round (paper's best: KTO).")
     practice_limit: int | None = Field(None, ge=1, description="Problems practiced per round (None: the whole SFT set).")
     eval_base: bool = Field(False, description="Also evaluate M0 before SFT.")
+    world: bool = Field(
+        False, description="Run on the procedural world (the `world:` section) instead of `seeds`: its train "
+        "problems are the seeds, its held-out test problems replace `eval.data`.",
+    )
+    sft_control: bool = Field(
+        False, description="Also train M1 further with plain SFT on as many training sequences as the practice "
+        "rounds' training used, and evaluate it like M2..: the equal-compute control for practice.",
+    )
     judge_start_timeout_s: float = Field(120, gt=0, description="Readiness bound for the judge deployment.")
 
     @model_validator(mode="after")

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 
-def results_markdown(results: list[dict]) -> str:
+def results_markdown(results: list[dict], metric: str = "GSM8K pass@1") -> str:
     """A Markdown table: stage, model, pass@1, n."""
-    lines = ["| stage | model | GSM8K pass@1 | n |", "|---|---|---|---|"]
+    lines = [f"| stage | model | {metric} | n |", "|---|---|---|---|"]
     lines += [f"| {r['stage']} | {r['model']} | {r['accuracy']:.4f} | {r['n']} |" for r in results]
     return "\n".join(lines) + "\n"
 
@@ -36,9 +36,9 @@ def plot_results(results: list[dict], path: Path, title: str) -> Path:
     return path
 
 
-def write_results(results: list[dict], run_dir: Path, title: str) -> str:
+def write_results(results: list[dict], run_dir: Path, title: str, metric: str = "GSM8K pass@1") -> str:
     """Write results.json, results.md and results.png under ``run_dir``; return the Markdown."""
-    md = results_markdown(results)
+    md = results_markdown(results, metric)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     (run_dir / "results.md").write_text(f"# {title}\n\n{md}")
     plot_results(results, run_dir / "results.png", title)

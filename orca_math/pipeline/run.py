@@ -1,7 +1,8 @@
 """``orca-math run``: the whole recipe, resumable, as one command.
 
-seeds -> [generate] -> [solve] -> SFT (M1) -> eval -> for each round k:
-practice -> judge -> prefs -> DPO|KTO (M_{k+1}) -> eval. Then the results table.
+[world] -> seeds -> [generate] -> [solve] -> SFT (M1) -> eval -> for each round k:
+practice -> judge -> prefs -> DPO|KTO (M_{k+1}) -> eval -> [equal-compute SFT control -> eval].
+Then the results table.
 
 Every stage writes under ``RUN_DIR`` and records itself in ``RUN_DIR/manifest.json``; see
 ``plan.py`` for what a rerun skips, resumes or redoes.
@@ -11,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from orca_math.config import StageConfig, load_stage_config, resolve_config_path
+from orca_math.config import ConfigError, StageConfig, load_stage_config, resolve_config_path
 from orca_math.evaluate.stage import EvalConfig
 from orca_math.judge.config import JudgeConfig
 from orca_math.manifest import RunManifest
@@ -29,6 +31,7 @@ from orca_math.practice.stage import PracticeConfig
 from orca_math.preferences.build import PreferenceConfig
 from orca_math.teacher.config import TeacherConfig
 from orca_math.tiny_model import TinyModelConfig, build_tiny_model
+from orca_math.world.teacher import load_teacher_config
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +47,12 @@ class StageConfigs:
     practice: PracticeConfig
     judge: JudgeConfig
     serve: StageConfig
-    teacher: TeacherConfig
+    teacher: StageConfig  # TeacherConfig, or the world's ProceduralTeacherConfig
     prefs: PreferenceConfig
     pref_train: StageConfig
     generate: StageConfig | None = None
     solve: StageConfig | None = None
+    world: StageConfig | None = None
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "StageConfigs":
@@ -65,15 +69,22 @@ class StageConfigs:
             practice=load_stage_config(PracticeConfig, path, "practice"),
             judge=load_stage_config(JudgeConfig, path, "judge"),
             serve=load_stage_config(ServeConfig, path, "serve"),
-            teacher=load_stage_config(TeacherConfig, path, "teacher"),
+            teacher=load_teacher_config(path),
             prefs=load_stage_config(PreferenceConfig, path, "prefs"),
             pref_train=load_stage_config(pref_cls, path, run.preference_algo),
         )
         if run.generate or run.solve:
-            from orca_math.agents.config import GenerateConfig, SolveStageConfig
+            from orca_math.agents.config import GenerateConfig, SolveStageConfig, load_with_teacher
 
-            cfgs.generate = load_stage_config(GenerateConfig, path, "generate")
-            cfgs.solve = load_stage_config(SolveStageConfig, path, "solve")
+            cfgs.generate = load_with_teacher(GenerateConfig, path, "generate")
+            cfgs.solve = load_with_teacher(SolveStageConfig, path, "solve")
+        if run.world:
+            from orca_math.world.generate import WorldConfig
+
+            cfgs.world = load_stage_config(WorldConfig, path, "world")
+        if cfgs.judge.method != "exact" and not isinstance(cfgs.teacher, TeacherConfig):
+            raise ConfigError(Path(path), "judge.method",
+                              f"{cfgs.judge.method!r} asks the teacher endpoint; the procedural teacher has none: use exact")
         return cfgs
 
 
@@ -114,6 +125,14 @@ def _problems_stage(r: PipelineRunner, cfgs: StageConfigs) -> tuple[str, Path]:
     """The problem set SFT and practice use: the seeds as given, or AgentInstruct's output."""
     run = cfgs.run
     spec = run.problems or run.seeds
+    upstream = []
+    if run.world:
+        from orca_math.pipeline.world_data import run_world_data, world_paths
+
+        world_dir = r.run_dir / "world"
+        r.stage("world", cfgs.world, [], {}, world_dir,
+                lambda resume: run_world_data(cfgs.world, world_dir, r.manifest, stage="world"))
+        spec, upstream = str(world_paths(world_dir)[0]), ["world"]
     seeds_dir = r.run_dir / "seeds"
 
     def read_seeds(resume: bool) -> None:
@@ -127,7 +146,7 @@ def _problems_stage(r: PipelineRunner, cfgs: StageConfigs) -> tuple[str, Path]:
             write_quarantine(out.quarantined, seeds_dir / "quarantine.parquet")
             entry.update(outputs={"problems": str(seeds_dir / "problems.parquet")}, **out.counts())
 
-    r.stage("seeds", run, [], {"seeds": spec, "limit": str(run.seed_limit)}, seeds_dir, read_seeds)
+    r.stage("seeds", run, upstream, {"seeds": spec, "limit": str(run.seed_limit)}, seeds_dir, read_seeds)
     problems, last = seeds_dir / "problems.parquet", "seeds"
     if run.generate:
         from orca_math.agents.pipeline import run_generate
@@ -135,7 +154,7 @@ def _problems_stage(r: PipelineRunner, cfgs: StageConfigs) -> tuple[str, Path]:
         gen_dir = r.run_dir / "generate"
         gen_cfg = cfgs.generate.model_copy(update={"seeds": str(problems), "limit": None})
         r.stage("generate", gen_cfg, [last], {}, gen_dir,
-                lambda resume: run_generate(gen_cfg, gen_dir, manifest=r.manifest, stage="generate"))
+                lambda resume: _record(r, "generate", run_generate(gen_cfg, gen_dir, progress=False)))
         problems, last = gen_dir / "problems", "generate"
     if run.solve:
         from orca_math.agents.pipeline import run_solve
@@ -143,9 +162,14 @@ def _problems_stage(r: PipelineRunner, cfgs: StageConfigs) -> tuple[str, Path]:
         solve_dir = r.run_dir / "solve"
         solve_cfg = cfgs.solve.model_copy(update={"data": str(problems), "limit": None})
         r.stage("solve", solve_cfg, [last], {}, solve_dir,
-                lambda resume: run_solve(solve_cfg, solve_dir, manifest=r.manifest, stage="solve"))
+                lambda resume: _record(r, "solve", run_solve(solve_cfg, solve_dir, progress=False)))
         problems, last = solve_dir / "problems", "solve"
     return last, problems
+
+
+def _record(r: PipelineRunner, name: str, entry: dict) -> None:
+    """Copy what a stage that keeps its own manifest (generate, solve) recorded into the run's."""
+    r.manifest.update(name, **{k: v for k, v in entry.items() if k not in ("stage", "status", "fingerprint")})
 
 
 def _eval_stage(r: PipelineRunner, cfgs: StageConfigs, label: str, model: Path, upstream: str) -> str:
@@ -153,7 +177,9 @@ def _eval_stage(r: PipelineRunner, cfgs: StageConfigs, label: str, model: Path, 
 
     name = f"eval-{label}"
     out = r.run_dir / "eval" / label
-    r.stage(name, cfgs.eval, [upstream], {"model": str(model)}, out,
+    # On the world the eval set is a stage's output: a new world re-evaluates every model.
+    upstreams = [upstream] + (["world"] if cfgs.run.world else [])
+    r.stage(name, cfgs.eval, upstreams, {"model": str(model)}, out,
             lambda resume: run_eval(str(model), cfgs.eval, out, stage=name, manifest=r.manifest))
     return name
 
@@ -180,10 +206,13 @@ def run_pipeline(config: str | Path, run_dir: str | Path, overrides: dict[str, A
         r.stage("student", cfgs.tiny_model, [], {}, m0, lambda resume: build_tiny_model(m0, cfgs.tiny_model))
     else:
         r.fingerprints["student"] = fingerprint("student", "", [], {"model": run.student})
+    last, problems = _problems_stage(r, cfgs)
+    if run.world:
+        from orca_math.pipeline.world_data import world_paths
+
+        cfgs.eval = cfgs.eval.model_copy(update={"data": str(world_paths(run_dir / "world")[1])})
     if run.eval_base:
         evals.append((_eval_stage(r, cfgs, "M0", Path(m0), "student"), "M0"))
-
-    last, problems = _problems_stage(r, cfgs)
     m1 = models / "M1"
     r.stage("sft", cfgs.sft, ["student", last], {"model": str(m0), "data": str(problems)}, m1,
             lambda resume: run_sft(m0, problems, m1, cfgs.sft, manifest=r.manifest, resume=resume, stage="sft"))
@@ -199,13 +228,16 @@ def run_pipeline(config: str | Path, run_dir: str | Path, overrides: dict[str, A
             evals.append((_eval_stage(r, cfgs, f"M{k + 1}", model, model_stage), f"M{k + 1}"))
     finally:
         _stop_judge()
+    if run.sft_control and run.rounds:
+        evals.append((_control_stage(r, cfgs, m1, problems, last, models, run_sft), "M1+SFT (control)"))
 
     results = []
     for stage, label in evals:
         e = r.manifest.get(stage)
         summary_n = e.get("rows_in", 0)
         results.append({"stage": stage, "model": label, "accuracy": e["accuracy"], "n": summary_n})
-    md = write_results(results, run_dir, f"orca-math run: {Path(config).name}")
+    metric = "world-test pass@1" if run.world else "GSM8K pass@1"
+    md = write_results(results, run_dir, f"orca-math run: {Path(config).name}", metric)
     print("\n" + md)
     print(f"results: {run_dir / 'results.md'}, {run_dir / 'results.json'}, {run_dir / 'results.png'}")
     return results
@@ -236,6 +268,36 @@ def _round(r: PipelineRunner, cfgs: StageConfigs, practice_cfg: PracticeConfig, 
             lambda resume: run_preference(algo, model, data, nxt, cfgs.pref_train, manifest=r.manifest,
                                           resume=resume, stage=f"{algo}-{k}"))
     return nxt, f"{algo}-{k}"
+
+
+def training_sequences(entry: dict, cfg: StageConfig, algo: str) -> int:
+    """Sequences a finished training stage pushed through the policy (forward + backward).
+
+    A DPO example is two sequences (chosen and rejected), a KTO one too (the completion and the
+    mismatched completion of its KL estimate); an SFT example is one.
+    """
+    per_step = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * cfg.scaling.num_workers
+    return entry["metrics"]["global_step"] * per_step * (1 if algo == "sft" else 2)
+
+
+def _control_stage(r: PipelineRunner, cfgs: StageConfigs, m1: Path, problems: Path, problems_stage: str,
+                   models: Path, run_sft) -> str:
+    """The equal-compute control: M1 trained further with plain SFT on as many sequences as the
+    rounds' preference training used, then evaluated like the round models."""
+    algo = cfgs.run.preference_algo
+    spent = sum(training_sequences(r.manifest.get(f"{algo}-{k}"), cfgs.pref_train, algo)
+                for k in range(1, cfgs.run.rounds + 1))
+    sft = cfgs.sft
+    per_step = sft.per_device_batch_size * sft.gradient_accumulation_steps * sft.scaling.num_workers
+    # Another data order than M1's SFT, so the extra steps see mostly problems M1 has not.
+    control_cfg = sft.model_copy(update={"max_steps": max(1, math.ceil(spent / per_step)), "seed": sft.seed + 1})
+    out = models / "M1-sft-control"
+    upstream = ["sft", problems_stage] + [f"{algo}-{k}" for k in range(1, cfgs.run.rounds + 1)]
+    r.stage("sft-control", control_cfg, upstream, {"model": str(m1), "data": str(problems)}, out,
+            lambda resume: run_sft(m1, problems, out, control_cfg, manifest=r.manifest, resume=resume,
+                                   stage="sft-control"))
+    r.manifest.update("sft-control", control_sequences=spent)
+    return _eval_stage(r, cfgs, "M1-sft-control", out, "sft-control")
 
 
 def _stop_judge() -> None:

@@ -78,7 +78,9 @@ def trl_kwargs(algo: str, cfg: TrainConfigBase, output_dir: str | Path) -> dict[
         kwargs.update(completion_only_loss=True, packing=cfg.packing)
     elif algo == "dpo":
         assert isinstance(cfg, DPOTrainConfig)
-        kwargs.update(beta=cfg.beta, loss_type=[cfg.loss_type], precompute_ref_log_probs=cfg.precompute_ref_log_probs)
+        losses = cfg.loss_type if isinstance(cfg.loss_type, list) else [cfg.loss_type]
+        kwargs.update(beta=cfg.beta, loss_type=list(losses), loss_weights=cfg.loss_weights,
+                      precompute_ref_log_probs=cfg.precompute_ref_log_probs)
     elif algo == "kto":
         assert isinstance(cfg, KTOTrainConfig)
         kwargs.update(beta=cfg.beta, loss_type=cfg.loss_type, desirable_weight=cfg.desirable_weight,
