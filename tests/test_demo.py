@@ -115,3 +115,20 @@ def test_short_demo_runs_every_stage(tmp_path, ray_local):
     assert (run_dir / "results.png").stat().st_size > 0
     for label in ("M1", "M2", "M3", "M1-sft-control"):
         assert manifest.get(f"eval-{label}")["rows_in"] == 10
+
+
+def test_dpo_loss_list_is_rpo_and_weights_must_match():
+    from pydantic import ValidationError
+
+    from orca_math.train.config import DPOTrainConfig
+    from orca_math.train.trainers import trl_args
+
+    cfg = DPOTrainConfig(loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.5], bf16=False,
+                         gradient_checkpointing=False, scaling={"use_gpu": False})
+    args = trl_args("dpo", cfg, "/tmp/unused")
+    assert args.loss_type == ["sigmoid", "sft"] and args.loss_weights == [1.0, 0.5]
+    assert trl_args("dpo", cfg.model_copy(update={"loss_type": "ipo", "loss_weights": None}), "/tmp/u").loss_type == ["ipo"]
+    with pytest.raises(ValidationError, match="loss_weights has 1 entries for 2"):
+        DPOTrainConfig(loss_type=["sigmoid", "sft"], loss_weights=[1.0])
+    with pytest.raises(ValidationError):
+        DPOTrainConfig(loss_type=["sigmoid", "not-a-loss"])
