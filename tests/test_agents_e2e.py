@@ -55,7 +55,7 @@ def test_generate_on_8_gsm8k_seeds_against_the_self_hosted_tiny_teacher(ray_loca
     # The seeds carry their GSM8K solutions, so they are the kept rows unless found contaminated.
     assert m["by_flow"]["seed"]["candidates"] == 8
     usage = m["teacher_usage"]
-    assert usage["ask_me_anything"]["requests"] == 8 and usage["suggester_editor"]["requests"] >= 16
+    assert usage["ask_me_anything"]["requests"] == 8 and usage["suggester_editor"]["requests"] >= 8
     assert all(u["completion_tokens"] > 0 for u in usage.values() if u["requests"])
     assert m["teacher_model"] == tiny_model.name
     # Every seed left a trace: its own row or quarantine rows from its flows.
