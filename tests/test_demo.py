@@ -86,7 +86,7 @@ def test_short_demo_runs_every_stage(tmp_path, ray_local):
     # generate: the symbolic teacher's flows added problems beyond the seeds, none a test question.
     generated = read_table(run_dir / "generate/problems", PROBLEM).to_pylist()
     flows = {p["provenance"]["flow"] for p in generated}
-    assert {"ask_me_anything", "suggester_editor"} <= flows and len(generated) > len(train)
+    assert {"seed", "ask_me_anything", "suggester_editor"} <= flows and len(generated) > len(train)
     assert not find_leaks([p["question"] for p in generated], [p["question"] for p in test])
     assert manifest.get("sft")["rows_out"] == len(generated)
 
@@ -132,3 +132,14 @@ def test_dpo_loss_list_is_rpo_and_weights_must_match():
         DPOTrainConfig(loss_type=["sigmoid", "sft"], loss_weights=[1.0])
     with pytest.raises(ValidationError):
         DPOTrainConfig(loss_type=["sigmoid", "not-a-loss"])
+
+
+def test_kept_world_seeds_count_as_flow_seed():
+    # The generate pipeline finds a removed duplicate's flow from its row: a kept seed must say "seed".
+    from orca_math.world.generate import WorldConfig, generate_problems
+    from orca_math.world.teacher import FlowSettings, ProceduralTeacherConfig, expand_seed
+
+    seed = generate_problems("train", 1, WorldConfig(n_train=1, n_test=1)).rows[0]
+    out = expand_seed(seed, ProceduralTeacherConfig(), FlowSettings(include_seeds=True))
+    kept_seed = [p for p in out.problems if p["id"] == seed["id"]]
+    assert len(kept_seed) == 1 and kept_seed[0]["provenance"]["flow"] == "seed"

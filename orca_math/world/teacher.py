@@ -336,7 +336,9 @@ def _keep_seed(out: SeedResult, seed: dict, program: Program, flows: FlowSetting
         out.reject(SEED, _quarantine(seed, SEED, 0, 0, "reference_solution", TOO_LONG,
                                      f"{len(solution)} chars > {flows.max_solution_chars}", seed["question"], solution))
     else:
-        out.keep(SEED, {**seed, "reference_solution": solution, "provenance": empty_provenance(**(seed.get("provenance") or {}))})
+        # Counted under flow "seed", so the generate pipeline's dedup can find its flow from the row.
+        prov = {**(seed.get("provenance") or {}), "flow": SEED}
+        out.keep(SEED, {**seed, "reference_solution": solution, "provenance": empty_provenance(**prov)})
 
 
 def solve_problem(problem: dict, cfg: ProceduralTeacherConfig, max_solution_chars: int = 1800) -> SeedResult:
