@@ -91,9 +91,13 @@ def ray_head():
     log = open(Path(temp_dir) / "ray_start.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     dashboard = f"http://127.0.0.1:{ports['dashboard-port']}"
+    def dashboard_up() -> bool:
+        if proc.poll() is not None:
+            pytest.fail("ray start exited:\n" + (Path(temp_dir) / "ray_start.log").read_text()[-4000:])
+        return urllib.request.urlopen(f"{dashboard}/api/version", timeout=2).status == 200
+
     try:
-        wait_for("the dashboard", lambda: proc.poll() is None and urllib.request.urlopen(
-            f"{dashboard}/api/version", timeout=2).status == 200, timeout_s=90)
+        wait_for("the dashboard", dashboard_up, timeout_s=90)
         yield {"dashboard": dashboard, "metrics_port": ports["metrics-export-port"], "env": env}
     finally:
         stop_session(proc)
