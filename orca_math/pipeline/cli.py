@@ -62,7 +62,13 @@ def _judge(args: argparse.Namespace) -> int:
     judge_cfg = load_stage_config(JudgeConfig, args.config, "judge")
     teacher = load_stage_config(TeacherConfig, args.config, "teacher") if judge_cfg.method != "exact" else None
     serve_cfg = load_stage_config(ServeConfig, args.config, "serve").judge
-    print(f"judgments: {run_judge(args.samples, args.problems, args.out, judge_cfg, serve_cfg, teacher)}")
+    try:
+        print(f"judgments: {run_judge(args.samples, args.problems, args.out, judge_cfg, serve_cfg, teacher)}")
+    finally:
+        # A one-off command must not leave judge replicas holding cluster CPUs after it exits.
+        from orca_math.judge.serve_judge import stop_judge
+
+        stop_judge()
     return 0
 
 

@@ -1,7 +1,8 @@
 """Stage progress as Ray metrics, so the dashboard's Prometheus/Grafana view can chart a run.
 
-Exported names (all prefixed ``orca_math_``): rows_processed, rows_quarantined, teacher_tokens,
-judge_verdicts (tag ``correct``), accuracy (tag ``model``), stage_running (1 while a stage runs).
+Defined as ``orca_math_<name>``: rows_processed, rows_quarantined, teacher_tokens, judge_verdicts
+(tag ``correct``), accuracy (tag ``model``), stage_running (1 while a stage runs). Prometheus shows
+them as ``ray_orca_math_<name>``, counters with a ``_total`` suffix.
 """
 
 from __future__ import annotations
