@@ -83,6 +83,45 @@ def test_generate_config_takes_the_shared_teacher_section_and_flags_win(tmp_path
     assert load_with_teacher(GenerateConfig, "default", "generate") == GenerateConfig()
 
 
+def test_final_pass_dedups_and_decontaminates_committed_parts_and_counts_by_flow(tmp_path, gsm8k_dir):
+    """All seeds committed: no Ray, only the final pass (what a resumed run ends with)."""
+    from orca_math.agents.flows import problem_row, Candidate
+    from orca_math.agents.pipeline import run_generate
+    from orca_math.agents.parsing import Solution
+
+    seeds = seed_rows(3)
+    seeds[2]["provenance"] = {**seeds[2]["provenance"], "flow": ASK_ME_ANYTHING}  # a seed made by an older run
+    seeds_file = tmp_path / "seeds.jsonl"
+    seeds_file.write_text("\n".join(json.dumps(
+        {k: s[k] for k in ("id", "question", "reference_answer", "reference_solution", "provenance")}) for s in seeds))
+    test_question = read_problems(str(gsm8k_dir / "test.jsonl"), limit=1).rows[0]["question"]
+    cfg = GenerateConfig(seeds=str(seeds_file), teacher=TeacherConfig(model="t"))
+    store = PartStore(tmp_path / "out" / "parts")
+    read = read_problems(str(seeds_file)).rows
+    out = SeedOutput()
+    for s in read:
+        out.keep(SEED, problem_row(Candidate(s, s["question"], SEED, 0, 0, solution=s["reference_solution"]), None, "t"))
+    sol = Solution("#### 1", "1")
+    generated = [(read[1]["question"], ASK_ME_ANYTHING), (test_question, SUGGESTER_EDITOR),
+                 ("A brand new problem about 3 kites and 4 strings?", ASK_ME_ANYTHING)]
+    for i, (q, flow) in enumerate(generated):
+        out.keep(flow, problem_row(Candidate(read[0], q, flow, 1, i), sol, "t"))
+    store.commit(read, out, output_hash(cfg))
+
+    summary = run_generate(cfg, tmp_path / "out", progress=False)
+    assert summary["seeds_this_run"] == 0 and summary["seeds_resumed"] == 3
+    assert (summary["candidates"], summary["kept"], summary["quarantined"]) == (6, 4, 2)
+    assert (summary["removed_duplicates"], summary["removed_contaminated"]) == (1, 1)
+    assert summary["contaminated_by_eval_set"] == {"gsm8k-test": 1}
+    assert summary["by_flow"] == {
+        SEED: {"candidates": 3, "kept": 3},
+        ASK_ME_ANYTHING: {"candidates": 2, "kept": 1, "duplicate": 1},
+        SUGGESTER_EDITOR: {"candidates": 1, "kept": 0, "contaminated": 1},
+    }
+    problems, quarantined, _ = read_outputs(tmp_path / "out")
+    assert {p["question"] for p in problems} == {s["question"] for s in read} | {generated[2][0]}
+
+
 # --- On Ray, against a scripted OpenAI-compatible endpoint --------------------------------------
 
 def scripted_config(base_url: str, limit: int, **execution) -> GenerateConfig:

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from orca_math.agents.backend import SeedBackend, SeedOutput, build_backend
 from orca_math.agents.config import GenerateConfig, SolveStageConfig, output_hash
-from orca_math.agents.flows import FLOW_ORDER
+from orca_math.agents.flows import FLOW_ORDER, SEED
 from orca_math.agents.parts import PartsContent, PartStore
 from orca_math.agents.prompts import PROMPT_VERSION
 from orca_math.manifest import RunManifest
@@ -104,10 +104,17 @@ def process_seeds(seeds: list[dict], cfg: GenerateConfig | SolveStageConfig, par
     return done
 
 
-def _problem_order(p: dict) -> tuple:
+def _flow_of(p: dict, seed_ids: set[str]) -> str:
+    """The flow that produced a kept row (a seed's own row may carry an older provenance.flow)."""
+    if p["id"] in seed_ids:
+        return SEED
+    return (p.get("provenance") or {}).get("flow") or SEED
+
+
+def _problem_order(p: dict, seed_ids: set[str]) -> tuple:
+    """Seeds first, then by flow, seed, round: the first of any duplicates is the one kept."""
     prov = p.get("provenance") or {}
-    return (FLOW_ORDER.get(prov.get("flow") or "seed", 9), prov.get("seed_id") or p["id"], prov.get("round") or 0,
-            p["id"])
+    return (FLOW_ORDER.get(_flow_of(p, seed_ids), 9), prov.get("seed_id") or p["id"], prov.get("round") or 0, p["id"])
 
 
 def _write_problems(rows: list[dict], folder: Path) -> list[str]:
@@ -134,10 +141,6 @@ def _by_flow(content: PartsContent, removed: list[tuple[str, str]]) -> dict[str,
     return {flow: dict(sorted(c.items())) for flow, c in sorted(table.items())}
 
 
-def _flow_of(p: dict) -> str:
-    return (p.get("provenance") or {}).get("flow") or "seed"
-
-
 def run_generate(cfg: GenerateConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     """The whole ``generate`` stage (resumes from committed parts); returns the manifest entry."""
     out_dir = Path(out_dir)
@@ -158,7 +161,8 @@ def run_generate(cfg: GenerateConfig, out_dir: str | Path, progress: bool = True
         generation_s = time.perf_counter() - started
 
         content = store.read_all()
-        problems = sorted(content.problems, key=_problem_order)
+        seed_ids = {s["id"] for s in content.seeds}
+        problems = sorted(content.problems, key=lambda p: _problem_order(p, seed_ids))
         kept_ids = {p["id"] for p in problems}
         reference = [s for s in content.seeds if s["id"] not in kept_ids]
         deduped = deduplicate(problems, cfg.dedup, reference=reference, stage="generate.dedup")
@@ -169,8 +173,8 @@ def run_generate(cfg: GenerateConfig, out_dir: str | Path, progress: bool = True
         if content.candidates != len(kept) + len(quarantined):
             raise RowCountError(f"generate: candidates ({content.candidates}) != kept ({len(kept)}) "
                                 f"+ quarantined ({len(quarantined)})")
-        removed = [(_flow_of(problems[q["row"]]), q["reason"]) for q in deduped.quarantined]
-        removed += [(_flow_of(deduped.rows[q["row"]]), q["reason"]) for q in decontam.quarantined]
+        removed = [(_flow_of(problems[q["row"]], seed_ids), q["reason"]) for q in deduped.quarantined]
+        removed += [(_flow_of(deduped.rows[q["row"]], seed_ids), q["reason"]) for q in decontam.quarantined]
 
         problem_files = _write_problems(kept, out_dir / "problems")
         write_quarantine(quarantined, out_dir / "quarantine" / "candidates.parquet")
