@@ -11,6 +11,7 @@ plain SFT given the same training compute. Rerunning resumes or skips finished s
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def verdict(results: list[dict]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The demo runs one heavy stage at a time, so each may use every core: without this Ray pins a
+    # 1-CPU training worker to one thread. Set before Ray starts so its workers inherit it.
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     from orca_math.pipeline.run import run_pipeline
 
     started = time.perf_counter()

@@ -38,3 +38,16 @@ class RunConfig(StageConfig):
         if self.problems and self.generate:
             raise ValueError("give either `problems` (use them as they are) or `generate: true`, not both")
         return self
+
+
+class SeedsStageConfig(StageConfig):
+    """What the ``seeds`` stage's output depends on: only these parts of ``run:`` (so changing, say,
+    ``rounds`` or ``practice_limit`` does not redo the seeds and, through the chain, SFT)."""
+
+    seeds: str = Field(..., description="Seed problems (or the SFT set when generate is off).")
+    seed_limit: int | None = Field(None, description="Use only the first N seeds.")
+    problems: str | None = Field(None, description="A problem set used as it is, instead of the seeds.")
+
+    @classmethod
+    def of(cls, run: RunConfig) -> "SeedsStageConfig":
+        return cls(seeds=run.seeds, seed_limit=run.seed_limit, problems=run.problems)

@@ -24,7 +24,7 @@ from orca_math.evaluate.stage import EvalConfig
 from orca_math.judge.config import JudgeConfig
 from orca_math.manifest import RunManifest
 from orca_math.pipeline import metrics
-from orca_math.pipeline.config import RunConfig
+from orca_math.pipeline.config import RunConfig, SeedsStageConfig
 from orca_math.pipeline.plan import Action, fingerprint, plan_stage, prepare_stage
 from orca_math.pipeline.results import write_results
 from orca_math.practice.stage import PracticeConfig
@@ -134,19 +134,20 @@ def _problems_stage(r: PipelineRunner, cfgs: StageConfigs) -> tuple[str, Path]:
                 lambda resume: run_world_data(cfgs.world, world_dir, r.manifest, stage="world"))
         spec, upstream = str(world_paths(world_dir)[0]), ["world"]
     seeds_dir = r.run_dir / "seeds"
+    seeds_cfg = SeedsStageConfig.of(run)
 
     def read_seeds(resume: bool) -> None:
         from orca_math.records import write_parquet, write_quarantine
         from orca_math.schema import PROBLEM
         from orca_math.seeds import read_problems
 
-        with r.manifest.stage("seeds", run, {"seeds": spec}) as entry:
+        with r.manifest.stage("seeds", seeds_cfg, {"seeds": spec}) as entry:
             out = read_problems(spec, limit=run.seed_limit, stage="seeds")
             write_parquet(out.rows, PROBLEM, seeds_dir / "problems.parquet")
             write_quarantine(out.quarantined, seeds_dir / "quarantine.parquet")
             entry.update(outputs={"problems": str(seeds_dir / "problems.parquet")}, **out.counts())
 
-    r.stage("seeds", run, upstream, {"seeds": spec, "limit": str(run.seed_limit)}, seeds_dir, read_seeds)
+    r.stage("seeds", seeds_cfg, upstream, {"seeds": spec, "limit": str(run.seed_limit)}, seeds_dir, read_seeds)
     problems, last = seeds_dir / "problems.parquet", "seeds"
     if run.generate:
         from orca_math.agents.pipeline import run_generate
