@@ -164,6 +164,12 @@ def main() -> None:
     server.start()
     base_url = port_out.get(timeout=60)
 
+    if not args.no_pipeline and any(r.startswith("pipeline") for r in args.runs):
+        import ray
+
+        # A Ray of our own: never join a cluster someone started with `ray start` on this machine.
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+
     rows = []
     try:
         for k in args.in_flight:
