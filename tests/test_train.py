@@ -250,3 +250,18 @@ def test_metrics_and_loss_plot_from_log_history(tmp_path):
     assert m["last_rewards_margins"] == 0.5 and loss_curve(history) == [[1, 2.0], [2, 1.0]]
     png = plot_curves(history, tmp_path / "loss.png", "dpo")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_flags_override_the_config_section():
+    from orca_math.cli import build_parser
+    from orca_math.train.cli import _config
+
+    args = build_parser().parse_args([
+        "train-pref", "--algo", "kto", "--model", "m", "--data", "d", "--out", "o", "--config", "tiny",
+        "--max-steps", "7", "--num-workers", "2", "--save-steps", "3", "--resume"])
+    cfg = _config(args.algo, args)
+    assert isinstance(cfg, KTOTrainConfig) and args.resume
+    assert (cfg.max_steps, cfg.scaling.num_workers, cfg.save_steps) == (7, 2, 3)
+    assert cfg.scaling.use_gpu is False  # the rest still comes from configs/tiny.yaml
+    sft = build_parser().parse_args(["sft", "--model", "m", "--data", "gsm8k-train", "--out", "o"])
+    assert _config("sft", sft) == SFTTrainConfig()  # no --config: the paper's defaults
