@@ -135,7 +135,7 @@ def main() -> None:
             print(f"handle, {replicas} replica(s): {h:,.0f} judgments/s", flush=True)
             w = bench_http(items, base_url, args.request_size, args.concurrency)
             print(f"http, {replicas} replica(s): {w:,.0f} judgments/s", flush=True)
-            rows += [(f"serve handle", replicas, h), (f"serve http", replicas, w)]
+            rows += [("serve handle", replicas, h), ("serve http", replicas, w)]
             stop_judge()
     finally:
         serve.shutdown()

@@ -89,6 +89,11 @@ def load_stage_config(
         if not isinstance(raw, dict):
             raise ConfigError(file, section, f"must be a mapping, got {type(raw).__name__}")
         data = dict(raw)
+    return validate_section(cls, apply_overrides(data, overrides), file, section)
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Set dotted keys (``engine.model``) of ``data`` in place; None values are skipped (flag not given)."""
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
@@ -97,4 +102,4 @@ def load_stage_config(
         for part in parents:
             target = target.setdefault(part, {})
         target[leaf] = value
-    return validate_section(cls, data, file, section)
+    return data

@@ -33,6 +33,7 @@ def ray_local():
     """One local Ray instance for the whole session (2 CPUs, like this machine)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    # address="local": a fresh instance, never a cluster someone started with `ray start` here.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
     yield ray
     ray.shutdown()

@@ -148,7 +148,7 @@ def test_killed_run_resumes_to_the_same_outputs(finished_run, run_config, tmp_pa
 
     reference, _ = finished_run
     run_dir = tmp_path / "killed"
-    env = {**os.environ, "RAY_ADDRESS": ""}
+    env = {**os.environ, "RAY_ADDRESS": "local"}  # its own Ray, killed with it
     proc = subprocess.Popen([sys.executable, "-m", "orca_math.cli", "run", "--config", str(run_config),
                              "--out", str(run_dir)], cwd=REPO, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

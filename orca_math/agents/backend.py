@@ -11,7 +11,6 @@ that writes problems from programs) plugs in by returning the same SeedOutput fr
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,41 +31,22 @@ from orca_math.agents.flows import (
     solve_and_verify,
     suggester_editor,
 )
+from orca_math.agents.tally import FlowTally
 from orca_math.seeds.dedup import DUPLICATE, normalize_question
 
 
 @dataclass
-class SeedOutput:
-    """Everything one seed produced: kept problem rows, quarantine rows, counts and teacher usage.
+class SeedOutput(FlowTally):
+    """Everything one seed produced: a FlowTally (kept rows, quarantine, counts per flow) plus the
+    teacher usage it cost."""
 
-    ``by_flow[flow]`` counts ``candidates``, ``kept`` and each quarantine reason, so the manifest
-    can say what each flow yielded without re-parsing rows.
-    """
-
-    problems: list[dict] = field(default_factory=list)
-    quarantined: list[dict] = field(default_factory=list)
-    by_flow: dict[str, Counter] = field(default_factory=dict)
     usage: dict[str, TeacherUsage] = field(default_factory=dict)
 
-    @property
-    def candidates(self) -> int:
-        return sum(c["candidates"] for c in self.by_flow.values())
-
-    def keep(self, flow: str, row: dict) -> None:
-        self.problems.append(row)
-        self.by_flow.setdefault(flow, Counter()).update(candidates=1, kept=1)
-
-    def reject(self, flow: str, row: dict) -> None:
-        self.quarantined.append(row)
-        self.by_flow.setdefault(flow, Counter()).update({"candidates": 1, row["reason"]: 1})
-
-    def add(self, other: "SeedOutput") -> "SeedOutput":
+    def add(self, other: FlowTally) -> "SeedOutput":
         """Merge ``other`` into this one (in place)."""
-        self.problems += other.problems
-        self.quarantined += other.quarantined
-        for flow, counts in other.by_flow.items():
-            self.by_flow.setdefault(flow, Counter()).update(counts)
-        merge_usage(self.usage, other.usage)
+        super().add(other)
+        if isinstance(other, SeedOutput):
+            merge_usage(self.usage, other.usage)
         return self
 
 

@@ -17,6 +17,7 @@ from pydantic import Field
 from orca_math.config import (
     ConfigError,
     StageConfig,
+    apply_overrides,
     load_stage_config,
     load_yaml,
     resolve_config_path,
@@ -130,12 +131,4 @@ def load_with_teacher(cls: type[GenerateConfig] | type[SolveStageConfig], path: 
         if not isinstance(value, dict):
             raise ConfigError(file, key, f"must be a mapping, got {type(value).__name__}")
     data = {**data, "teacher": {**shared_teacher, **(data.get("teacher") or {})}}
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        target = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-        target[leaf] = value
-    return validate_section(cls, data, file, section)
+    return validate_section(cls, apply_overrides(data, overrides), file, section)

@@ -223,6 +223,26 @@ def stop_judge(app_name: str = JUDGE_APP) -> None:
     serve.delete(app_name)
 
 
+def release_judge() -> None:
+    """Delete the judge app if it runs, and stop Serve if nothing else runs on it.
+
+    Stages start the judge on first use; this leaves Serve as they found it, so a later
+    ``serve.start`` in the same Ray instance (another app, another port) is not bound to ours.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        return
+    try:
+        apps = serve.status().applications
+    except RuntimeError:  # Serve was never started in this Ray instance
+        return
+    if JUDGE_APP in apps:
+        stop_judge()
+    if not serve.status().applications:
+        serve.shutdown()
+
+
 def judge_handle(app_name: str = JUDGE_APP):
     """A handle to the running judge, for calls from Ray tasks and actors."""
     return serve.get_app_handle(app_name)

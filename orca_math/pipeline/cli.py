@@ -66,9 +66,9 @@ def _judge(args: argparse.Namespace) -> int:
         print(f"judgments: {run_judge(args.samples, args.problems, args.out, judge_cfg, serve_cfg, teacher)}")
     finally:
         # A one-off command must not leave judge replicas holding cluster CPUs after it exits.
-        from orca_math.judge.serve_judge import stop_judge
+        from orca_math.judge.serve_judge import release_judge
 
-        stop_judge()
+        release_judge()
     return 0
 
 

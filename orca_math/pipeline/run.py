@@ -228,7 +228,9 @@ def run_pipeline(config: str | Path, run_dir: str | Path, overrides: dict[str, A
                                         run_preference, models)
             evals.append((_eval_stage(r, cfgs, f"M{k + 1}", model, model_stage), f"M{k + 1}"))
     finally:
-        _stop_judge()
+        from orca_math.judge.serve_judge import release_judge
+
+        release_judge()
     if run.sft_control and run.rounds:
         evals.append((_control_stage(r, cfgs, m1, problems, last, models, run_sft), "M1+SFT (control)"))
 
@@ -299,20 +301,3 @@ def _control_stage(r: PipelineRunner, cfgs: StageConfigs, m1: Path, problems: Pa
                                    stage="sft-control"))
     r.manifest.update("sft-control", control_sequences=spent)
     return _eval_stage(r, cfgs, "M1-sft-control", out, "sft-control")
-
-
-def _stop_judge() -> None:
-    """Free the judge's replicas at the end of a run (it is started on first use)."""
-    import ray
-
-    if not ray.is_initialized():
-        return
-    from ray import serve
-
-    from orca_math.judge.serve_judge import JUDGE_APP, stop_judge
-
-    try:
-        if JUDGE_APP in serve.status().applications:
-            stop_judge()
-    except RuntimeError as e:  # Serve was never started in this Ray instance
-        log.debug("no judge to stop: %s", e)

@@ -35,7 +35,7 @@ class Fault:
     """What one request gets instead of a reply."""
 
     kind: str  # status | hang | close
-    status: int = 500
+    code: int = 500  # HTTP status of a 'status' fault
     headers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     message: str | None = None
@@ -44,7 +44,7 @@ class Fault:
     def status(code: int, retry_after: float | None = None, message: str | None = None) -> "Fault":
         """An HTTP error (with Retry-After for 429/503 when given, and an error message body)."""
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-        return Fault("status", status=code, headers=headers, message=message)
+        return Fault("status", code=code, headers=headers, message=message)
 
     @staticmethod
     def hang(seconds: float) -> "Fault":
@@ -166,7 +166,7 @@ class ScriptedEndpoint:
                         endpoint._stopping.wait(endpoint.delay_s)
                     self._send_json(200, _completion(body, endpoint.reply(body)))
                 elif fault.kind == "status":
-                    self._send_json(fault.status, {"error": {"message": fault.message or f"scripted {fault.status}",
+                    self._send_json(fault.code, {"error": {"message": fault.message or f"scripted {fault.code}",
                                                              "type": "scripted"}}, fault.headers)
                 elif fault.kind == "hang":
                     endpoint._stopping.wait(fault.seconds)

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import json
 import random
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
 
+from orca_math.agents.tally import FlowTally
 from orca_math.answers import is_correct
 from orca_math.config import StageConfig
 from orca_math.records import quarantine_row
@@ -215,27 +215,6 @@ def suggester_editor(program: Program, rng: random.Random, cfg: ProceduralTeache
 # ----------------------------------------------------------------------------- one seed, all flows
 
 
-@dataclass
-class SeedResult:
-    """What one seed produced; same fields as the LLM backend's ``SeedOutput`` (minus token usage)."""
-
-    problems: list[dict] = field(default_factory=list)
-    quarantined: list[dict] = field(default_factory=list)
-    by_flow: dict[str, Counter] = field(default_factory=dict)
-
-    @property
-    def candidates(self) -> int:
-        return sum(c["candidates"] for c in self.by_flow.values())
-
-    def keep(self, flow: str, row: dict) -> None:
-        self.problems.append(row)
-        self.by_flow.setdefault(flow, Counter()).update(candidates=1, kept=1)
-
-    def reject(self, flow: str, row: dict) -> None:
-        self.quarantined.append(row)
-        self.by_flow.setdefault(flow, Counter()).update({"candidates": 1, row["reason"]: 1})
-
-
 def _rng(cfg: ProceduralTeacherConfig, seed: dict, flow: str) -> random.Random:
     return random.Random(int(stable_id(cfg.seed, seed["id"], flow), 16))
 
@@ -263,7 +242,7 @@ def generated_row(program: Program, seed: dict, flow: str, round_: int, index: i
     }
 
 
-def expand_seed(seed: dict, cfg: ProceduralTeacherConfig, flows: FlowSettings = FlowSettings()) -> SeedResult:
+def expand_seed(seed: dict, cfg: ProceduralTeacherConfig, flows: FlowSettings = FlowSettings()) -> FlowTally:
     """Every flow on one seed row, then Solve and its checks on every candidate.
 
     Checks, in order: the solution passes the independent recomputation (``disagreeing
@@ -272,7 +251,7 @@ def expand_seed(seed: dict, cfg: ProceduralTeacherConfig, flows: FlowSettings = 
     seed or an earlier candidate (``duplicate``). A seed without a program is one
     ``parse failure``; a Suggester with nothing left to suggest is ``unsolvable`` for that round.
     """
-    out = SeedResult()
+    out = FlowTally()
     flow_names = [f for f, on in ((ASK_ME_ANYTHING, flows.ask_me_anything),
                                   (SUGGESTER_EDITOR, flows.suggester_editor_rounds > 0)) if on]
     try:
@@ -325,7 +304,7 @@ def expand_seed(seed: dict, cfg: ProceduralTeacherConfig, flows: FlowSettings = 
     return out
 
 
-def _keep_seed(out: SeedResult, seed: dict, program: Program, flows: FlowSettings) -> None:
+def _keep_seed(out: FlowTally, seed: dict, program: Program, flows: FlowSettings) -> None:
     """A seed is kept as it is when its answer is its program's; missing solutions are written."""
     solution = seed.get("reference_solution") or solve(program)
     errors = solution_errors(program, solution)
@@ -341,9 +320,9 @@ def _keep_seed(out: SeedResult, seed: dict, program: Program, flows: FlowSetting
         out.keep(SEED, {**seed, "reference_solution": solution, "provenance": empty_provenance(**prov)})
 
 
-def solve_problem(problem: dict, cfg: ProceduralTeacherConfig, max_solution_chars: int = 1800) -> SeedResult:
+def solve_problem(problem: dict, cfg: ProceduralTeacherConfig, max_solution_chars: int = 1800) -> FlowTally:
     """``solve`` for one existing world problem: its solution, kept only if it reaches its answer."""
-    out = SeedResult()
+    out = FlowTally()
     try:
         program = program_from_row(problem)
         solution = solve(program)
@@ -402,19 +381,15 @@ class ProceduralSolveBackend:
         return SeedOutput(problems=result.problems, quarantined=result.quarantined, by_flow=result.by_flow)
 
 
-def teach_seeds(seeds: list[dict], cfg: ProceduralTeacherConfig, flows: FlowSettings = FlowSettings()) -> tuple[SeedResult, int]:
+def teach_seeds(seeds: list[dict], cfg: ProceduralTeacherConfig, flows: FlowSettings = FlowSettings()) -> tuple[FlowTally, int]:
     """:func:`expand_seed` over a whole seed set, then exact duplicates across seeds removed.
 
     The ``generate`` pipeline does this last pass itself (with near duplicates); this is for
     ``orca-math world-teach``. Returns the merged result and how many duplicates were removed.
     """
-    total = SeedResult()
+    total = FlowTally()
     for seed in seeds:
-        r = expand_seed(seed, cfg, flows)
-        total.quarantined += r.quarantined
-        for flow, counts in r.by_flow.items():
-            total.by_flow.setdefault(flow, Counter()).update(counts)
-        total.problems += r.problems
+        total.add(expand_seed(seed, cfg, flows))
     seen = {normalize_question(s["question"]): s["id"] for s in seeds}
     kept, removed = [], 0
     for i, p in enumerate(total.problems):
