@@ -29,8 +29,12 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q tests -m "not slow"
 
+# Each prints its ratios measured side by side in one run.
 bench: install
 	$(PY) bench/sampling.py
+	$(PY) bench/judge.py
+	$(PY) bench/generate.py
+	$(PY) bench/train.py
 
 clean:
 	rm -rf runs .pytest_cache
