@@ -211,7 +211,7 @@ def test_endpoint_outage_fails_the_run_without_losing_seeds_and_a_rerun_complete
 
         ep.reply = healthy
         resumed = run_generate(cfg, tmp_path / "out", progress=False)
-        clean = run_generate(cfg, tmp_path / "clean", progress=False)
+        run_generate(cfg, tmp_path / "clean", progress=False)
     assert resumed["status"] == "done" and resumed["seeds_resumed"] == len(done_before)
     assert read_outputs(tmp_path / "out")[:2] == read_outputs(tmp_path / "clean")[:2]
 
@@ -261,7 +261,7 @@ def test_generate_killed_mid_run_resumes_to_the_same_result_as_an_uninterrupted_
             "seeds": "gsm8k-train", "limit": n, "teacher.base_url": ep.base_url, "teacher.model": "scripted"})
         resumed = run_generate(cfg, killed, progress=False)
         ep.reply.delay_s = 0.0
-        clean = run_generate(cfg, tmp_path / "clean", progress=False)
+        run_generate(cfg, tmp_path / "clean", progress=False)
 
     assert resumed["seeds_resumed"] == len(committed_before) and resumed["seeds_this_run"] == n - len(committed_before)
     assert committed_before <= {p.name for p in parts.part_dirs()}  # committed parts were kept, not redone

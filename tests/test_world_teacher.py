@@ -12,7 +12,6 @@ import asyncio
 import json
 import random
 import re
-from fractions import Fraction
 
 import pytest
 
@@ -31,20 +30,9 @@ from orca_math.world.teacher import (
     FlowSettings, ProceduralTeacherConfig, Suggestion, apply_suggestions, ask_me_anything, expand_seed, is_harder,
     solve_problem, teach_seeds,
 )
+from world_checks import EQUATION, recompute  # tests/ is on sys.path
 
 TEACHER = ProceduralTeacherConfig()
-EQUATION = re.compile(r"(\d+(?:\s*[-+*/]\s*\d+)+)\s*=\s*(\d+)")
-
-
-def recompute(solution: str) -> int:
-    """Re-do every 'a op b = c' of a solution with Python arithmetic; return the last result."""
-    equations = EQUATION.findall(solution)
-    assert equations, solution
-    for lhs, rhs in equations:
-        assert re.fullmatch(r"[\d\s+\-*/]+", lhs)
-        assert Fraction(eval(lhs, {"__builtins__": {}})) == int(rhs), f"{lhs} = {rhs} in\n{solution}"  # noqa: S307
-    return int(equations[-1][1])
-
 ALL_ROUNDS = FlowSettings(keep_all_rounds=True)
 
 
