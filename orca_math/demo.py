@@ -11,6 +11,7 @@ plain SFT given the same training compute. Rerunning resumes or skips finished s
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from pathlib import Path
@@ -25,6 +26,13 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def noise_points(a: dict, b: dict) -> float:
+    """Two standard errors of the difference of two pass@1 rates, in points: differences smaller
+    than this are what evaluating on ``n`` problems alone can produce."""
+    var = sum(r["accuracy"] * (1 - r["accuracy"]) / max(r["n"], 1) for r in (a, b))
+    return 200 * math.sqrt(var)
+
+
 def verdict(results: list[dict]) -> list[str]:
     """Plain sentences on the table: last round vs M1, and vs the equal-compute SFT control."""
     by_model = {r["model"]: r for r in results}
@@ -34,12 +42,15 @@ def verdict(results: list[dict]) -> list[str]:
     first, last = rounds[0], rounds[-1]
     points = lambda a, b: 100 * (a["accuracy"] - b["accuracy"])  # noqa: E731
     lines = [f"{last['model']} vs {first['model']}: {points(last, first):+.1f} points "
-             f"({100 * first['accuracy']:.1f}% -> {100 * last['accuracy']:.1f}% on {last['n']} held-out problems)"]
+             f"({100 * first['accuracy']:.1f}% -> {100 * last['accuracy']:.1f}% on {last['n']} held-out problems; "
+             f"eval noise {noise_points(last, first):.1f} points)"]
     control = next((r for m, r in by_model.items() if "control" in m), None)
     if control is not None:
-        lines.append(f"{last['model']} vs equal-compute SFT control: {points(last, control):+.1f} points "
-                     f"(control {100 * control['accuracy']:.1f}%): practice "
-                     f"{'beat' if last['accuracy'] > control['accuracy'] else 'did not beat'} plain SFT")
+        diff, noise = points(last, control), noise_points(last, control)
+        outcome = ("beat" if diff > 0 else "did not beat") if abs(diff) > noise else "matched"
+        lines.append(f"{last['model']} vs equal-compute SFT control: {diff:+.1f} points "
+                     f"(control {100 * control['accuracy']:.1f}%): practice {outcome} plain SFT "
+                     f"(differences under {noise:.1f} points are within eval noise)")
     return lines
 
 

@@ -1,7 +1,8 @@
 """`make demo` cut down: configs/demo.yaml at test size through the real pipeline.
 
 World seeds -> generate (symbolic teacher on Ray Data) -> SFT -> eval -> 2 rounds of practice
-(vLLM), judge (Serve), prefs, DPO+SFT (RPO) -> eval, and the equal-compute SFT control.
+(vLLM, fresh problems each round), judge (Serve), prefs, rejection-sampling fine-tuning -> eval,
+and the equal-compute SFT control.
 """
 
 from __future__ import annotations
@@ -12,17 +13,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orca_math.demo import verdict
+from orca_math.demo import noise_points, verdict
 from orca_math.manifest import RunManifest
 from orca_math.pipeline.run import StageConfigs, training_sequences
 from orca_math.records import read_parquet, read_table
-from orca_math.schema import JUDGMENT, PREFERENCE_PAIR, PROBLEM, SAMPLE
+from orca_math.schema import JUDGMENT, KTO_EXAMPLE, PROBLEM, SAMPLE
 from orca_math.world.generate import find_leaks
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["student", "world", "seeds", "generate", "sft", "eval-M1",
-          "practice-1", "judge-1", "prefs-1", "dpo-1", "eval-M2",
-          "practice-2", "judge-2", "prefs-2", "dpo-2", "eval-M3", "sft-control", "eval-M1-sft-control"]
+          "practice-1", "judge-1", "prefs-1", "rft-1", "eval-M2",
+          "practice-2", "judge-2", "prefs-2", "rft-2", "eval-M3", "sft-control", "eval-M1-sft-control"]
 
 
 def small_demo_config(path: Path) -> Path:
@@ -35,7 +36,7 @@ def small_demo_config(path: Path) -> Path:
         cfg[section]["decoding"]["max_tokens"] = 48
     cfg["generate"]["execution"]["seeds_per_part"] = 6
     cfg["sft"].update(max_steps=6, save_steps=100)
-    cfg["dpo"].update(max_steps=2, per_device_batch_size=4, save_steps=100)
+    cfg["rft"].update(max_steps=2, per_device_batch_size=4, save_steps=100)
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -47,14 +48,17 @@ def test_demo_config_loads_the_world_and_procedural_teacher():
     assert type(cfgs.teacher).__name__ == type(cfgs.generate.teacher).__name__ == "ProceduralTeacherConfig"
     assert cfgs.judge.method == "exact"
     assert cfgs.generate.decontam.eval_sets == []
+    assert cfgs.run.preference_algo == "rft" and type(cfgs.pref_train).__name__ == "SFTTrainConfig"
+    assert cfgs.run.practice_fresh and cfgs.prefs.skip_mastered
+    assert cfgs.sft.bf16 and cfgs.sft.group_by_length and not cfgs.sft.scaling.use_gpu
 
 
-def test_control_gets_the_rounds_training_sequences():
+@pytest.mark.parametrize("algo, per_example", [("dpo", 2), ("kto", 2), ("sft", 1), ("rft", 1)])
+def test_control_gets_the_rounds_training_sequences(algo, per_example):
     cfgs = StageConfigs.load(REPO / "configs/demo.yaml")
     entry = {"metrics": {"global_step": 10}}
     per_step = cfgs.pref_train.per_device_batch_size * cfgs.pref_train.gradient_accumulation_steps
-    assert training_sequences(entry, cfgs.pref_train, "dpo") == 10 * per_step * 2
-    assert training_sequences(entry, cfgs.sft, "sft") == 10 * cfgs.sft.per_device_batch_size
+    assert training_sequences(entry, cfgs.pref_train, algo) == 10 * per_step * per_example
 
 
 def test_verdict_compares_last_round_with_m1_and_control():
@@ -62,7 +66,17 @@ def test_verdict_compares_last_round_with_m1_and_control():
             {"model": "M1+SFT (control)", "accuracy": 0.62, "n": 500}]
     lines = verdict(rows)
     assert lines[0].startswith("M3 vs M1: +10.0 points")
-    assert "-2.0 points" in lines[1] and "did not beat" in lines[1]
+    assert "-2.0 points" in lines[1] and "matched" in lines[1]  # 2 points is within 500 problems' noise
+    rows[2]["accuracy"] = 0.7
+    assert "did not beat" in verdict(rows)[1]
+    rows[2]["accuracy"] = 0.5
+    assert "practice beat" in verdict(rows)[1]
+
+
+def test_noise_is_two_standard_errors_of_the_difference():
+    a, b = {"accuracy": 0.08, "n": 500}, {"accuracy": 0.08, "n": 500}
+    assert noise_points(a, b) == pytest.approx(200 * (2 * 0.08 * 0.92 / 500) ** 0.5)
+    assert 3.4 < noise_points(a, b) < 3.5
 
 
 @pytest.mark.slow
@@ -90,21 +104,33 @@ def test_short_demo_runs_every_stage(tmp_path, ray_local):
     assert not find_leaks([p["question"] for p in generated], [p["question"] for p in test])
     assert manifest.get("sft")["rows_out"] == len(generated)
 
-    # Each round: 4 samples per practiced problem, one judgment per sample, pairs from them.
+    # Each round: 4 samples per practiced problem (fresh problems each round), one judgment per
+    # sample; the positives RFT trains on are the teacher's solutions and correct samples only.
+    by_id = {p["id"]: p for p in generated}
+    practiced = []
     for k in (1, 2):
         samples = read_parquet(run_dir / f"round{k}/practice/samples.parquet", SAMPLE)
         judgments = read_parquet(run_dir / f"round{k}/judge/judgments.parquet", JUDGMENT)
         assert len(samples) == 8 * 4
         assert sorted(j["sample_id"] for j in judgments) == sorted(s["sample_id"] for s in samples)
-        pairs = read_parquet(run_dir / f"round{k}/prefs/pairs.parquet", PREFERENCE_PAIR)
-        assert all(p["chosen"] != p["rejected"] for p in pairs)
-        assert manifest.get(f"dpo-{k}")["metrics"]["global_step"] == 2
+        practiced.append({s["problem_id"] for s in samples})
+        right = {(s["problem_id"], s["text"]) for s in samples
+                 if next(j for j in judgments if j["sample_id"] == s["sample_id"])["correct"]}
+        positives = read_parquet(run_dir / f"round{k}/prefs/positives.parquet", KTO_EXAMPLE)
+        assert positives and all(e["label"] for e in positives)
+        for e in positives:
+            assert ((e["source"] == "teacher" and e["completion"] == by_id[e["problem_id"]]["reference_solution"])
+                    or (e["source"] == "student" and (e["problem_id"], e["completion"]) in right))
+        assert manifest.get(f"rft-{k}")["metrics"]["global_step"] == 2
         assert (run_dir / f"models/M{k + 1}/config.json").exists()
+    assert len(practiced[0]) == len(practiced[1]) == 8 and not practiced[0] & practiced[1]
 
-    # The control trained as many sequences as both rounds' DPO (2 steps x 4 pairs x 2 sequences each).
+    # The control trained as many sequences as both rounds (2 steps x 4 examples each), with the
+    # rounds' trainer settings.
     control = manifest.get("sft-control")
-    assert control["control_sequences"] == 2 * 2 * 4 * 2
-    assert control["metrics"]["global_step"] == 32 // 16 and control["config"]["max_steps"] == 2
+    assert control["control_sequences"] == 2 * 2 * 4
+    assert control["metrics"]["global_step"] == control["config"]["max_steps"] == 16 // 4
+    assert control["config"]["learning_rate"] == manifest.get("rft-1")["config"]["learning_rate"]
 
     # Results: every model evaluated on the same held-out world problems.
     assert [r["model"] for r in results] == ["M1", "M2", "M3", "M1+SFT (control)"]

@@ -96,3 +96,32 @@ def test_deterministic_and_written_with_their_schemas(tmp_path):
 def test_teacher_positive_switch(teacher_positive, expected):
     prefs = build_preferences(*_practice({"a": [False] * 4}), PreferenceConfig(teacher_positive=teacher_positive))
     assert len(prefs.pairs) == expected
+
+
+def test_prefs_stage_writes_positives_for_rejection_sampling_fine_tuning(tmp_path):
+    from orca_math.preferences.stage import run_prefs
+    from orca_math.records import read_parquet
+    from orca_math.schema import JUDGMENT, PROBLEM, SAMPLE, empty_provenance
+
+    problems, samples, judgments = _practice({"a": [True, False, False, False], "b": [False] * 4})
+    problems = [{**p, "provenance": empty_provenance()} for p in problems]
+    samples = [{**s, "model": "M1", "sample_index": int(s["sample_id"][-1]), "prompt": "p"} for s in samples]
+    judgments = [{**j, "method": "exact"} for j in judgments]
+    paths = run_prefs(write_parquet(problems, PROBLEM, tmp_path / "problems.parquet"),
+                      write_parquet(samples, SAMPLE, tmp_path / "samples.parquet"),
+                      write_parquet(judgments, JUDGMENT, tmp_path / "judgments.parquet"),
+                      tmp_path / "prefs", PreferenceConfig())
+    positives = read_parquet(paths["positives"], KTO_EXAMPLE)
+    kto = read_parquet(paths["kto"], KTO_EXAMPLE)
+    assert positives == [e for e in kto if e["label"]]
+    assert sorted((e["problem_id"], e["source"]) for e in positives) == [("a", "student"), ("a", "teacher"),
+                                                                        ("b", "teacher")]
+
+
+def test_skip_mastered_leaves_out_problems_the_student_always_gets_right():
+    spec = {"easy": [True] * 4, "mixed": [True, False, False, False], "hard": [False] * 4}
+    prefs = build_preferences(*_practice(spec), PreferenceConfig(skip_mastered=True, borrow_negatives=4))
+    assert {e["problem_id"] for e in prefs.kto_examples} == {"mixed", "hard"}
+    assert {p["problem_id"] for p in prefs.pairs} == {"mixed", "hard"}
+    assert prefs.report["problems_mastered_skipped"] == 1 and prefs.report["negatives_borrowed"] == 0
+    assert prefs.report["correct_histogram"] == {"0": 1, "1": 1, "4": 1}

@@ -16,14 +16,16 @@ from orca_math.train.ray_train import ResumeError, _prepare_run_dir
 from orca_math.train.rows import (
     CHOSEN_EQUALS_REJECTED,
     EMPTY_COMPLETION,
+    NOT_A_POSITIVE,
     PROMPT_TOO_LONG,
     SEQUENCE_TOO_LONG,
     dpo_rows,
     kto_rows,
+    rft_rows,
     sft_rows,
     trl_columns,
 )
-from orca_math.train.trainers import trl_kwargs
+from orca_math.train.trainers import trl_args, trl_kwargs
 
 
 def count_words(texts):
@@ -60,7 +62,6 @@ def test_tiny_preset_trains_on_cpu_workers(algo, cls):
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"bf16": True}, "bf16"),
     ({"fp16": True}, "fp16"),
     ({"deepspeed": {"zero_optimization": {"stage": 3}}}, "deepspeed"),
     ({"fsdp": "full_shard auto_wrap"}, "fsdp"),
@@ -69,6 +70,19 @@ def test_tiny_preset_trains_on_cpu_workers(algo, cls):
 def test_gpu_only_settings_are_rejected_on_cpu(fields, message):
     with pytest.raises(ValueError, match=message):
         cpu(SFTTrainConfig, **fields)
+
+
+def test_sft_can_batch_by_length():
+    assert trl_kwargs("sft", cpu(SFTTrainConfig), "/tmp/x")["train_sampling_strategy"] == "random"
+    args = trl_args("sft", cpu(SFTTrainConfig, group_by_length=True), "/tmp/x")
+    assert args.train_sampling_strategy == "group_by_length"
+
+
+def test_bf16_on_cpu_is_autocast_over_fp32_weights():
+    cfg = cpu(SFTTrainConfig, bf16=True)
+    kwargs = trl_kwargs("sft", cfg, "/tmp/x")
+    assert kwargs["bf16"] is True and kwargs["use_cpu"] is True
+    assert kwargs["model_init_kwargs"] == {"dtype": "float32"}
 
 
 @pytest.mark.parametrize("fields, message", [
@@ -179,6 +193,18 @@ def test_kto_rows_are_shuffled_reproducibly_and_keep_labels():
     assert all(r["label"] == (int(r["id"][1:]) % 2 == 0) for r in a.rows)
     assert [(q["row"], q["reason"]) for q in a.quarantined] == [(3, EMPTY_COMPLETION)]
     assert trl_columns(a.rows, ("prompt", "completion", "label")).keys() == {"prompt", "completion", "label"}
+
+
+def test_rft_rows_train_on_positives_and_quarantine_negatives():
+    examples = [("positives.parquet", i, {"example_id": f"e{i}", "prompt": "USER:\nq\n\nASSISTANT:\n",
+                                          "completion": f"#### {i}" if i != 3 else "", "label": i != 5})
+                for i in range(8)]
+    out = rft_rows(examples, count_words, max_prompt_length=10, max_length=20, seed=1)
+    assert sorted(r["id"] for r in out.rows) == ["e0", "e1", "e2", "e4", "e6", "e7"]
+    assert [(q["row"], q["field"], q["reason"]) for q in out.quarantined] == [
+        (3, "completion", EMPTY_COMPLETION), (5, "label", NOT_A_POSITIVE)]
+    assert out.rows_in == len(out.rows) + len(out.quarantined)
+    assert trl_columns(out.rows, ("prompt", "completion")).keys() == {"prompt", "completion"}
 
 
 # --- the completion-only mask ----------------------------------------------------------------

@@ -20,8 +20,16 @@ class RunConfig(StageConfig):
     generate: bool = Field(True, description="Run AgentInstruct on the seeds (off: train on the seeds/problems as given).")
     solve: bool = Field(False, description="Have the teacher re-solve the problem set (keep only where it matches gold).")
     rounds: int = Field(2, ge=0, description="Practice-and-feedback rounds after SFT.")
-    preference_algo: Literal["kto", "dpo"] = Field("kto", description="Preference learning per round (paper's best: KTO).")
+    preference_algo: Literal["kto", "dpo", "rft"] = Field(
+        "kto", description="What each round trains (paper's best: KTO): kto, dpo, or rft (rejection-sampling "
+        "fine-tuning: SFT on the round's positives, i.e. the student's correct samples and the teacher's "
+        "solution; its settings are the `rft:` section).",
+    )
     practice_limit: int | None = Field(None, ge=1, description="Problems practiced per round (None: the whole SFT set).")
+    practice_fresh: bool = Field(
+        False, description="Each round practices the next practice_limit problems (round k starts at "
+        "(k-1) x practice_limit, wrapping), not the same first ones again.",
+    )
     eval_base: bool = Field(False, description="Also evaluate M0 before SFT.")
     world: bool = Field(
         False, description="Run on the procedural world (the `world:` section) instead of `seeds`: its train "

@@ -57,10 +57,10 @@ class StageConfigs:
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "StageConfigs":
         from orca_math.serve_cli import ServeConfig
-        from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig
+        from orca_math.train.config import CONFIG_CLASSES, SFTTrainConfig
 
         run = load_stage_config(RunConfig, path, "run", overrides)
-        pref_cls = KTOTrainConfig if run.preference_algo == "kto" else DPOTrainConfig
+        pref_cls = CONFIG_CLASSES[run.preference_algo]
         cfgs = cls(
             run=run,
             tiny_model=load_stage_config(TinyModelConfig, path, "tiny_model"),
@@ -255,6 +255,8 @@ def _round(r: PipelineRunner, cfgs: StageConfigs, practice_cfg: PracticeConfig, 
 
     algo = cfgs.run.preference_algo
     samples, judgments, prefs = rd / "practice" / "samples.parquet", rd / "judge" / "judgments.parquet", rd / "prefs"
+    if cfgs.run.practice_fresh and practice_cfg.limit:
+        practice_cfg = practice_cfg.model_copy(update={"offset": (k - 1) * practice_cfg.limit})
     r.stage(f"practice-{k}", practice_cfg, [model_stage, problems_stage], {"model": str(model)}, rd / "practice",
             lambda resume: run_practice(str(model), problems, rd / "practice", practice_cfg,
                                         stage=f"practice-{k}", manifest=r.manifest, model_name=f"M{k}"))
@@ -265,7 +267,7 @@ def _round(r: PipelineRunner, cfgs: StageConfigs, practice_cfg: PracticeConfig, 
     r.stage(f"prefs-{k}", cfgs.prefs, [f"judge-{k}"], {}, prefs,
             lambda resume: run_prefs(problems, samples, judgments, prefs, cfgs.prefs, round_k=k,
                                      stage=f"prefs-{k}", manifest=r.manifest))
-    data = prefs / ("kto.parquet" if algo == "kto" else "pairs.parquet")
+    data = prefs / {"kto": "kto.parquet", "dpo": "pairs.parquet", "rft": "positives.parquet"}[algo]
     nxt = models / f"M{k + 1}"
     r.stage(f"{algo}-{k}", cfgs.pref_train, [f"prefs-{k}", model_stage], {"model": str(model)}, nxt,
             lambda resume: run_preference(algo, model, data, nxt, cfgs.pref_train, manifest=r.manifest,
@@ -277,20 +279,21 @@ def training_sequences(entry: dict, cfg: StageConfig, algo: str) -> int:
     """Sequences a finished training stage pushed through the policy (forward + backward).
 
     A DPO example is two sequences (chosen and rejected), a KTO one too (the completion and the
-    mismatched completion of its KL estimate); an SFT example is one.
+    mismatched completion of its KL estimate); an SFT or RFT example is one.
     """
     per_step = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * cfg.scaling.num_workers
-    return entry["metrics"]["global_step"] * per_step * (1 if algo == "sft" else 2)
+    return entry["metrics"]["global_step"] * per_step * (1 if algo in ("sft", "rft") else 2)
 
 
 def _control_stage(r: PipelineRunner, cfgs: StageConfigs, m1: Path, problems: Path, problems_stage: str,
                    models: Path, run_sft) -> str:
     """The equal-compute control: M1 trained further with plain SFT on as many sequences as the
-    rounds' preference training used, then evaluated like the round models."""
+    rounds' training used, then evaluated like the round models. After RFT rounds (SFT too) the
+    control keeps their trainer settings, so the data is the only difference."""
     algo = cfgs.run.preference_algo
     spent = sum(training_sequences(r.manifest.get(f"{algo}-{k}"), cfgs.pref_train, algo)
                 for k in range(1, cfgs.run.rounds + 1))
-    sft = cfgs.sft
+    sft = cfgs.pref_train if algo == "rft" else cfgs.sft
     per_step = sft.per_device_batch_size * sft.gradient_accumulation_steps * sft.scaling.num_workers
     # Another data order than M1's SFT, so the extra steps see mostly problems M1 has not.
     control_cfg = sft.model_copy(update={"max_steps": max(1, math.ceil(spent / per_step)), "seed": sft.seed + 1})

@@ -23,7 +23,17 @@ class PracticeConfig(StageConfig):
     prompt_template: str = Field(DEFAULT_PROMPT_TEMPLATE, description="Same format as SFT and eval.")
     decoding: DecodingConfig = Field(default_factory=DecodingConfig)
     engine: VLLMEngineConfig = Field(default_factory=VLLMEngineConfig)
-    limit: int | None = Field(None, ge=1, description="Practice on the first N problems only.")
+    offset: int = Field(0, ge=0, description="Skip the first N problems (a run moves it on each round).")
+    limit: int | None = Field(None, ge=1, description="Practice on N problems only (after the offset).")
+
+
+def practice_slice(problems: list[dict], offset: int, limit: int | None) -> list[dict]:
+    """``limit`` problems from ``offset`` on, wrapping around to the start when the set runs out."""
+    if not problems:
+        return []
+    n = len(problems) if limit is None else min(limit, len(problems))
+    start = offset % len(problems)
+    return (problems[start:] + problems[:start])[:n]
 
 
 def check_samples(problems: list[dict], samples: list[dict], n: int) -> StageOutput:
@@ -63,7 +73,8 @@ def run_practice(model: str, problems_path: str | Path, out_dir: str | Path, cfg
     manifest = manifest or RunManifest(out_dir / "manifest.json")
     engine = cfg.engine.model_copy(update={"model": model})
     with manifest.stage(stage, cfg, {"model": str(model), "problems": str(problems_path)}) as entry:
-        problems = read_parquet(problems_path, PROBLEM)[: cfg.limit]
+        problems = read_parquet(problems_path, PROBLEM)
+        problems = practice_slice(problems, cfg.offset, cfg.limit)
         ensure_ray()
         log.info("%s: %d problems x %d samples from %s", stage, len(problems), cfg.decoding.n, model)
         samples = sample_rows(prompt_rows(problems, cfg.prompt_template), engine, cfg.decoding,

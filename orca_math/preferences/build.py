@@ -28,6 +28,10 @@ class PreferenceConfig(StageConfig):
     borrow_negatives: int = Field(4, ge=0, description="Negatives borrowed (one per other problem) when a problem has none.")
     max_pairs_per_problem: int | None = Field(None, ge=1, description="Cap on DPO pairs per problem (None: all).")
     max_positives_per_problem: int | None = Field(None, ge=1, description="Cap on positives kept per problem (None: all).")
+    skip_mastered: bool = Field(
+        False, description="Leave out problems whose every sample is right (no pairs, no examples), so a round "
+        "trains only on problems the student still gets wrong. Off in the paper, which borrows negatives for them.",
+    )
     seed: int = Field(0, description="Seed for borrowing and capping.")
 
 
@@ -78,13 +82,17 @@ def build_preferences(problems: list[dict], samples: list[dict], judgments: list
     rng = random.Random(cfg.seed)
     practiced = [p for p in problems if n_samples[p["id"]]]
     report = {"problems": len(practiced), "correct_histogram": {}, "pairs": 0, "kto_examples": 0,
-              "negatives_borrowed": 0, "problems_borrowing": 0, "problems_without_pairs": 0}
+              "negatives_borrowed": 0, "problems_borrowing": 0, "problems_without_pairs": 0,
+              "problems_mastered_skipped": 0}
     hist: Counter = Counter()
     pairs, examples = [], []
     negative_pool = [pid for pid in neg if neg[pid]]
     for p in practiced:
         pid = p["id"]
         hist[len(pos[pid])] += 1
+        if cfg.skip_mastered and not neg[pid]:
+            report["problems_mastered_skipped"] += 1
+            continue
         positives = list(pos[pid])
         if cfg.teacher_positive and (p.get("reference_solution") or "").strip():
             positives.append((p["reference_solution"], "teacher"))

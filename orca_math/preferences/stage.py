@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 def run_prefs(problems_path: str | Path, samples_path: str | Path, judgments_path: str | Path,
               out_dir: str | Path, cfg: PreferenceConfig, round_k: int = 1, stage: str = "prefs",
               manifest: RunManifest | None = None) -> dict[str, Path]:
-    """Write ``pairs.parquet`` (DPO), ``kto.parquet`` (KTO), ``quarantine.parquet``, ``report.json``."""
+    """Write ``pairs.parquet`` (DPO), ``kto.parquet`` (KTO), ``positives.parquet`` (the KTO examples
+    labelled true, for rejection-sampling fine-tuning), ``quarantine.parquet``, ``report.json``."""
     out_dir = Path(out_dir)
     manifest = manifest or RunManifest(out_dir / "manifest.json")
     inputs = {"problems": str(problems_path), "samples": str(samples_path), "judgments": str(judgments_path)}
@@ -29,6 +30,9 @@ def run_prefs(problems_path: str | Path, samples_path: str | Path, judgments_pat
         paths = {
             "pairs": write_parquet(prefs.pairs, PREFERENCE_PAIR, out_dir / "pairs.parquet"),
             "kto": write_parquet(prefs.kto_examples, KTO_EXAMPLE, out_dir / "kto.parquet"),
+            # Rejection-sampling fine-tuning trains on these alone.
+            "positives": write_parquet([e for e in prefs.kto_examples if e["label"]], KTO_EXAMPLE,
+                                       out_dir / "positives.parquet"),
             "quarantine": write_quarantine(prefs.quarantined, out_dir / "quarantine.parquet"),
         }
         (out_dir / "report.json").write_text(json.dumps(prefs.report, indent=2))

@@ -28,9 +28,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.set_defaults(func=run_sft_command)
 
-    p = sub.add_parser("train-pref", help="DPO on preference pairs or KTO on labeled examples (TRL on Ray Train)")
-    p.add_argument("--algo", required=True, choices=["dpo", "kto"])
-    p.add_argument("--data", required=True, help="Parquet file/folder: preference pairs (dpo) or KTO examples (kto)")
+    p = sub.add_parser("train-pref", help="a round's training: DPO on preference pairs, KTO on labeled examples, "
+                       "or rft (SFT on the positives) (TRL on Ray Train)")
+    p.add_argument("--algo", required=True, choices=["dpo", "kto", "rft"])
+    p.add_argument("--data", required=True, help="Parquet file/folder: preference pairs (dpo), KTO examples (kto) "
+                   "or a prefs stage's positives.parquet (rft)")
     _common(p)
     p.set_defaults(func=run_pref_command)
 

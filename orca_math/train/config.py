@@ -95,7 +95,8 @@ class TrainConfigBase(StageConfig):
     model_dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
         "float32", description="dtype the weights are loaded in; mixed precision (bf16) keeps fp32 master weights."
     )
-    bf16: bool = Field(True, description="bf16 mixed precision (Ampere+ GPUs). Off on CPU.")
+    bf16: bool = Field(
+        True, description="bf16 mixed precision: Ampere+ GPUs, or CPU autocast (fast on CPUs with AVX512-BF16/AMX).")
     fp16: bool = Field(False, description="fp16 mixed precision (older GPUs).")
     gradient_checkpointing: bool = Field(True, description="Recompute activations in backward to save memory.")
     deepspeed: dict[str, Any] | str | None = Field(
@@ -142,7 +143,7 @@ class TrainConfigBase(StageConfig):
         if self.fsdp_config is not None and not self.fsdp:
             raise ValueError("fsdp_config needs fsdp (e.g. 'full_shard auto_wrap')")
         if not self.scaling.use_gpu:
-            needs_gpu = [name for name, on in (("bf16", self.bf16), ("fp16", self.fp16),
+            needs_gpu = [name for name, on in (("fp16", self.fp16),
                                                ("deepspeed", self.deepspeed is not None), ("fsdp", bool(self.fsdp)))
                          if on]
             if needs_gpu:
@@ -171,6 +172,10 @@ class SFTTrainConfig(TrainConfigBase):
 
     prompt_template: str = Field(DEFAULT_PROMPT_TEMPLATE, description="Student prompt format; must contain {question}.")
     packing: bool = Field(False, description="Pack several examples per sequence (paper: no packing).")
+    group_by_length: bool = Field(
+        False, description="Batch examples of similar length (still in random megabatches): far less padding "
+        "when lengths vary, e.g. 1.8x fewer tokens on the demo's problems.",
+    )
 
     @field_validator("prompt_template")
     @classmethod
@@ -228,4 +233,6 @@ class KTOTrainConfig(TrainConfigBase):
         return self
 
 
-CONFIG_CLASSES: dict[str, type[TrainConfigBase]] = {"sft": SFTTrainConfig, "dpo": DPOTrainConfig, "kto": KTOTrainConfig}
+# rft (rejection-sampling fine-tuning) is SFT on a round's positives, with its own YAML section.
+CONFIG_CLASSES: dict[str, type[TrainConfigBase]] = {
+    "sft": SFTTrainConfig, "dpo": DPOTrainConfig, "kto": KTOTrainConfig, "rft": SFTTrainConfig}

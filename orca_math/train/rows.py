@@ -30,6 +30,7 @@ EMPTY_COMPLETION = "empty completion"
 PROMPT_TOO_LONG = "prompt over max_prompt_length tokens"
 SEQUENCE_TOO_LONG = "prompt + completion over max_length tokens"
 CHOSEN_EQUALS_REJECTED = "chosen == rejected"
+NOT_A_POSITIVE = "label is false: rejection-sampling fine-tuning trains on positives only"
 
 SFT_COLUMNS = ("prompt", "completion")
 DPO_COLUMNS = ("prompt", "chosen", "rejected")
@@ -176,6 +177,26 @@ def kto_rows(
             for r, prompt, c in kept]
     random.Random(seed).shuffle(rows)
     out.rows = rows
+    return _in_input_order(out, examples)
+
+
+def rft_rows(
+    examples: Sequence[tuple[str, int, dict]],
+    count: TokenCounter,
+    max_prompt_length: int,
+    max_length: int,
+    seed: int = 0,
+    stage: str = "rft",
+) -> StageOutput:
+    """Positive KTO-example records (the student's correct samples, the teacher's solution) -> TRL
+    ``{prompt, completion}`` SFT rows, shuffled: rejection-sampling fine-tuning. A negative is quarantined."""
+    examples = list(examples)
+    out = kto_rows(examples, count, max_prompt_length, max_length, seed=seed, stage=stage)
+    position = {ex["example_id"]: (source, i, ex) for source, i, ex in examples}
+    for row in [r for r in out.rows if not r["label"]]:
+        source, i, ex = position[row["id"]]
+        out.quarantined.append(quarantine_row(stage, source, i, "label", NOT_A_POSITIVE, ex))
+    out.rows = [r for r in out.rows if r["label"]]
     return _in_input_order(out, examples)
 
 

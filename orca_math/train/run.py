@@ -24,7 +24,7 @@ from orca_math.schema import KTO_EXAMPLE, PREFERENCE_PAIR
 from orca_math.seeds import read_problems, resolve_data_spec
 from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig, TrainConfigBase
 from orca_math.train.curves import final_metrics, loss_curve, plot_curves
-from orca_math.train.rows import dpo_rows, kto_rows, sft_rows, tokenizer_counter, trl_columns
+from orca_math.train.rows import dpo_rows, kto_rows, rft_rows, sft_rows, tokenizer_counter, trl_columns
 from orca_math.train.trainers import TRL_COLUMNS, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -151,22 +151,23 @@ def run_sft(
 
 
 def run_preference(
-    algo: Literal["dpo", "kto"],
+    algo: Literal["dpo", "kto", "rft"],
     model: str | Path,
     data: str | Path,
     out_dir: str | Path,
-    cfg: DPOTrainConfig | KTOTrainConfig,
+    cfg: DPOTrainConfig | KTOTrainConfig | SFTTrainConfig,
     manifest: RunManifest | None = None,
     resume: bool = False,
     stage: str | None = None,
 ) -> Path:
-    """DPO on preference-pair Parquet, or KTO on KTO-example Parquet, starting from ``model`` -> ``out_dir``.
+    """One round's training from ``model`` -> ``out_dir``: DPO on preference-pair Parquet, KTO on
+    KTO-example Parquet, or rejection-sampling fine-tuning (``rft``: SFT on positive KTO examples).
 
-    The frozen reference model is ``model`` itself (the round's starting model).
+    The frozen reference model of DPO/KTO is ``model`` itself (the round's starting model).
     """
-    expected = {"dpo": DPOTrainConfig, "kto": KTOTrainConfig}.get(algo)
+    expected = {"dpo": DPOTrainConfig, "kto": KTOTrainConfig, "rft": SFTTrainConfig}.get(algo)
     if expected is None:
-        raise ValueError(f"unknown preference algo {algo!r}: use dpo or kto")
+        raise ValueError(f"unknown round algo {algo!r}: use dpo, kto or rft")
     if not isinstance(cfg, expected):
         raise TypeError(f"{algo} needs a {expected.__name__}, got {type(cfg).__name__}")
     stage = stage or algo
@@ -182,10 +183,14 @@ def run_preference(
         if algo == "dpo":
             records = read_records(data, PREFERENCE_PAIR, cfg.limit)
             built = dpo_rows(records, count, cfg.max_prompt_length, cfg.max_length, stage=stage)
-        else:
+        elif algo == "kto":
             records = read_records(data, KTO_EXAMPLE, cfg.limit)
             built = kto_rows(records, count, cfg.max_prompt_length, cfg.max_length, seed=cfg.seed, stage=stage)
-        _train_and_record(algo, stage, model, data, built, [], len(records), cfg, out_dir, manifest, entry, resume)
+        else:
+            records = read_records(data, KTO_EXAMPLE, cfg.limit)
+            built = rft_rows(records, count, cfg.max_prompt_length, cfg.max_length, seed=cfg.seed, stage=stage)
+        _train_and_record("sft" if algo == "rft" else algo, stage, model, data, built, [], len(records), cfg,
+                          out_dir, manifest, entry, resume)
     return out_dir
 
 

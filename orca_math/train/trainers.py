@@ -75,7 +75,8 @@ def trl_kwargs(algo: str, cfg: TrainConfigBase, output_dir: str | Path) -> dict[
         kwargs.update(fsdp=cfg.fsdp, fsdp_config=cfg.fsdp_config)
     if algo == "sft":
         assert isinstance(cfg, SFTTrainConfig)
-        kwargs.update(completion_only_loss=True, packing=cfg.packing)
+        kwargs.update(completion_only_loss=True, packing=cfg.packing,
+                      train_sampling_strategy="group_by_length" if cfg.group_by_length else "random")
     elif algo == "dpo":
         assert isinstance(cfg, DPOTrainConfig)
         losses = cfg.loss_type if isinstance(cfg.loss_type, list) else [cfg.loss_type]
