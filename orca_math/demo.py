@@ -2,7 +2,7 @@
 
 ``make demo`` runs ``orca-math run --config configs/demo.yaml --out runs/demo``: world seeds ->
 AgentInstruct by the symbolic teacher -> SFT (M1) -> practice rounds (sample, judge on Serve,
-preference pairs, DPO/KTO: M2, M3) -> eval on held-out world problems after each, plus the
+positives and pairs, then RFT, DPO or KTO: M2, M3) -> eval on held-out world problems after each, plus the
 equal-compute SFT control. It writes ``runs/demo/`` like any run (results.md/json/png, manifest)
 and ends with what the table says: how far practice moved the student, and whether it beat
 plain SFT given the same training compute. Rerunning resumes or skips finished stages.
