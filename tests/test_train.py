@@ -291,3 +291,12 @@ def test_cli_flags_override_the_config_section():
     assert cfg.scaling.use_gpu is False  # the rest still comes from configs/tiny.yaml
     sft = build_parser().parse_args(["sft", "--model", "m", "--data", "gsm8k-train", "--out", "o"])
     assert _config("sft", sft) == SFTTrainConfig()  # no --config: the paper's defaults
+
+
+def test_rft_rows_quarantine_each_negative_at_its_own_row_even_with_repeated_ids():
+    negative = {"example_id": "same", "prompt": "USER:\nq\n\nASSISTANT:\n", "completion": "#### 1", "label": False}
+    examples = [("positives.parquet", 0, {**negative, "example_id": "p", "label": True}),
+                ("positives.parquet", 1, negative), ("positives.parquet", 2, negative)]
+    out = rft_rows(examples, count_words, max_prompt_length=10, max_length=20)
+    assert [r["id"] for r in out.rows] == ["p"]
+    assert [(q["row"], q["reason"]) for q in out.quarantined] == [(1, NOT_A_POSITIVE), (2, NOT_A_POSITIVE)]

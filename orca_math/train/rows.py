@@ -191,12 +191,11 @@ def rft_rows(
     """Positive KTO-example records (the student's correct samples, the teacher's solution) -> TRL
     ``{prompt, completion}`` SFT rows, shuffled: rejection-sampling fine-tuning. A negative is quarantined."""
     examples = list(examples)
-    out = kto_rows(examples, count, max_prompt_length, max_length, seed=seed, stage=stage)
-    position = {ex["example_id"]: (source, i, ex) for source, i, ex in examples}
-    for row in [r for r in out.rows if not r["label"]]:
-        source, i, ex = position[row["id"]]
-        out.quarantined.append(quarantine_row(stage, source, i, "label", NOT_A_POSITIVE, ex))
-    out.rows = [r for r in out.rows if r["label"]]
+    out = kto_rows([e for e in examples if e[2].get("label")], count, max_prompt_length, max_length,
+                   seed=seed, stage=stage)
+    out.rows_in = len(examples)
+    out.quarantined += [quarantine_row(stage, source, i, "label", NOT_A_POSITIVE, ex)
+                        for source, i, ex in examples if not ex.get("label")]
     return _in_input_order(out, examples)
 
 

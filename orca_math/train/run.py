@@ -180,15 +180,12 @@ def run_preference(
         return out_dir
     with manifest.stage(stage, cfg, inputs) as entry:
         count = tokenizer_counter(load_tokenizer(model))
+        records = read_records(data, PREFERENCE_PAIR if algo == "dpo" else KTO_EXAMPLE, cfg.limit)
         if algo == "dpo":
-            records = read_records(data, PREFERENCE_PAIR, cfg.limit)
             built = dpo_rows(records, count, cfg.max_prompt_length, cfg.max_length, stage=stage)
-        elif algo == "kto":
-            records = read_records(data, KTO_EXAMPLE, cfg.limit)
-            built = kto_rows(records, count, cfg.max_prompt_length, cfg.max_length, seed=cfg.seed, stage=stage)
         else:
-            records = read_records(data, KTO_EXAMPLE, cfg.limit)
-            built = rft_rows(records, count, cfg.max_prompt_length, cfg.max_length, seed=cfg.seed, stage=stage)
+            build = kto_rows if algo == "kto" else rft_rows
+            built = build(records, count, cfg.max_prompt_length, cfg.max_length, seed=cfg.seed, stage=stage)
         _train_and_record("sft" if algo == "rft" else algo, stage, model, data, built, [], len(records), cfg,
                           out_dir, manifest, entry, resume)
     return out_dir
