@@ -1,5 +1,6 @@
 """Where vLLM engines land: CPU actors ask for CPUs only; GPU paths ask for GPUs / a TP placement group."""
 
+import os
 from types import SimpleNamespace
 
 from orca_math.sampling.config import DecodingConfig, VLLMEngineConfig
@@ -52,3 +53,20 @@ def test_every_completion_becomes_a_sample_row():
     assert cols["sample_index"] == [0, 1] and cols["text"] == ["a", "bb"]
     assert cols["completion_tokens"] == [1, 2] and cols["prompt_tokens"] == [3, 3]
     assert len(set(cols["sample_id"])) == 2
+
+
+def test_engine_core_runs_in_process_on_cpu_and_where_vllm_puts_it_on_gpu(monkeypatch):
+    from orca_math.sampling.vllm_sampler import apply_engine_process_mode
+
+    assert VLLMEngineConfig(use_gpu=False).engine_in_process() is True
+    assert VLLMEngineConfig(use_gpu=True).engine_in_process() is None
+    assert VLLMEngineConfig(use_gpu=True, in_process_engine=True).engine_in_process() is True
+    assert VLLMEngineConfig(use_gpu=False, in_process_engine=False).engine_in_process() is False
+
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
+    apply_engine_process_mode(VLLMEngineConfig(use_gpu=True))  # GPU default: the user's setting stands
+    assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"
+    apply_engine_process_mode(VLLMEngineConfig(use_gpu=False))
+    assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    apply_engine_process_mode(VLLMEngineConfig(use_gpu=False, in_process_engine=False))
+    assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"

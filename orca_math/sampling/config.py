@@ -26,6 +26,14 @@ class VLLMEngineConfig(StageConfig):
     concurrency: int = Field(1, ge=1, description="Engine replicas (Ray Data actors).")
     batch_size: int = Field(256, ge=1, description="Prompts handed to one engine call.")
     enforce_eager: bool = Field(False, description="Skip CUDA graphs (always on for CPU).")
+    in_process_engine: bool | None = Field(
+        None,
+        description="Run vLLM's engine core in the actor's own process (VLLM_ENABLE_V1_MULTIPROCESSING=0). "
+        "On CPU the engine starts in ~3 s instead of ~20 s and generates 1.1-1.6x faster with identical samples "
+        "(bench/sampling.py), since no second process competes for the cores; the engine then owns the calling "
+        "process's threads, which a Ray Data actor gives it. None: in-process on CPU; on GPU vLLM's default "
+        "(a separate engine-core process, which overlaps scheduling with the forward pass).",
+    )
     seed: int = Field(0, description="Engine seed: fixed seeds make sampling reproducible.")
     resources: dict[str, float] = Field(
         default_factory=dict,
@@ -49,6 +57,12 @@ class VLLMEngineConfig(StageConfig):
         if negative:
             raise ValueError(f"resources must be >= 0, got {negative}")
         return self
+
+    def engine_in_process(self) -> bool | None:
+        """Whether the engine core runs in-process; None leaves vLLM's own default."""
+        if self.in_process_engine is not None:
+            return self.in_process_engine
+        return None if self.use_gpu else True
 
     def resolved_dtype(self) -> str:
         if self.dtype != "auto":

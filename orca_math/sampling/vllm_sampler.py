@@ -58,6 +58,13 @@ def engine_kwargs(engine: VLLMEngineConfig) -> dict[str, Any]:
     return kwargs
 
 
+def apply_engine_process_mode(engine: VLLMEngineConfig) -> None:
+    """Tell vLLM where its engine core runs; read when an ``LLM`` is built, so call this just before."""
+    in_process = engine.engine_in_process()
+    if in_process is not None:
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
+
+
 def sampling_params(decoding: DecodingConfig, seed: int | None = None):
     """vLLM ``SamplingParams`` for one request; ``seed`` fixes that request's random draws."""
     from vllm import SamplingParams
@@ -84,6 +91,7 @@ class VLLMSampler:
     def __init__(self, engine: VLLMEngineConfig, decoding: DecodingConfig, model_name: str | None = None):
         if not engine.use_gpu:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kvcache_space_gib))
+        apply_engine_process_mode(engine)
         from vllm import LLM
 
         self.llm = LLM(**engine_kwargs(engine))
