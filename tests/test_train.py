@@ -85,6 +85,22 @@ def test_bf16_on_cpu_is_autocast_over_fp32_weights():
     assert kwargs["model_init_kwargs"] == {"dtype": "float32"}
 
 
+@pytest.mark.parametrize("algo, rows", [
+    ("sft", {"prompt": ["Q?"], "completion": ["#### 1"]}),
+    ("kto", {"prompt": ["Q?", "Q?"], "completion": ["#### 1", "#### 2"], "label": [True, False]}),
+])
+def test_attention_kernel_reaches_the_policy_and_reference_models(tiny_model, tmp_path, algo, rows):
+    from orca_math.train.trainers import build_trainer
+
+    cls = {"sft": SFTTrainConfig, "kto": KTOTrainConfig}[algo]
+    default = build_trainer(algo, str(tiny_model), rows, load_stage_config(cls, "tiny", algo), tmp_path / "d")
+    assert default.model.config._attn_implementation == "sdpa"
+    cfg = load_stage_config(cls, "tiny", algo, {"attn_implementation": "eager"})
+    trainer = build_trainer(algo, str(tiny_model), rows, cfg, tmp_path / "e")
+    models = [trainer.model] + ([trainer.ref_model] if algo == "kto" else [])
+    assert [m.config._attn_implementation for m in models] == ["eager"] * len(models)
+
+
 @pytest.mark.parametrize("fields, message", [
     ({"bf16": True, "fp16": True}, "exclusive"),
     ({"deepspeed": {"zero_optimization": {"stage": 3}}, "fsdp": "full_shard"}, "exclusive"),

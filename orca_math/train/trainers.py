@@ -65,7 +65,8 @@ def trl_kwargs(algo: str, cfg: TrainConfigBase, output_dir: str | Path) -> dict[
         report_to=list(cfg.report_to) or "none",
         disable_tqdm=True,
         max_length=cfg.max_length,
-        model_init_kwargs={"dtype": cfg.model_dtype},
+        model_init_kwargs={"dtype": cfg.model_dtype,
+                           **({"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {})},
         dataloader_num_workers=0,
         # A causal LM uses every parameter; looking for unused ones costs a graph walk per step.
         ddp_find_unused_parameters=False,
