@@ -20,6 +20,10 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    kwargs = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
+    # A local instance keeps its dashboard (on 127.0.0.1): the State API lives there, and Ray Train's
+    # PlacementGroupCleaner asks it every second whether the train controller is alive. Without it
+    # each poll fails with a warning (a third of the demo's output was that line).
+    kwargs = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": True,
+                                                    "dashboard_host": "127.0.0.1"}
     ray.init(ignore_reinit_error=True, log_to_driver=True, **kwargs)
     log.info("Ray ready: %s", ray.cluster_resources())
