@@ -12,6 +12,7 @@ Serve runs ``--replicas`` fixed replicas on a local Ray. Each mode runs once unt
 and then timed. Ratios are against in-process.
 
     .venv/bin/python bench/judge.py [--items 10000] [--replicas 1 2] [--request-size 100] [--concurrency 8]
+    .venv/bin/python bench/judge.py --in-process-only   # the checker alone: no Ray, one core
 """
 
 from __future__ import annotations
@@ -111,7 +112,15 @@ def main() -> None:
     parser.add_argument("--request-size", type=int, default=100, help="items per HTTP request / handle call")
     parser.add_argument("--concurrency", type=int, default=8, help="requests / handle calls in flight")
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray")
+    parser.add_argument("--in-process-only", action="store_true",
+                        help="measure the answer checker alone and skip Ray Serve (cheap enough for a shared machine)")
     args = parser.parse_args()
+
+    items = make_items(args.items)
+    rows = [("in-process (1 core)", 1, bench_in_process(items))]
+    print(f"in-process: {rows[0][2]:,.0f} judgments/s", flush=True)
+    if args.in_process_only:
+        return
 
     import ray
     from ray import serve
@@ -119,10 +128,6 @@ def main() -> None:
     from orca_math.judge import JudgeConfig, JudgeServeConfig
     from orca_math.judge.serve_judge import start_judge, stop_judge
     from orca_math.teacher.scripted import free_port
-
-    items = make_items(args.items)
-    rows = [("in-process (1 core)", 1, bench_in_process(items))]
-    print(f"in-process: {rows[0][2]:,.0f} judgments/s", flush=True)
 
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level="warning", log_to_driver=False)
     port = free_port()
