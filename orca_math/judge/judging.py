@@ -39,9 +39,13 @@ JUDGE_SYSTEM_PROMPT = (
 )
 JUDGE_USER_TEMPLATE = "Question: {question}\n\nProblem Setter's answer: {reference}\n\nStudent answer: {candidate}"
 
-# One verdict line, markdown decoration tolerated, nothing else on the line: "Correct/Incorrect"
-# (the format line echoed back) or "Partially correct" do not parse.
-_VERDICT_LINE = re.compile(r"^[\s*_#>-]*final\s+verdict[\s*_]*:[\s*_]*(correct|incorrect)[\s*_.!]*$", re.I | re.M)
+# One verdict, decorated as real models decorate it and nothing more: markdown (**, #, >, `, a table
+# cell), trailing punctuation or a check mark, LaTeX from math models ($\boxed{\text{Correct}}$),
+# the word on the line below a "Final Verdict:" heading. "Correct/Incorrect" (the format line
+# echoed back), "Partially correct", "Not correct" or "Correct, but ..." do not parse: ambiguous.
+_VERDICT_LINE = re.compile(
+    r"^[^\w\n]*final\s+verdict[^\w\n]*(?::|\n)[^\w]*(?:(?:boxed|text|textbf|mathrm|mathbf)[^\w]*)*"
+    r"(correct|incorrect)[^\w\n]*$", re.I | re.M)
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,10 @@ def judge_messages(item: JudgeItem) -> list[dict[str, str]]:
 
 
 def parse_verdict(reply: str) -> bool | None:
-    """True/False from a ``Final Verdict: Correct|Incorrect`` line; None if absent or contradictory."""
+    """True/False from a ``Final Verdict: Correct|Incorrect`` line; None if absent, ambiguous or contradictory.
+
+    The same verdict restated (models often close with it twice) counts once.
+    """
     verdicts = {m.group(1).lower() for m in _VERDICT_LINE.finditer(reply or "")}
     if len(verdicts) != 1:
         return None
