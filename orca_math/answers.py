@@ -1,50 +1,74 @@
 """Answer checking: pull the final answer out of a model's text and compare it with a reference.
 
-This decides every label the student learns from, so it is strict where it must be (no answer
-means wrong) and forgiving where models are sloppy in harmless ways (``$1,000.00`` equals
-``1000``; ``3/4`` equals ``0.75``; a rounded ``0.33`` equals ``1/3``).
+This decides every label the student learns from. A wrong answer labelled right poisons the
+training data, so when the text is ambiguous the checker finds no answer (judged wrong) rather
+than guess. It reads what GSM8K-style students and LaTeX-writing teachers (GPT-4-class APIs,
+Qwen/Llama on vLLM) write; docs/judge.md says what it accepts, and where and why it parts from
+math-verify's test suite (tests/fixtures/math_verify_numeric_cases.json).
 
-Numbers are handled here in linear-time regexes and exact ``Fraction`` arithmetic. Anything
-symbolic that is left over (``\\sqrt{2}``, ``2\\pi``) goes to math-verify with its SIGALRM timeouts
-switched off (they fail outside the main thread: Ray actors, Serve replicas) and bounded by
-input size instead: only a short, exponent-free expression ever reaches sympy.
+Where the answer is, strongest first:
+
+1. the first ``#### N`` line (GSM8K: the solution ends there, later text is a model running on);
+2. the last ``\\boxed{}`` or "final answer is/:" marker (a later marker beats an earlier box,
+   which is often intermediate working);
+3. the last "the answer is" / ``Answer:`` marker;
+4. the last number of the text.
+
+Text after an invented next turn (``<|im_start|>``, ``USER:``...) is dropped first. The answer is
+the whole expression around the number it was found by: ``$\\frac{1+\\sqrt{5}}{2}$`` is that
+value, never ``2``; ``$(0,1)$`` is an interval, not ``1``; ``x = 5 + 3 = 8`` is ``8``.
+
+Comparison: integers and fractions exactly (``Fraction``); when either side is written as a
+decimal, both are rounded to ``float_rounding`` places (math-verify's rule, default 6) and must
+also agree within ``rel_tol`` (Qwen2.5-Math's ``isclose`` tolerance, default 1e-4). Symbolic
+leftovers (``2\\sqrt{2}``) are parsed by math-verify with its SIGALRM timeouts off (they fail
+outside the main thread: Ray actors, Serve replicas) and then compared by numeric value here,
+bounded by input size instead of a timer: short, exponent-free, variable-free expressions only.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
+from functools import lru_cache
+from itertools import islice
 
 __all__ = ["extract_answer", "is_correct", "normalize_number", "reference_answer"]
 
-# Answers live at the end of a solution; the tail is all we search in long texts so every call
-# stays fast on 100 KB of chatter. Markers are searched in the head too (see _search_window).
+# The last number is looked for in the tail only, so every call stays fast on 100 KB of chatter;
+# markers are searched in the whole text (plain regex scans, linear).
 _TAIL_CHARS = 4000
+_SPAN_CHARS = 400  # how far after a marker its answer may be
 _MAX_SYMBOLIC_CHARS = 48
+_FLOAT_ROUNDING = 6  # math-verify's verify(float_rounding=6)
+_REL_TOL = 1e-4  # Qwen2.5-Math's numeric_equal: isclose(rel_tol=1e-4)
 
-_NUM = r"-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?|-?\$?\.\d+"
-_NUM_RE = re.compile(_NUM)
+# --- numbers -------------------------------------------------------------------------------------
 
-# Explicit final-answer markers, strongest first. The first marker kind present wins over any
-# number that follows it: models often keep chattering ("Let me double check: 3 + 4 = 7").
-_GSM8K_MARK = re.compile(r"####\s*")
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_PHRASES = [
-    re.compile(r"final answer\s*(?:is|:|=)?\s*:?\s*", re.I),
-    re.compile(r"the answer is\s*:?\s*", re.I),
-    re.compile(r"(?:^|\n)\s*\**(?:answer|ans|a)\**\s*[:=]\s*", re.I),
-]
+# A number in free text: "1,000.50", "3", ".5", "-7". Not glued to a word ("AZYUK2A", "x2") or to
+# another number by a separator ("2,74" and "1000,99" are European decimals: no number at all).
+_NUM_BODY = r"(?:[1-9]\d{0,2}(?:,\d{3})+|[1-9]\d{0,2}(?:[\u2009\u202f]\d{3})+|\d+)(?:\.\d+)?|\.\d+"
+_NUM_RE = re.compile(rf"(?<![\w.,\u2009\u202f])-?(?:{_NUM_BODY})(?![\d_])(?![.,\u2009\u202f]\d)")
+_NUMBER_FULL = re.compile(rf"-?(?:{_NUM_BODY})")
+# A whole answer may group thousands with plain spaces ("1 000"); running prose may not ("5 300 g").
+_SPACED_FULL = re.compile(r"-?[1-9]\d{0,2}(?: \d{3})+(?:\.\d+)?")
+_FRACTION_FULL = re.compile(rf"(-?)(?:\\frac\{{\s*({_NUM_BODY})\s*\}}\{{\s*({_NUM_BODY})\s*\}}|({_NUM_BODY})\s*/\s*({_NUM_BODY}))")
 
-_LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*(-?[\d.,]+)\s*\}\s*\{\s*(-?[\d.,]+)\s*\}")
-_LATEX_NOISE = re.compile(r"\\(?:text|mathrm|textbf|mbox)\s*\{[^{}]*\}|\\[,;!: ]|\\%|\\\$|\^\\circ|\^\{\\circ\}")
+# For normalize_number only: a field already known to hold one number ("-$5", "$1,000.50").
+_FIELD_NUM_RE = re.compile(r"-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?|-?\$?\.\d+")
+
+
+_NUMBER_NOISE = re.compile(r"[$,\s\u2009\u202f]")
+_INTEGER = re.compile(r"-?[1-9]\d{0,17}|0")
 
 
 def _clean_number(raw: str) -> str | None:
     """'$1,000.50' -> '1000.5', '3 / 4' -> '3/4', '18.00' -> '18'; None if not a number."""
-    s = raw.replace("$", "").replace(",", "").replace(" ", "").replace("\u2212", "-")
-    s = s.rstrip(".")
+    if _INTEGER.fullmatch(raw):
+        return raw  # most answers: skip Decimal
+    s = _NUMBER_NOISE.sub("", raw).replace("\u2212", "-").rstrip(".")
     if not s or s in {"-", "."}:
         return None
     try:
@@ -64,14 +88,87 @@ def _clean_number(raw: str) -> str | None:
 
 def normalize_number(text: str) -> str | None:
     """Normalize one numeric answer string; None when it holds no number."""
-    m = _NUM_RE.search(text.replace("\u2212", "-"))
+    m = _FIELD_NUM_RE.search(text.replace("\u2212", "-"))
     return _clean_number(m.group(0)) if m else None
+
+
+# --- LaTeX to something regexes can read ----------------------------------------------------------
+
+_LATEX_SUBS = [
+    (re.compile(r"\\[dtc]frac"), r"\\frac"),
+    # \frac13, \frac3{3}, \frac{1}3, \sqrt3: math-verify reads these, so models write them.
+    (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
+    (re.compile(r"\\frac\s*(\d)\s*\{"), r"\\frac{\1}{"),
+    (re.compile(r"\\frac\s*(\{[^{}]*\})\s*(\d)"), r"\\frac\1{\2}"),
+    (re.compile(r"\\sqrt\s*(\d+)"), r"\\sqrt{\1}"),
+    # Thousands separators: 14{,}916, 14 {, }916, 10,\!000, 1\,000.
+    (re.compile(r"(?<=\d)\s*\{\s*,\s*\}\s*(?=\d)"), ","),
+    (re.compile(r"(?<=\d),\s*\\!\s*(?=\d)"), ","),
+    (re.compile(r"(?<=\d)\\,(?=\d{3}(?!\d))"), ","),
+    (re.compile(r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}"), r" \1 "),
+    (re.compile(r"\\(?:left|right|displaystyle|!)|\\(?:boxed|fbox)\s*(?=\{)"), ""),
+    (re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\u00b0|\\degree"), ""),
+    (re.compile(r"\\%"), "%"),
+    (re.compile(r"\\(?:cdot|times)(?![a-zA-Z])"), "*"),
+    (re.compile(r"\\div(?![a-zA-Z])"), "/"),
+    (re.compile(r"\\approx(?![a-zA-Z])|\u2248"), "\u2248"),
+    (re.compile(r"\\pm(?![a-zA-Z])"), "\u00b1"),
+    (re.compile(r"\\(?:leq?|leqslant)(?![a-zA-Z])"), "\u2264"),
+    (re.compile(r"\\(?:geq?|geqslant)(?![a-zA-Z])"), "\u2265"),
+    (re.compile(r"\\(?:neq?)(?![a-zA-Z])"), "\u2260"),
+    (re.compile(r"\\(?:lt)(?![a-zA-Z])"), "<"),
+    (re.compile(r"\\(?:gt)(?![a-zA-Z])"), ">"),
+    (re.compile(r"\\[,;: ]|\\q?quad(?![a-zA-Z])|~"), " "),
+    (re.compile(r"\*\*|__"), ""),  # markdown bold
+]
+
+
+def _normalize(text: str) -> str:
+    """LaTeX and markdown rewritten to plain math: '14{,}916' -> '14,916', '\\frac13' -> '\\frac{1}{3}', '\\geq' -> '≥'."""
+    text = text.replace("\u2212", "-").replace("<=", "\u2264").replace(">=", "\u2265").replace("!=", "\u2260")
+    if "\\" in text or "{" in text or "*" in text or "_" in text or "~" in text or "\u00b0" in text or "\u2248" in text:
+        for pattern, repl in _LATEX_SUBS:
+            text = pattern.sub(repl, text)
+    return text
+
+
+# --- where the answer is ------------------------------------------------------------------------
+
+# An invented next turn: chat-template tokens or a role line. Everything from there on is dropped.
+_NEXT_TURN = re.compile(
+    r"<\|(?:im_start|im_end|endoftext|end_of_text|eot_id|start_header_id|user|assistant)\|>|</s>|<(?:start|end)_of_turn>"
+    r"|\n[ \t]*(?:USER|User|Human|HUMAN)[ \t]*:")
+_GSM8K_MARK = re.compile(r"####[ \t]*([^\n]*)")
+# What may follow a #### answer on its line: a few unit words. "#### 1. Understand the problem"
+# (a markdown heading) is not an answer line.
+_GSM8K_TAIL = re.compile(r"\s*(?:[^\W\d_]+\s*){0,3}\.?\s*")
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_FINAL_PHRASE = re.compile(r"final\s+answer[\s*_#]*(?:is\b|:|=|\n)", re.I)
+# Two patterns, not one alternation: with "^" or "(?:^|\n)" in it, re tries every position (4x slower).
+_THE_ANSWER_IS = re.compile(r"the\s+answer\s+is\b", re.I)
+_ANSWER_LINE = re.compile(r"\n[ \t]*[*_#]*(?:answer|ans|a)[*_]*[ \t]*[:=]", re.I)
+# Markers tried per kind: the answer is among the last few; a text of 10,000 "\boxed{" must stay fast.
+_MAX_MARKERS = 16
+_FILLER = re.compile(r"[\s*_:=]*(?:is\b)?[\s*_:=]*")
+
+# Math segments, on normalized text. Inline $...$ is told from currency almost as pandoc does: the
+# opening $ is followed by a non-space and no digit follows the closing one ("$5 and $6" is money).
+_SEGMENT = re.compile(
+    r"\$\$(.{1,800}?)\$\$|\\\[(.{1,800}?)\\\]|\\\((.{1,400}?)\\\)"
+    r"|(?<![\\$])\$(?=[^\s$])([^$\n]{0,400}?[^$\\])\$(?![\d$])", re.S)
+_PROSE_IN_MATH = re.compile(r"[^\W\d_]{2,}\s+[^\W\d_]{2,}\s+[^\W\d_]{2,}")
+_COMMAND = re.compile(r"\\[a-zA-Z]+")
+
+# Characters an expression is made of; letters only as part of a \command.
+_RUN_CHARS = frozenset("0123456789.,+-*/^=\u2248\u00b1\u221a\u00d7\u00f7\u00b7()[]{}%$<>\u2264\u2265\u2260_ \t\u2009\u202f")
+_MATH_RUN_CHARS = _RUN_CHARS | {"!"}  # in math, 5! is a factorial; in prose, an exclamation
+_RUN_LIMIT = 200
 
 
 def _braced(text: str, start: int) -> str | None:
     """Content of the brace group whose opening brace is just before ``start``."""
     depth = 1
-    for i in range(start, min(len(text), start + 400)):
+    for i in range(start, min(len(text), start + _SPAN_CHARS)):
         c = text[i]
         if c == "{":
             depth += 1
@@ -82,91 +179,284 @@ def _braced(text: str, start: int) -> str | None:
     return None
 
 
-def _latex_to_plain(expr: str) -> str:
-    expr = _LATEX_FRAC.sub(lambda m: f"{m.group(1)}/{m.group(2)}", expr)
-    return _LATEX_NOISE.sub("", expr).strip()
+def _segments(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of the math segments of ``text``; prose between two $ is not one."""
+    found, pos = [], 0
+    while True:
+        m = _SEGMENT.search(text, pos)
+        if m is None:
+            return found
+        content = next(g for g in m.groups() if g is not None)
+        if m.group(4) is not None and _PROSE_IN_MATH.search(_COMMAND.sub(" ", content)):
+            pos = m.start() + 1  # "$5 and the answer is $": two prices, not math
+            continue
+        found.append((m.start(), m.end(), content))
+        pos = m.end()
+
+
+def _run_around(text: str, start: int, end: int, math: bool) -> tuple[int, int]:
+    """Bounds of the expression containing ``text[start:end]``: the run of math characters and \\commands around it."""
+    allowed = _MATH_RUN_CHARS if math else _RUN_CHARS
+    lo, hi = start, end
+    while lo > 0 and start - lo < _RUN_LIMIT:
+        c = text[lo - 1]
+        if c in allowed:
+            lo -= 1
+        elif c.isalpha():
+            j = lo - 1
+            while j > 0 and text[j - 1].isalpha():
+                j -= 1
+            if j > 0 and text[j - 1] == "\\":
+                lo = j - 1
+            else:
+                break
+        else:
+            break
+    while hi < len(text) and hi - end < _RUN_LIMIT:
+        c = text[hi]
+        if c in allowed:
+            hi += 1
+        elif c == "\\" and hi + 1 < len(text) and text[hi + 1].isalpha():
+            hi += 2
+            while hi < len(text) and text[hi].isalpha():
+                hi += 1
+        else:
+            break
+    return lo, hi
+
+
+def _pick_value(expr: str) -> str:
+    """The value an equation chain states: 'x = 5+3 = 8' -> '8'; 'x = 1/3 ≈ 0.33' -> '1/3'."""
+    if "=" in expr:
+        expr = expr[expr.rindex("=") + 1:]
+    if "\u2248" in expr:
+        exact = expr.split("\u2248", 1)[0]
+        expr = exact if any(c.isdigit() for c in exact) else expr.rsplit("\u2248", 1)[1]
+    return expr
+
+
+def _strip_brackets(expr: str) -> str:
+    """Drop brackets the run took from around it: '(since 3 + 4 = 7)' -> '7', '(18)' -> '18', '(C) 18' -> '18'."""
+    expr = expr.lstrip(")]} ").rstrip("([{ ")
+    while expr and expr[-1] in ")]}" and expr.count(expr[-1]) > expr.count({")": "(", "]": "[", "}": "{"}[expr[-1]]):
+        expr = expr[:-1].rstrip()
+    while expr and expr[0] in "([{" and expr.count(expr[0]) > expr.count({"(": ")", "[": "]", "{": "}"}[expr[0]]):
+        expr = expr[1:].lstrip()
+    for o, c in ("()", "{}"):
+        if len(expr) > 2 and expr[0] == o and expr[-1] == c and o not in expr[1:-1] and c not in expr[1:-1]:
+            expr = expr[1:-1].strip()
+    return expr
+
+
+_JUXTAPOSED = re.compile(r"\d\s+\d")
+_LETTER = re.compile(r"[^\W\d_]")
+_RANGE = re.compile(r"\d-\d")
+
+
+def _classify(expr: str, whole: bool, prose: bool = False) -> str | None:
+    """An expression -> a normalized number ('18', '3/4', '25%'), a short symbolic string, or None.
+
+    ``whole``: the expression is all of an answer (a box, a math segment, a bare reference), so
+    "1 000" is one number; in running prose it is two. ``prose``: "10-15" is a range, not -5.
+    """
+    expr = _pick_value(expr).replace("\\$", "$").replace("$", " ")
+    if prose and _RANGE.search(expr):
+        return None
+    expr = _strip_brackets(expr.strip(" \t,;:").rstrip(".")).strip(" \t,;:").rstrip(".")
+    percent = expr.endswith("%")
+    if percent:
+        expr = expr[:-1].rstrip()
+    if not expr or "%" in expr:
+        return None
+    if expr.startswith("-"):
+        expr = "-" + expr[1:].lstrip()
+    suffix = "%" if percent else ""
+    if _NUMBER_FULL.fullmatch(expr) or (whole and _SPACED_FULL.fullmatch(expr)):
+        value = _clean_number(expr)
+        return value + suffix if value is not None else None
+    m = _FRACTION_FULL.fullmatch(expr)
+    if m:
+        num, den = (m.group(2), m.group(3)) if m.group(2) is not None else (m.group(4), m.group(5))
+        value = _clean_number(f"{m.group(1)}{num}/{den}")
+        return value + suffix if value is not None else None
+    if percent or _JUXTAPOSED.search(expr) or len(expr) > _MAX_SYMBOLIC_CHARS:
+        return None  # "5 3": two numbers side by side, not one expression
+    if not any(c in expr for c in "+-*/^\\(\u00b1\u221a,!"):
+        return None
+    if any(expr.count(o) != expr.count(c) for o, c in ("()", "{}", "[]")):
+        return None  # a piece of something larger, cut where the run stopped
+    return expr
+
+
+def _answer_in(content: str, bare: bool = False) -> str | None:
+    """The answer a box or math segment holds: its one expression (unit words around it are fine).
+
+    ``bare``: ``content`` is a whole text that must start with its answer ("1 000 apples", not
+    "She has 10-15 minutes").
+    """
+    text = _normalize(content).replace("\n", " ")
+    nums = list(_NUM_RE.finditer(text))
+    if not nums:
+        return _classify(text, whole=True) if "\\" in text else None  # \sqrt{x}, \pi: symbolic or nothing
+    lo, hi = _run_around(text, nums[0].start(), nums[0].end(), math=True)
+    if nums[-1].end() > hi:
+        return None  # numbers in two places ("12 and 13"): not one answer
+    if bare and _LETTER.search(_COMMAND.sub("", text[:lo])):
+        return None
+    # "1 000" is one number only when nothing but it is there ("I have 5 300 g" is two).
+    return _classify(text[lo:hi], whole=not text[:lo].strip(" $"))
+
+
+def _answer_at(text: str, m: re.Match) -> str | None:
+    """The answer the number ``m`` of normalized ``text`` belongs to: its math segment, or its prose run."""
+    lo = max(0, m.start() - 2 * _SPAN_CHARS)
+    window = text[lo:m.end() + _SPAN_CHARS]
+    if "$" in window or "\\" in window:
+        for start, end, content in _segments(window):
+            if start <= m.start() - lo < end:
+                return _answer_in(content)
+    lo, hi = _run_around(text, m.start(), m.end(), math=False)
+    return _classify(text[lo:hi], whole=False, prose=True)
+
+
+_CONTENT = re.compile(r"[\w\\$]")
+_NEGATION = re.compile(r"not\b|n't\b", re.I)
 
 
 def _answer_after(text: str, pos: int) -> str | None:
-    """The first number right after a marker (within the same line, markdown allowed)."""
-    line = text[pos : pos + 200].split("\n", 1)[0]
-    boxed = _BOXED.search(line)
-    if boxed:
-        inner = _braced(line, boxed.end())
-        if inner is not None:
-            return _boxed_answer(inner)
-    line = _latex_to_plain(line)
+    """The answer right after a marker ending at ``pos``: a box, a math segment or a number on that line."""
+    span = text[pos:pos + _SPAN_CHARS]
+    span = span[_FILLER.match(span).end():]
+    first_line = span.split("\n", 1)[0]
+    if not _CONTENT.search(first_line):  # a heading ("**Final Answer**"): the answer is below it
+        span = span[len(first_line):].lstrip()
+    line = span.split("\n", 1)[0]
+    if _NEGATION.match(line):
+        return None
+    box = _BOXED.match(line)
+    if box:
+        inner = _braced(line, box.end())
+        return _answer_in(inner) if inner is not None else None
+    line = _normalize(line)
     m = _NUM_RE.search(line)
-    return _clean_number(m.group(0)) if m else None
+    return _answer_at(line, m) if m else None
 
 
-def _boxed_answer(inner: str) -> str | None:
-    plain = _latex_to_plain(inner)
-    m = _NUM_RE.fullmatch(plain.replace(" ", "")) or _NUM_RE.fullmatch(plain)
-    if m:
-        return _clean_number(m.group(0))
-    # Something symbolic: keep it (bounded) for math-verify, or take a number inside it.
-    if plain and len(plain) <= _MAX_SYMBOLIC_CHARS:
-        return plain
-    m = _NUM_RE.search(plain)
-    return _clean_number(m.group(0)) if m else None
+def _gsm8k_answer(line: str) -> str | None:
+    """The answer of a ``#### N`` line, or None when the line is not one (a markdown heading, empty)."""
+    line = line.strip()
+    box = _BOXED.match(line)
+    if box:
+        inner = _braced(line, box.end())
+        return _answer_in(inner) if inner is not None else None
+    line = _normalize(line)
+    m = _NUM_RE.search(line)
+    if not m or line[:m.start()].strip(" $") != "":
+        return None
+    lo, hi = _run_around(line, m.start(), m.end(), math=False)
+    hi = lo + len(line[lo:hi].rstrip(" \t."))  # "1. Understand the problem": the period is the heading's
+    if not _GSM8K_TAIL.fullmatch(line[hi:]):
+        return None
+    return _classify(line[lo:hi], whole=False)
 
 
-def _search_window(text: str) -> str:
-    if len(text) <= 2 * _TAIL_CHARS:
-        return text
-    # Markers are usually near the end; a GSM8K-style "####" may be early when a model ran on
-    # past its answer into an invented next turn, so the head is kept as well.
-    return text[:_TAIL_CHARS] + "\n" + text[-_TAIL_CHARS:]
+def _strip_wrappers(text: str) -> str:
+    """'$9$' -> '9', '\\boxed{5}' -> '5', '\\[ 1/3 \\]' -> '1/3' when the wrapper is the whole text."""
+    for opener, closer in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if text.startswith(opener) and text.endswith(closer) and len(text) > len(opener) + len(closer):
+            inner = text[len(opener):-len(closer)]
+            if opener not in inner:
+                text = inner.strip()
+                break
+    box = _BOXED.match(text)
+    if box and _braced(text, box.end()) == text[box.end():-1]:
+        text = text[box.end():-1].strip()
+    return text
+
+
+# Callers ask twice about the same text (judge_exact and the eval stage call is_correct, then
+# extract_answer); references repeat across a problem's samples. Small caches, bounded memory.
+@lru_cache(maxsize=64)
+def _final_answer(text: str) -> str | None:
+    """Internal form of extract_answer: keeps a trailing '%' so that 18% can also equal 0.18."""
+    if not text or not text.strip():
+        return None
+    text = text.replace("\u2212", "-")
+    ans = _marked_or_last(text)
+    if ans is None and len(text) <= 200 and "####" not in text and not _BOXED.search(text):
+        ans = _answer_in(_strip_wrappers(text.strip()), bare=True)  # the whole text is the answer: "1 000"
+    return ans
+
+
+def _marked_or_last(text: str) -> str | None:
+    """The answer at the strongest marker (see the module docstring), else at the last number."""
+    cut = _NEXT_TURN.search(text, 1)
+    if cut:
+        text = text[:cut.start()]
+
+    if "####" in text:
+        for m in islice(_GSM8K_MARK.finditer(text), _MAX_MARKERS):
+            ans = _gsm8k_answer(m.group(1))
+            if ans is not None:
+                return ans  # the solution ends here; whatever follows is a model running on
+
+    # Substring checks first: most texts have no marker, and they are cheaper than a regex scan.
+    says_answer = "answer" in text.lower()
+    strong = []
+    if "\\boxed" in text or "\\fbox" in text:
+        strong += [(b.start(), b.end(), True) for b in _BOXED.finditer(text)][-_MAX_MARKERS:]
+    if says_answer:
+        strong += [(p.start(), p.end(), False) for p in _FINAL_PHRASE.finditer(text)][-_MAX_MARKERS:]
+    for _, end, is_box in sorted(strong, reverse=True)[:_MAX_MARKERS]:
+        if is_box:
+            inner = _braced(text, end)
+            if inner is None or not inner.strip():
+                continue
+            return _answer_in(inner)  # unreadable last box: no answer, not an earlier one
+        ans = _answer_after(text, end)
+        if ans is not None:
+            return ans
+    weak = [p.end() for p in _THE_ANSWER_IS.finditer(text)][-_MAX_MARKERS:] if says_answer else []
+    # A leading "\n" lets the first line count too; it shifts positions by one.
+    weak += [p.end() - 1 for p in _ANSWER_LINE.finditer("\n" + text)][-_MAX_MARKERS:]
+    for end in sorted(weak, reverse=True)[:_MAX_MARKERS]:
+        ans = _answer_after(text, end)
+        if ans is not None:
+            return ans
+
+    tail = _normalize(text[-_TAIL_CHARS:])
+    last = None
+    for last in _NUM_RE.finditer(tail):
+        pass
+    return _answer_at(tail, last) if last else None
 
 
 def extract_answer(text: str) -> str | None:
-    """The final answer a model gave, normalized (``'18'``, ``'0.75'``, ``'3/4'``), or None.
+    """The final answer a model gave, normalized (``'18'``, ``'0.75'``, ``'3/4'``, ``'2\\sqrt{2}'``), or None.
 
-    Order: the first ``#### N`` (the GSM8K format: anything after it is a model running on);
-    else the last ``\\boxed{}``; else the last "final answer"/"the answer is"/"Answer:" marker;
-    else the last number in the text.
+    See the module docstring for where it is looked for. None means no single answer could be
+    read, which is_correct counts as wrong.
     """
-    if not text:
-        return None
-    text = _search_window(text.replace("\u2212", "-"))
+    ans = _final_answer(text)
+    return ans[:-1] if ans is not None and ans.endswith("%") else ans
 
-    m = _GSM8K_MARK.search(text)
-    if m:
-        ans = _answer_after(text, m.end())
+
+@lru_cache(maxsize=1024)
+def _reference(reference: str) -> str | None:
+    if "####" in reference:
+        ans = _gsm8k_answer(reference[reference.rindex("####") + 4:].split("\n", 1)[0])
         if ans is not None:
             return ans
-    boxes = list(_BOXED.finditer(text))
-    for b in reversed(boxes):
-        inner = _braced(text, b.end())
-        if inner is not None:
-            ans = _boxed_answer(inner)
-            if ans is not None:
-                return ans
-    for phrase in _PHRASES:
-        hits = list(phrase.finditer(text))
-        for hit in reversed(hits):
-            ans = _answer_after(text, hit.end())
-            if ans is not None:
-                return ans
-    last = None
-    for last in _NUM_RE.finditer(_latex_to_plain(text[-_TAIL_CHARS:])):
-        pass
-    return _clean_number(last.group(0)) if last else None
+    return _final_answer(reference)
 
 
 def reference_answer(reference: str) -> str | None:
     """The answer of a reference: a bare answer, or a GSM8K-style solution ending in ``#### N``."""
-    if "####" in reference:
-        return _answer_after(reference, reference.rindex("####") + 4)
-    plain = _latex_to_plain(reference.strip())
-    m = _NUM_RE.fullmatch(plain.replace(" ", ""))
-    if m:
-        return _clean_number(m.group(0))
-    if "\\" in plain and len(plain) <= _MAX_SYMBOLIC_CHARS:
-        return plain  # symbolic, e.g. \sqrt{8}, compared by math-verify
-    return extract_answer(reference)
+    ans = _reference(reference)
+    return ans[:-1] if ans is not None and ans.endswith("%") else ans
 
+
+# --- comparison ---------------------------------------------------------------------------------
 
 def _as_fraction(s: str) -> Fraction | None:
     try:
@@ -175,63 +465,87 @@ def _as_fraction(s: str) -> Fraction | None:
         return None
 
 
-def _terminates(f: Fraction) -> bool:
-    d = f.denominator
-    for p in (2, 5):
-        while d % p == 0:
-            d //= p
-    return d == 1
+def _round(value: Fraction, places: int) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(
+            Decimal(1).scaleb(-places), ROUND_HALF_EVEN)
 
 
-def _numbers_match(cand: str, ref: str) -> bool | None:
-    """True/False when both are numbers; None when either is not."""
-    c, r = _as_fraction(cand), _as_fraction(ref)
-    if c is None or r is None:
-        return None
+def _values_match(c: Fraction, r: Fraction, decimal: bool, float_rounding: int, rel_tol: float | None) -> bool:
+    """Exact for integers and fractions; math-verify's rounding and Qwen2.5-Math's isclose when a decimal is involved."""
     if c == r:
         return True
-    # 1/3 has no exact decimal: accept a decimal of >= 2 places that is its rounding.
-    if "." in cand and "/" not in cand and not _terminates(r):
-        places = len(cand.split(".", 1)[1])
-        if places >= 2:
-            q = Decimal(1).scaleb(-places)
-            rounded = (Decimal(r.numerator) / Decimal(r.denominator)).quantize(q, ROUND_HALF_UP)
-            return Decimal(cand) == rounded
-    return False
+    if not decimal:
+        return False
+    if _round(c, float_rounding) != _round(r, float_rounding):
+        return False
+    return rel_tol is None or abs(c - r) <= rel_tol * max(abs(c), abs(r))
+
+
+def _numbers_match(cand: str, ref: str, float_rounding: int, rel_tol: float | None) -> bool | None:
+    """True/False when both are numbers; None when either is not."""
+    c_pct, r_pct = cand.endswith("%"), ref.endswith("%")
+    c, r = _as_fraction(cand.rstrip("%")), _as_fraction(ref.rstrip("%"))
+    if c is None or r is None:
+        return None
+    decimal = "." in cand or "." in ref
+    pairs = [(c, r)]
+    if c_pct != r_pct:  # 18% is 18 (how GSM8K answers percentages) and 0.18 (math-verify, Qwen2.5-Math)
+        pairs.append((c / 100, r) if c_pct else (c, r / 100))
+    return any(_values_match(a, b, decimal, float_rounding, rel_tol) for a, b in pairs)
 
 
 _SAFE_SYMBOLIC = re.compile(r"[0-9a-zA-Z\\{}()+\-*/.,\s]+")
 
 
-def _symbolic_match(cand: str, ref: str) -> bool:
-    """math-verify on two short expressions; exponents are refused so sympy cannot blow up."""
+def _symbolic_match(cand: str, ref: str, float_rounding: int, rel_tol: float | None) -> bool:
+    """Two short expressions compared by numeric value; exponents and variables are refused so sympy stays quick."""
     for s in (cand, ref):
-        if len(s) > _MAX_SYMBOLIC_CHARS or "^" in s or "**" in s or "!" in s or not _SAFE_SYMBOLIC.fullmatch(s):
+        if len(s) > _MAX_SYMBOLIC_CHARS or "^" in s or "**" in s or not _SAFE_SYMBOLIC.fullmatch(s):
             return False
-    from math_verify import parse, verify  # imported lazily: pulls in sympy (~1 s)
+    from math_verify import parse  # imported lazily: pulls in sympy (~1 s)
+    from sympy import Basic, Float, Rational
 
     # Its timeouts are off on purpose (see module docstring); silence its warning about that.
     for name in ("math_verify.parser", "math_verify.grader"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
-    gold = parse(f"${ref}$", parsing_timeout=None)
-    pred = parse(f"${cand}$", parsing_timeout=None)
-    if not gold or not pred:
+    parsed = []
+    for s in (cand, ref):
+        found = [e for e in parse(f"${s}$", parsing_timeout=None) if isinstance(e, Basic)]
+        # Only numbers: a tuple, interval, set or anything with a variable is not a numeric answer.
+        if not found or not found[0].is_number or found[0].free_symbols:
+            return False
+        parsed.append(found[0])
+    c, r = parsed
+    if isinstance(c, Rational) and isinstance(r, Rational):
+        return c == r
+    cv, rv = c.evalf(30), r.evalf(30)
+    if not (cv.is_real and rv.is_real and cv.is_finite and rv.is_finite):
         return False
-    return bool(verify(gold, pred, timeout_seconds=None))
+    cf, rf = Fraction(str(cv)), Fraction(str(rv))
+    if c.has(Float) or r.has(Float):
+        return _values_match(cf, rf, True, float_rounding, rel_tol)
+    # Two exact irrationals (2\sqrt{2} and \sqrt{8}): equal to math-verify's numeric precision.
+    return abs(cf - rf) <= Fraction(1, 10**15) * max(1, abs(rf))
 
 
-def is_correct(candidate: str, reference: str) -> bool:
+def is_correct(candidate: str, reference: str, *, float_rounding: int = _FLOAT_ROUNDING,
+               rel_tol: float | None = _REL_TOL) -> bool:
     """Whether a model's text ``candidate`` reaches the answer of ``reference``.
 
-    ``reference`` is a bare answer (``"18"``, ``"3/4"``) or a GSM8K-style solution ending in
-    ``#### N``. No extractable answer in the candidate is always False.
+    ``reference`` is a bare answer (``"18"``, ``"3/4"``, ``"$\\frac{1}{3}$"``) or a solution
+    (GSM8K ``#### N``, or a boxed one). No extractable answer in either is always False.
+    ``float_rounding``/``rel_tol``: the tolerance when a decimal is involved (see module docstring).
     """
-    ref = reference_answer(reference)
-    cand = extract_answer(candidate)
+    ref = _reference(reference)
+    cand = _final_answer(candidate)
     if ref is None or cand is None:
         return False
-    numeric = _numbers_match(cand, ref)
+    if cand == ref:
+        return True  # both normalized: the same string is the same value
+    numeric = _numbers_match(cand, ref, float_rounding, rel_tol)
     if numeric is not None:
         return numeric
-    return _symbolic_match(cand, ref)
+    return _symbolic_match(cand.rstrip("%"), ref.rstrip("%"), float_rounding, rel_tol)

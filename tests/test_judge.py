@@ -21,7 +21,7 @@ LABELLED = [
     ("72", "The answer is $72.00", True, "72"),
     ("1000", "Total: $1,000", True, "1000"),
     ("0.75", "The final answer is 3/4", True, "3/4"),
-    ("1/3", "About 0.33 of the pie", True, "0.33"),
+    ("1/3", "About 0.333333 of the pie", True, "0.333333"),  # rounded to 6 places, as math-verify rounds
     ("18", "\\boxed{18}", True, "18"),
     ("72", "The answer is 73.", False, "73"),
     ("72", "#### 27\nlet me check 72", False, "27"),
