@@ -123,8 +123,14 @@ _LATEX_SUBS = [
 ]
 
 
+# GSM8K's calculator annotations: "48/2 = <<48/2=24>>24" is 24.
+_CALCULATOR = re.compile(r"<<[^<>\n]{0,200}>>")
+
+
 def _normalize(text: str) -> str:
     """LaTeX and markdown rewritten to plain math: '14{,}916' -> '14,916', '\\frac13' -> '\\frac{1}{3}', '\\geq' -> '≥'."""
+    if "<<" in text:
+        text = _CALCULATOR.sub("", text)
     text = text.replace("\u2212", "-").replace("<=", "\u2264").replace(">=", "\u2265").replace("!=", "\u2260")
     if "\\" in text or "{" in text or "*" in text or "_" in text or "~" in text or "\u00b0" in text or "\u2248" in text:
         for pattern, repl in _LATEX_SUBS:

@@ -38,6 +38,7 @@ EXTRACT_CASES = [
     ("\\boxed{\\$1,250}", "1250"),
     ("\\boxed{12\\text{ dollars}}", "12"),
     ("The answer is .5", "0.5"),
+    ("She sold 48/2 = <<48/2=24>>24 clips, so <<48+24=72>>72 in all.", "72"),  # GSM8K calculator notes
     ("I am not sure how to solve this.", None),
     ("", None),
     ("#### ", None),
