@@ -106,9 +106,11 @@ def test_every_call_is_fast_on_100kb_of_text():
         "noise": "".join(random.Random(0).choice("$\\{}()0123456789 ,.=+-*/abc\n#") for _ in range(100_000)),
     }
     for name, text in texts.items():
-        # best of three: the limit is on the checker, not on a busy machine's scheduler
-        best = min(_timed(lambda: (is_correct(text, "9"), extract_answer(text))) for _ in range(3))
-        assert best < 0.05, f"{name}: {best * 1000:.0f} ms"
+        for call in (lambda t: is_correct(t, "9"), extract_answer):
+            # A fresh text each time (the checker caches recent ones); best of three, as the limit is
+            # on the checker, not on a busy machine's scheduler.
+            best = min(_timed(lambda: call(text + " " * i)) for i in range(1, 4))
+            assert best < 0.05, f"{name}: {best * 1000:.0f} ms"
 
 
 def _timed(fn) -> float:
