@@ -33,7 +33,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     t = services.add_parser("teacher", help="OpenAI-compatible teacher (vLLM via ray.serve.llm)")
     t.add_argument("--model", required=True, help="HF id or local model folder")
     t.add_argument("--model-id", default=None, help="name clients send as `model` (default: folder name)")
-    t.add_argument("--accelerator", choices=["gpu", "cpu"], default=None, help="override serve.teacher.accelerator")
+    t.add_argument("--accelerator", choices=["gpu", "cpu", "auto"], default=None, help="override serve.teacher.accelerator")
     _add_common(t)
     t.set_defaults(func=run_teacher)
 

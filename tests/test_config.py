@@ -10,7 +10,7 @@ from orca_math.tiny_model import TinyModelConfig
 
 def test_tiny_preset_is_cpu_and_greedy():
     cfg = load_stage_config(EvalConfig, "configs/tiny.yaml", "eval")
-    assert cfg.engine.use_gpu is False and cfg.engine.resolved_dtype() == "float32"
+    assert cfg.engine.use_gpu is False and cfg.engine.on_this_machine().dtype == "float32"
     assert cfg.decoding.temperature == 0.0 and cfg.decoding.n == 1
 
 
@@ -22,7 +22,8 @@ def test_defaults_are_the_paper_protocol():
     cfg = EvalConfig()
     assert cfg.prompt_template == "USER:\n{question}\n\nASSISTANT:\n"
     assert cfg.data == "gsm8k-test" and cfg.limit is None
-    assert cfg.engine.use_gpu and cfg.engine.resolved_dtype() == "bfloat16"
+    # Devices and dtype follow the machine (tests/test_hardware.py): GPUs where the cluster has them.
+    assert cfg.engine.use_gpu == "auto" and cfg.engine.dtype == "auto"
     assert load_stage_config(EvalConfig, "configs/default.yaml", "eval") == cfg
 
 

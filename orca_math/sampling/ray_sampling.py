@@ -37,6 +37,7 @@ def engine_resources(engine: VLLMEngineConfig) -> dict[str, Any]:
 
 def sample_dataset(ds, engine: VLLMEngineConfig, decoding: DecodingConfig, model_name: str | None = None):
     """``ds`` with columns ``problem_id``, ``prompt`` -> a Dataset of sample-schema rows (lazy)."""
+    engine = engine.on_cluster()
     return ds.map_batches(
         VLLMSampler,
         fn_constructor_kwargs={"engine": engine, "decoding": decoding, "model_name": model_name},

@@ -37,10 +37,11 @@ def samples_from_outputs(
 
 
 def engine_kwargs(engine: VLLMEngineConfig) -> dict[str, Any]:
-    """Arguments for ``vllm.LLM`` from the engine config."""
+    """Arguments for ``vllm.LLM`` from the engine config (``auto`` decided for this machine)."""
+    engine = engine.on_this_machine()
     kwargs: dict[str, Any] = dict(
         model=engine.model,
-        dtype=engine.resolved_dtype(),
+        dtype=engine.dtype,
         max_model_len=engine.max_model_len,
         seed=engine.seed,
         enforce_eager=engine.enforce_eager or not engine.use_gpu,
@@ -89,6 +90,7 @@ class VLLMSampler:
     """Callable class for ``Dataset.map_batches``: columns ``problem_id``, ``prompt`` -> samples."""
 
     def __init__(self, engine: VLLMEngineConfig, decoding: DecodingConfig, model_name: str | None = None):
+        engine = engine.on_this_machine()
         if not engine.use_gpu:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kvcache_space_gib))
         apply_engine_process_mode(engine)

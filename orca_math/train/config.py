@@ -16,9 +16,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from orca_math.config import StageConfig
+from orca_math.hardware import Auto
 from orca_math.prompts import DEFAULT_PROMPT_TEMPLATE
 
-Algo = Literal["sft", "dpo", "kto"]
 DPOLoss = Literal["sigmoid", "hinge", "ipo", "robust", "sft"]
 
 # transformers' FSDPOption values (listed here so validating a config needs no torch import).
@@ -29,7 +29,10 @@ class TrainScalingConfig(StageConfig):
     """Where training runs: Ray Train workers (one per GPU on a cluster) and their resources."""
 
     num_workers: int = Field(1, ge=1, description="Data-parallel training workers (Ray Train actors).")
-    use_gpu: bool = Field(True, description="One GPU per worker (NCCL); False trains on CPU (gloo).")
+    use_gpu: bool | Auto = Field(
+        "auto", description="One GPU per worker (NCCL); False trains on CPU (gloo). auto: GPUs where the Ray "
+        "cluster has them or its autoscaler can add them, else CPU.",
+    )
     resources_per_worker: dict[str, float] | None = Field(
         None,
         description="Ray resources each worker reserves, e.g. {CPU: 8, GPU: 1} or a custom resource that "
@@ -49,7 +52,7 @@ class TrainScalingConfig(StageConfig):
         for key, value in res.items():
             if value < 0:
                 raise ValueError(f"resources_per_worker.{key} must be >= 0, got {value}")
-        if res.get("GPU", 0) > 0 and not self.use_gpu:
+        if res.get("GPU", 0) > 0 and self.use_gpu is False:
             raise ValueError("resources_per_worker asks for GPUs but use_gpu is false")
         return self
 
@@ -57,6 +60,8 @@ class TrainScalingConfig(StageConfig):
         """This placement as a ``ray.train.ScalingConfig`` (what ``fit_on_ray`` hands Ray Train)."""
         from ray.train import ScalingConfig
 
+        if self.use_gpu == "auto":
+            raise ValueError("scaling.use_gpu is still auto: resolve it against the cluster first (fit_on_ray does)")
         return ScalingConfig(
             num_workers=self.num_workers,
             use_gpu=self.use_gpu,
@@ -95,15 +100,17 @@ class TrainConfigBase(StageConfig):
     model_dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
         "float32", description="dtype the weights are loaded in; mixed precision (bf16) keeps fp32 master weights."
     )
-    bf16: bool = Field(
-        True, description="bf16 mixed precision: Ampere+ GPUs, or CPU autocast (fast on CPUs with AVX512-BF16/AMX).")
-    fp16: bool = Field(False, description="fp16 mixed precision (older GPUs).")
+    bf16: bool | Auto = Field(
+        "auto", description="bf16 mixed precision. auto: on GPUs that support it, and on CPUs with native bf16 "
+        "(AVX512_BF16, AMX); fp32 on other CPUs, where emulated bf16 is ~20x slower (orca_math/hardware.py).",
+    )
+    fp16: bool | Auto = Field("auto", description="fp16 mixed precision. auto: on GPUs without bf16 only.")
     gradient_checkpointing: bool = Field(True, description="Recompute activations in backward to save memory.")
     attn_implementation: str | None = Field(
         None,
-        description="transformers attention kernel for training (eager, sdpa, flash_attention_2, ...). None: "
-        "transformers' default (sdpa). On CPU with bf16 autocast eager trains the tiny model 1.16x faster "
-        "(docs/demo-results.md).",
+        description="transformers attention kernel for training (eager, sdpa, flash_attention_2, ...). None "
+        "follows the precision: eager under bf16 autocast on CPU (1.16x faster there), else transformers' "
+        "default, sdpa (faster in fp32 and on GPUs; docs/demo-results.md).",
     )
     deepspeed: dict[str, Any] | str | None = Field(
         None, description="DeepSpeed config (ZeRO stage etc.) as a mapping or a JSON file path, passed to transformers."
@@ -139,7 +146,7 @@ class TrainConfigBase(StageConfig):
 
     @model_validator(mode="after")
     def _gpu_settings_are_consistent(self) -> "TrainConfigBase":
-        if self.bf16 and self.fp16:
+        if self.bf16 is True and self.fp16 is True:
             raise ValueError("bf16 and fp16 are exclusive")
         if self.deepspeed is not None and self.fsdp:
             raise ValueError("deepspeed and fsdp are exclusive")
@@ -148,8 +155,8 @@ class TrainConfigBase(StageConfig):
             raise ValueError(f"unknown fsdp option(s) {sorted(unknown_fsdp)}; use {sorted(FSDP_OPTIONS)}")
         if self.fsdp_config is not None and not self.fsdp:
             raise ValueError("fsdp_config needs fsdp (e.g. 'full_shard auto_wrap')")
-        if not self.scaling.use_gpu:
-            needs_gpu = [name for name, on in (("fp16", self.fp16),
+        if self.scaling.use_gpu is False:
+            needs_gpu = [name for name, on in (("fp16", self.fp16 is True),
                                                ("deepspeed", self.deepspeed is not None), ("fsdp", bool(self.fsdp)))
                          if on]
             if needs_gpu:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from orca_math.train.config import CONFIG_CLASSES, TrainConfigBase
-from orca_math.train.trainers import build_trainer, deepspeed_dict
+from orca_math.hardware import check_feasible, cluster_capacity, resolve_use_gpu
+from orca_math.train.trainers import build_trainer, deepspeed_dict, resolve_on_worker
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def train_loop_per_worker(job: dict[str, Any]) -> None:
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 
     algo = job["algo"]
-    cfg = CONFIG_CLASSES[algo].model_validate(job["config"])
+    cfg, precision = resolve_on_worker(CONFIG_CLASSES[algo].model_validate(job["config"]))
     columns = ray.get(job["rows"])
     rank = ray.train.get_context().get_world_rank()
     # HF writes its checkpoints to node-local scratch; the callback copies them into Ray storage.
@@ -94,6 +95,7 @@ def train_loop_per_worker(job: dict[str, Any]) -> None:
                 "world_size": ray.train.get_context().get_world_size(),
                 "global_step": trainer.state.global_step,
                 "resumed_from_step": resumed_from_step,
+                "precision": precision,
                 "steps_this_run": counter.steps,
                 "tokens_this_run": trainer.state.num_input_tokens_seen - counter.tokens_at_start,
                 "train_metrics": output.metrics,
@@ -131,9 +133,12 @@ def _prepare_run_dir(run_dir: Path, identity: dict[str, Any], resume: bool) -> N
     job_file.write_text(json.dumps(identity, indent=1, sort_keys=True))
 
 
-def _warn_if_cluster_too_small(num_workers: int, per_worker: dict[str, float]) -> None:
+def _check_cluster_fits(num_workers: int, per_worker: dict[str, float], capacity: dict[str, float]) -> None:
+    """Fail at once if no cluster could ever host the workers; warn if this one cannot yet."""
     import ray
 
+    check_feasible(f"{num_workers} training worker(s) of {per_worker}", per_worker, num_workers,
+                   "scaling.use_gpu, scaling.num_workers or scaling.resources_per_worker", capacity)
     have = ray.cluster_resources()
     short = {k: f"{v * num_workers:g} > {have.get(k, 0):g}" for k, v in per_worker.items()
              if v * num_workers > have.get(k, 0)}
@@ -167,6 +172,10 @@ def fit_on_ray(
     out_dir.mkdir(parents=True, exist_ok=True)
     name = run_name or algo
     storage = out_dir / CHECKPOINT_DIR
+    capacity = cluster_capacity()
+    # Devices are decided here, against the cluster; precision by each worker, for its own node.
+    cfg = cfg.model_copy(update={"scaling": cfg.scaling.model_copy(
+        update={"use_gpu": resolve_use_gpu(cfg.scaling.use_gpu, capacity)})})
     job_config = _job_config(cfg)
     _prepare_run_dir(storage / name, {"algo": algo, "model": model, "data_hash": data_hash, "config": job_config},
                      resume)
@@ -176,7 +185,7 @@ def fit_on_ray(
     per_worker = dict(scaling.resources_per_worker or {"CPU": 1})
     if scaling.use_gpu:
         per_worker.setdefault("GPU", 1)
-    _warn_if_cluster_too_small(scaling.num_workers, per_worker)
+    _check_cluster_fits(scaling.num_workers, per_worker, capacity)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=job,

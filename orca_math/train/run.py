@@ -114,6 +114,8 @@ def _train_and_record(
                  "loss_plot": str(plot), "train_log": str(out_dir / "train_log.json")},
         loss_curve=loss_curve(train_log["log_history"]),
         metrics=metrics,
+        # What `auto` chose on the worker (bf16 or fp32, attention kernel) and why: its CPU/GPU.
+        precision=train_log.get("precision"),
     )
     log.info("%s: done, step %d, loss %s -> %s, model in %s", stage, metrics["global_step"],
              metrics["first_loss"], metrics["last_loss"], out_dir)

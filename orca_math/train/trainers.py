@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from orca_math.hardware import choose_attention, choose_precision, this_machine
 from orca_math.prompts import CHAT_TEMPLATE
 from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig, TrainConfigBase
 from orca_math.train.rows import DPO_COLUMNS, KTO_COLUMNS, SFT_COLUMNS
@@ -36,8 +37,24 @@ def deepspeed_dict(value: dict[str, Any] | str | None) -> dict[str, Any] | None:
     return value
 
 
+def resolve_on_worker(cfg: TrainConfigBase) -> tuple[TrainConfigBase, dict[str, Any]]:
+    """``cfg`` with its ``auto`` device, precision and attention settings decided for this process's
+    machine (a Ray Train worker decides for its own node), and the record of what was chosen and why."""
+    machine = this_machine()
+    on_gpu = machine.cuda if cfg.scaling.use_gpu == "auto" else bool(cfg.scaling.use_gpu)
+    precision = choose_precision(cfg.bf16, cfg.fp16, on_gpu, machine)
+    attn = choose_attention(cfg.attn_implementation, precision, on_gpu)
+    resolved = cfg.model_copy(update={
+        "bf16": precision.bf16, "fp16": precision.fp16, "attn_implementation": attn,
+        "scaling": cfg.scaling.model_copy(update={"use_gpu": on_gpu})})
+    return resolved, {**precision.record(machine), "attn_implementation": attn or "sdpa (transformers' default)"}
+
+
 def trl_kwargs(algo: str, cfg: TrainConfigBase, output_dir: str | Path) -> dict[str, Any]:
-    """Keyword arguments of the TRL config class for ``algo`` equivalent to ``cfg`` (GPU settings included)."""
+    """Keyword arguments of the TRL config class for ``algo`` equivalent to ``cfg`` (GPU settings included).
+
+    ``auto`` settings are decided for the machine this runs on (``resolve_on_worker``)."""
+    cfg, _ = resolve_on_worker(cfg)
     kwargs: dict[str, Any] = dict(
         output_dir=str(output_dir),
         num_train_epochs=cfg.epochs,
