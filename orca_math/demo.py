@@ -3,9 +3,12 @@
 ``make demo`` runs ``orca-math run --config configs/demo.yaml --out runs/demo``: world seeds ->
 AgentInstruct by the symbolic teacher -> SFT (M1) -> practice rounds (sample, judge on Serve,
 positives and pairs, then RFT, DPO or KTO: M2, M3) -> eval on held-out world problems after each, plus the
-equal-compute SFT control. It writes ``runs/demo/`` like any run (results.md/json/png, manifest)
-and ends with what the table says: how far practice moved the student, and whether it beat
-plain SFT given the same training compute. Rerunning resumes or skips finished stages.
+equal-compute SFT control. It writes ``runs/demo/`` like any run (results.md/json/png, manifest).
+
+The terminal gets one line per stage (start, end with its counts and elapsed time, and an estimate
+of the time left), then the table and the verdict: how far practice moved the student, and whether
+it beat plain SFT given the same training compute, by McNemar's exact test on the per-problem
+verdicts. Ray's, vLLM's and TRL's own output goes to ``RUN_DIR/logs/demo.log``. Rerunning resumes.
 """
 
 from __future__ import annotations
@@ -13,29 +16,66 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
 from pathlib import Path
+from typing import IO, Callable
 
 DEMO_CONFIG = "configs/demo.yaml"
+LOG_NAME = "logs/demo.log"
+# Seconds each stage took in a committed run (docs/demo-results.md), scaled by how fast this machine
+# has been so far: the time-left estimate. Stages not listed count as 5 s.
+REFERENCE_S = {"student": 8, "world": 3, "seeds": 1, "generate": 10, "sft": 330, "eval": 20, "practice": 55,
+               "judge": 10, "prefs": 1, "rft": 60, "dpo": 60, "kto": 60, "sft-control": 110}
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole recipe on the procedural world, on a CPU (what `make demo` runs)")
     p.add_argument("--out", default="runs/demo", help="run folder")
     p.add_argument("--config", default=DEMO_CONFIG, help="run config (YAML path or preset)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="one seed for the world, the init, data order and sampling (run.seed): another independent run")
+    p.add_argument("--verbose", action="store_true", help="let Ray's, vLLM's and TRL's output through to the terminal")
     p.set_defaults(func=run)
+
+
+# ---------------------------------------------------------------------------------- the verdict
 
 
 def noise_points(a: dict, b: dict) -> float:
     """Two standard errors of the difference of two pass@1 rates, in points: differences smaller
-    than this are what evaluating on ``n`` problems alone can produce."""
+    than this are what evaluating on ``n`` problems alone can produce (unpaired, so conservative)."""
     var = sum(r["accuracy"] * (1 - r["accuracy"]) / max(r["n"], 1) for r in (a, b))
     return 200 * math.sqrt(var)
 
 
+def mcnemar_one_sided(wins: int, losses: int) -> float:
+    """Exact one-sided McNemar p-value that A beats B, from the discordant problems: ``wins`` (A
+    right, B wrong) and ``losses`` (A wrong, B right). Under the null each discordant problem is a
+    fair coin, so p = P(Binomial(wins + losses, 1/2) >= wins)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n
+
+
+def paired_counts(a_path: str | Path, b_path: str | Path) -> tuple[int, int, int]:
+    """(A right & B wrong, A wrong & B right, problems in both) from two eval ``results.parquet``."""
+    import pyarrow.parquet as pq
+
+    def verdicts(path) -> dict[str, bool]:
+        t = pq.read_table(path, columns=["problem_id", "correct"]).to_pydict()
+        return dict(zip(t["problem_id"], t["correct"]))
+
+    a, b = verdicts(a_path), verdicts(b_path)
+    common = a.keys() & b.keys()
+    wins = sum(1 for p in common if a[p] and not b[p])
+    losses = sum(1 for p in common if b[p] and not a[p])
+    return wins, losses, len(common)
+
+
 def verdict(results: list[dict]) -> list[str]:
     """Plain sentences on the table: last round vs M1, and vs the equal-compute SFT control."""
-    by_model = {r["model"]: r for r in results}
     rounds = [r for r in results if r["model"].startswith("M") and r["model"][1:].isdigit()]
     if len(rounds) < 2:
         return []
@@ -44,25 +84,183 @@ def verdict(results: list[dict]) -> list[str]:
     lines = [f"{last['model']} vs {first['model']}: {points(last, first):+.1f} points "
              f"({100 * first['accuracy']:.1f}% -> {100 * last['accuracy']:.1f}% on {last['n']} held-out problems; "
              f"eval noise {noise_points(last, first):.1f} points)"]
-    control = next((r for m, r in by_model.items() if "control" in m), None)
-    if control is not None:
-        diff, noise = points(last, control), noise_points(last, control)
-        outcome = ("beat" if diff > 0 else "did not beat") if abs(diff) > noise else "matched"
-        lines.append(f"{last['model']} vs equal-compute SFT control: {diff:+.1f} points "
-                     f"(control {100 * control['accuracy']:.1f}%): practice {outcome} plain SFT "
-                     f"(differences under {noise:.1f} points are within eval noise)")
+    control = next((r for r in results if "control" in r["model"]), None)
+    if control is None:
+        return lines
+    diff, noise = points(last, control), noise_points(last, control)
+    if last.get("results") and control.get("results"):
+        wins, losses, n = paired_counts(last["results"], control["results"])
+        p = mcnemar_one_sided(wins, losses)
+        outcome = "beat" if p < 0.05 else "did not beat"
+        lines.append(f"{last['model']} vs equal-compute SFT control: {diff:+.1f} points (control "
+                     f"{100 * control['accuracy']:.1f}%): practice {outcome} plain SFT (McNemar exact, one-sided: "
+                     f"p = {p:.3g}; {wins} problems only {last['model']} solved, {losses} only the control, of {n})")
+    unpaired = ("beat" if diff > 0 else "fell behind") if abs(diff) > noise else "matched"
+    lines.append(f"  unpaired, more conservative: practice {unpaired} plain SFT "
+                 f"(differences under {noise:.1f} points are within two standard errors)")
     return lines
+
+
+def arms_table(results: list[dict], manifest: dict, algo: str) -> str:
+    """Each arm after M1 with what it cost: the practice rounds (sampling, judging, training) vs
+    the control (training only)."""
+    stages = manifest.get("stages", {})
+    wall = lambda names: sum(float((stages.get(n) or {}).get("wall_s") or 0) for n in names)  # noqa: E731
+    lines = ["| model | pass@1 | what it cost after M1 | wall s |", "|---|---|---|---|"]
+    for r in results:
+        if r["model"] == "M1":
+            lines.append(f"| M1 | {100 * r['accuracy']:.1f}% | SFT | {wall(['sft']):.0f} |")
+        elif r["model"][1:].isdigit():
+            k = int(r["model"][1:]) - 1
+            done = [f"{s}-{j}" for j in range(1, k + 1) for s in ("practice", "judge", "prefs", algo)]
+            lines.append(f"| {r['model']} | {100 * r['accuracy']:.1f}% | {k} round(s): practice + judge + {algo} "
+                         f"| {wall(done):.0f} |")
+    control = next((r for r in results if "control" in r["model"]), None)
+    if control is not None:
+        lines.append(f"| {control['model']} | {100 * control['accuracy']:.1f}% | plain SFT, as many sequences "
+                     f"as the rounds trained on | {wall(['sft-control']):.0f} |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- what is printed
+
+
+def stage_counts(stage: str, entry: dict) -> str:
+    """The few numbers that say what a finished stage did."""
+    if "accuracy" in entry:
+        return f"pass@1 {100 * entry['accuracy']:.1f}% on {entry.get('rows_in', '?')}"
+    m = entry.get("metrics") or {}
+    if "global_step" in m:
+        loss = m.get("last_loss")
+        prec = (entry.get("precision") or {})
+        how = "bf16" if prec.get("bf16") else "fp32" if prec else ""
+        return (f"{m['global_step']} steps, {entry.get('rows_out', entry.get('rows_in', '?'))} rows"
+                + (f", loss {loss:.3f}" if isinstance(loss, (int, float)) else "") + (f", {how}" if how else ""))
+    parts = []
+    for key, label in (("rows_in", "in"), ("rows_out", "out"), ("rows_quarantined", "quarantined"),
+                       ("samples", "samples"), ("correct", "correct")):
+        if key in entry:
+            parts.append(f"{entry[key]} {label}")
+    return ", ".join(parts)
+
+
+class Progress:
+    """One line per stage on the terminal, with a running estimate of the time left."""
+
+    def __init__(self, planned: list[str], out: IO[str]):
+        self.planned, self.out, self.started = planned, out, time.perf_counter()
+        self.done: set[str] = set()
+        self.stage_started: dict[str, float] = {}
+
+    @staticmethod
+    def reference(stage: str) -> float:
+        return REFERENCE_S.get(stage, REFERENCE_S.get(stage.rsplit("-", 1)[0].split("-M")[0], 5))
+
+    def time_left(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        ref_done = sum(self.reference(s) for s in self.done) or 1.0
+        ref_left = sum(self.reference(s) for s in self.planned if s not in self.done)
+        # Before anything real has run the reference is the best guess; after, this machine's pace.
+        pace = elapsed / ref_done if ref_done > 30 else 1.0
+        return ref_left * pace
+
+    def __call__(self, event: str, stage: str, entry: dict) -> None:
+        now = time.perf_counter() - self.started
+        if event == "start":
+            self.stage_started[stage] = now
+            self._print(f"[{now:5.0f}s] {stage:<20} started   (about {self.time_left() / 60:.0f} min left)")
+            return
+        self.done.add(stage)
+        if event == "skip":
+            counts = stage_counts(stage, entry)
+            self._print(f"[{now:5.0f}s] {stage:<20} done before, skipped{': ' + counts if counts else ''}")
+            return
+        took = now - self.stage_started.get(stage, now)
+        counts = stage_counts(stage, entry)
+        self._print(f"[{now:5.0f}s] {stage:<20} finished in {took:.0f}s{': ' + counts if counts else ''}"
+                    f"   (about {self.time_left() / 60:.0f} min left)")
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+
+class LogsToFile:
+    """Send everything written to this process's stdout/stderr (Ray's worker output, vLLM's and TRL's
+    logs, progress bars) to ``path``, at the file-descriptor level so child processes and C code follow;
+    ``terminal`` still reaches the screen."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> IO[str]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = os.dup(1), os.dup(2)
+        self.log = open(self.path, "a", buffering=1, encoding="utf-8")
+        os.dup2(self.log.fileno(), 1)
+        os.dup2(self.log.fileno(), 2)
+        self.terminal = os.fdopen(os.dup(self.saved[0]), "w", buffering=1, encoding="utf-8")
+        return self.terminal
+
+    def __exit__(self, *exc) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(self.saved[0], 1)
+        os.dup2(self.saved[1], 2)
+        for fd in self.saved:
+            os.close(fd)
+        self.terminal.close()
+        self.log.close()
 
 
 def run(args: argparse.Namespace) -> int:
     # The demo runs one heavy stage at a time, so each may use every core: without this Ray pins a
     # 1-CPU training worker to one thread. Set before Ray starts so its workers inherit it.
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-    from orca_math.pipeline.run import run_pipeline
+    from orca_math.config import resolve_config_path
+    from orca_math.manifest import RunManifest
+    from orca_math.pipeline.run import StageConfigs, planned_stages, run_pipeline
 
+    out = Path(args.out)
+    overrides = {"seed": args.seed} if args.seed is not None else None
+    cfgs = StageConfigs.load(resolve_config_path(args.config), overrides)
+    log_path = out / LOG_NAME
     started = time.perf_counter()
-    results = run_pipeline(args.config, Path(args.out))
+
+    def body(terminal: IO[str]) -> list[dict]:
+        print(f"orca-math demo: {len(planned_stages(cfgs.run))} stages into {out}/ (logs: {log_path})",
+              file=terminal, flush=True)
+        return run_pipeline(args.config, out, overrides, on_event=Progress(planned_stages(cfgs.run), terminal))
+
+    if args.verbose:
+        return _report(body(sys.stdout), out, cfgs.run.preference_algo, started, sys.stdout)
+    with LogsToFile(log_path) as terminal:
+        try:
+            results = body(terminal)
+        except KeyboardInterrupt:
+            print(f"demo: interrupted after {time.perf_counter() - started:.0f}s; rerun the same command to "
+                  "resume (finished stages are kept)", file=terminal, flush=True)
+            return 130
+        except Exception as e:  # the whole traceback is in the log; the terminal gets what and where
+            failed = next((s for s, e_ in RunManifest(out / "manifest.json").stages.items()
+                           if e_.get("status") in ("running", "failed")), "?")
+            print(f"demo: stage {failed} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n"
+                  f"  traceback: {log_path}; rerun the same command to resume", file=terminal, flush=True)
+            return 1
+        return _report(results, out, cfgs.run.preference_algo, started, terminal)
+
+
+def _report(results: list[dict], out: Path, algo: str, started: float, terminal: IO[str]) -> int:
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    say: Callable[[str], None] = lambda line: print(line, file=terminal, flush=True)  # noqa: E731
+    say("")
+    say(arms_table(results, manifest, algo))
+    say("")
     for line in verdict(results):
-        print(line)
-    print(f"demo: {time.perf_counter() - started:.0f}s wall (stages finished earlier were skipped)")
+        say(line)
+    say(f"plot: {out / 'results.png'}; table: {out / 'results.md'}; logs: {out / LOG_NAME}")
+    say(f"demo: {time.perf_counter() - started:.0f}s wall (stages finished earlier were skipped)")
     return 0

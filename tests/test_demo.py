@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orca_math.demo import noise_points, verdict
+from orca_math.demo import Progress, mcnemar_one_sided, noise_points, stage_counts, verdict
 from orca_math.manifest import RunManifest
-from orca_math.pipeline.run import StageConfigs, training_sequences
+from orca_math.pipeline.run import StageConfigs, planned_stages, training_sequences
 from orca_math.records import read_parquet, read_table
 from orca_math.schema import JUDGMENT, KTO_EXAMPLE, PROBLEM, SAMPLE
 from orca_math.world.generate import find_leaks
@@ -50,7 +50,24 @@ def test_demo_config_loads_the_world_and_procedural_teacher():
     assert cfgs.generate.decontam.eval_sets == []
     assert cfgs.run.preference_algo == "rft" and type(cfgs.pref_train).__name__ == "SFTTrainConfig"
     assert cfgs.run.practice_fresh and cfgs.prefs.skip_mastered
-    assert cfgs.sft.bf16 and cfgs.sft.group_by_length and not cfgs.sft.scaling.use_gpu
+    # Precision, attention, devices and vLLM's dtype follow the machine (tests/test_hardware.py).
+    for cfg in (cfgs.sft, cfgs.pref_train):
+        assert cfg.bf16 == cfg.fp16 == cfg.scaling.use_gpu == "auto" and cfg.attn_implementation is None
+    assert cfgs.eval.engine.dtype == cfgs.practice.engine.dtype == cfgs.eval.engine.use_gpu == "auto"
+    assert cfgs.sft.group_by_length
+
+
+def test_planned_stages_are_the_demo_stages_in_order():
+    assert planned_stages(StageConfigs.load(REPO / "configs/demo.yaml").run) == STAGES
+
+
+def test_one_seed_reseeds_world_teacher_init_data_order_and_sampling():
+    base = StageConfigs.load(REPO / "configs/demo.yaml")
+    cfgs = StageConfigs.load(REPO / "configs/demo.yaml", {"seed": 7})
+    seeded = (cfgs.world, cfgs.teacher, cfgs.generate.teacher, cfgs.tiny_model, cfgs.sft, cfgs.pref_train,
+              cfgs.prefs, cfgs.practice.decoding)
+    assert all(c.seed == 7 for c in seeded)
+    assert cfgs.world.model_copy(update={"seed": base.world.seed}) == base.world  # nothing else moved
 
 
 @pytest.mark.parametrize("algo, per_example", [("dpo", 2), ("kto", 2), ("sft", 1), ("rft", 1)])
@@ -61,16 +78,56 @@ def test_control_gets_the_rounds_training_sequences(algo, per_example):
     assert training_sequences(entry, cfgs.pref_train, algo) == 10 * per_step * per_example
 
 
-def test_verdict_compares_last_round_with_m1_and_control():
-    rows = [{"model": "M1", "accuracy": 0.5, "n": 500}, {"model": "M3", "accuracy": 0.6, "n": 500},
-            {"model": "M1+SFT (control)", "accuracy": 0.62, "n": 500}]
+def _eval_results(path: Path, correct: list[bool]) -> str:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"problem_id": [f"p{i}" for i in range(len(correct))], "correct": correct}), path)
+    return str(path)
+
+
+def test_verdict_is_mcnemar_on_the_per_problem_verdicts(tmp_path):
+    # 500 problems: M3 alone solves 30, the control alone 12, both 200 -> +3.6 points, p ~ 0.004:
+    # significant paired, though within the unpaired two-standard-error band.
+    m3 = [True] * 230 + [False] * 270
+    control = [True] * 200 + [False] * 30 + [True] * 12 + [False] * 258
+    rows = [{"model": "M1", "accuracy": 0.4, "n": 500},
+            {"model": "M3", "accuracy": sum(m3) / 500, "n": 500, "results": _eval_results(tmp_path / "m3", m3)},
+            {"model": "M1+SFT (control)", "accuracy": sum(control) / 500, "n": 500,
+             "results": _eval_results(tmp_path / "c", control)}]
     lines = verdict(rows)
-    assert lines[0].startswith("M3 vs M1: +10.0 points")
-    assert "-2.0 points" in lines[1] and "matched" in lines[1]  # 2 points is within 500 problems' noise
-    rows[2]["accuracy"] = 0.7
-    assert "did not beat" in verdict(rows)[1]
-    rows[2]["accuracy"] = 0.5
-    assert "practice beat" in verdict(rows)[1]
+    assert lines[0].startswith("M3 vs M1: +6.0 points")
+    assert "practice beat plain SFT" in lines[1] and "p = 0.00" in lines[1]
+    assert "30 problems only M3 solved, 12 only the control, of 500" in lines[1]
+    assert "unpaired" in lines[2] and "matched" in lines[2]
+    # Swapped arms: the same evidence says the control is ahead, so practice did not beat it.
+    rows[1]["results"], rows[2]["results"] = rows[2]["results"], rows[1]["results"]
+    assert "practice did not beat plain SFT" in verdict(rows)[1]
+
+
+def test_mcnemar_exact_one_sided():
+    assert mcnemar_one_sided(0, 0) == 1.0
+    assert mcnemar_one_sided(5, 0) == pytest.approx(1 / 32)
+    assert mcnemar_one_sided(10, 10) > 0.5
+    assert mcnemar_one_sided(30, 12) == pytest.approx(0.00401, abs=1e-4)
+
+
+def test_progress_prints_one_line_per_stage_with_counts_and_time_left(tmp_path):
+    import io
+
+    out = io.StringIO()
+    progress = Progress(["world", "sft", "eval-M1"], out)
+    progress("skip", "world", {"rows_in": 10, "rows_out": 10, "rows_quarantined": 0})
+    progress("start", "sft", {})
+    progress("end", "sft", {"rows_out": 80, "metrics": {"global_step": 5, "last_loss": 0.5},
+                            "precision": {"bf16": False}})
+    progress("end", "eval-M1", {"accuracy": 0.25, "rows_in": 8})
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4 and "world" in lines[0] and "skipped" in lines[0]
+    assert "sft" in lines[1] and "min left" in lines[1]
+    assert "5 steps, 80 rows, loss 0.500, fp32" in lines[2]
+    assert "pass@1 25.0% on 8" in lines[3]
+    assert stage_counts("judge-1", {"rows_in": 4, "rows_out": 3, "rows_quarantined": 1}) == "4 in, 3 out, 1 quarantined"
 
 
 def test_noise_is_two_standard_errors_of_the_difference():
@@ -131,6 +188,8 @@ def test_short_demo_runs_every_stage(tmp_path, ray_local):
     assert control["control_sequences"] == 2 * 2 * 4
     assert control["metrics"]["global_step"] == control["config"]["max_steps"] == 16 // 4
     assert control["config"]["learning_rate"] == manifest.get("rft-1")["config"]["learning_rate"]
+    # The rounds' time cap, summed over both rounds: the control is as long as both together.
+    assert control["config"]["max_time_s"] == 2 * manifest.get("rft-1")["config"]["max_time_s"]
 
     # Results: every model evaluated on the same held-out world problems.
     assert [r["model"] for r in results] == ["M1", "M2", "M3", "M1+SFT (control)"]

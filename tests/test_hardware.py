@@ -118,3 +118,17 @@ def test_worker_resolution_records_the_choice(monkeypatch):
     monkeypatch.setattr(trainers, "this_machine", lambda: AVX512_BF16)
     cfg, record = trainers.resolve_on_worker(SFTTrainConfig(scaling={"use_gpu": False}))
     assert (cfg.bf16, cfg.attn_implementation) == (True, "eager") and "avx512_bf16" in record["reason"]
+
+
+def test_on_a_real_cpu_only_ray_cluster_auto_is_cpu_and_a_gpu_worker_fails_in_seconds(ray_local, tiny_model, tmp_path):
+    import time
+
+    from orca_math.hardware import cluster_capacity
+    from orca_math.train.ray_train import fit_on_ray
+
+    assert cluster_capacity().get("GPU", 0) == 0 and resolve_use_gpu("auto") is False
+    cfg = SFTTrainConfig(max_steps=1, gradient_checkpointing=False, scaling={"use_gpu": True})
+    started = time.perf_counter()
+    with pytest.raises(ClusterTooSmallError, match="scaling.use_gpu"):
+        fit_on_ray("sft", str(tiny_model), {"prompt": ["Q"], "completion": ["#### 1"]}, cfg, tmp_path / "out")
+    assert time.perf_counter() - started < 10

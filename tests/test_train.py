@@ -318,3 +318,19 @@ def test_rft_rows_quarantine_each_negative_at_its_own_row_even_with_repeated_ids
     out = rft_rows(examples, count_words, max_prompt_length=10, max_length=20)
     assert [r["id"] for r in out.rows] == ["p"]
     assert [(q["row"], q["reason"]) for q in out.quarantined] == [(1, NOT_A_POSITIVE), (2, NOT_A_POSITIVE)]
+
+
+def test_time_cap_stops_training_once_the_loop_has_run_long_enough():
+    from types import SimpleNamespace
+
+    from orca_math.train.ray_train import _time_cap
+
+    cap, control = _time_cap(0.05), SimpleNamespace(should_training_stop=False)
+    cap.on_train_begin(None, None, control)
+    cap.on_step_end(None, None, control)
+    assert not control.should_training_stop and not cap.hit  # a fast machine never meets the cap
+    import time
+
+    time.sleep(0.06)
+    cap.on_step_end(None, None, control)
+    assert control.should_training_stop and cap.hit

@@ -39,6 +39,11 @@ class RunConfig(StageConfig):
         False, description="Also train M1 further with plain SFT on as many training sequences as the practice "
         "rounds' training used, and evaluate it like M2..: the equal-compute control for practice.",
     )
+    seed: int | None = Field(
+        None, ge=0, description="One seed for the whole run: when set, it replaces the world's, the teacher's, the "
+        "tiny model's init, every trainer's data order and the practice sampling seeds (so a second seed is a "
+        "second, independent run of the same config). None: each section keeps its own.",
+    )
     judge_start_timeout_s: float = Field(120, gt=0, description="Readiness bound for the judge deployment.")
 
     @model_validator(mode="after")

@@ -82,10 +82,26 @@ class StageConfigs:
             from orca_math.world.generate import WorldConfig
 
             cfgs.world = load_stage_config(WorldConfig, path, "world")
+        if run.seed is not None:
+            cfgs.reseed(run.seed)
         if cfgs.judge.method != "exact" and not isinstance(cfgs.teacher, TeacherConfig):
             raise ConfigError(Path(path), "judge.method",
                               f"{cfgs.judge.method!r} asks the teacher endpoint; the procedural teacher has none: use exact")
         return cfgs
+
+    def reseed(self, seed: int) -> None:
+        """Give every seeded section ``seed``: the world, the teacher, the init, data order, sampling."""
+        with_seed = lambda cfg: cfg.model_copy(update={"seed": seed}) if cfg is not None else None  # noqa: E731
+        self.tiny_model, self.sft, self.pref_train, self.prefs = map(
+            with_seed, (self.tiny_model, self.sft, self.pref_train, self.prefs))
+        if self.world is not None:
+            self.world = with_seed(self.world)
+        if hasattr(self.teacher, "seed"):
+            self.teacher = with_seed(self.teacher)
+        if self.generate is not None and hasattr(self.generate.teacher, "seed"):
+            self.generate = self.generate.model_copy(update={"teacher": with_seed(self.generate.teacher)})
+        self.practice = self.practice.model_copy(
+            update={"decoding": self.practice.decoding.model_copy(update={"seed": seed})})
 
 
 @dataclass
@@ -95,6 +111,13 @@ class PipelineRunner:
     run_dir: Path
     manifest: RunManifest
     fingerprints: dict[str, str] = field(default_factory=dict)
+    # Told of each stage as it starts ("start"), ends ("end", with its manifest entry) or is skipped
+    # ("skip"): how `orca-math demo` prints one line per stage.
+    on_event: Callable[[str, str, dict], None] | None = None
+
+    def _tell(self, event: str, name: str) -> None:
+        if self.on_event is not None:
+            self.on_event(event, name, self.manifest.get(name) or {})
 
     def stage(self, name: str, cfg: StageConfig, upstream: list[str], inputs: dict[str, str],
               out_dir: Path, body: Callable[[bool], Any]) -> None:
@@ -108,10 +131,12 @@ class PipelineRunner:
         plan = plan_stage(self.manifest, name, fp)
         if plan.action is Action.SKIP:
             log.info("[%s] done already (fingerprint %s): skipped", name, fp)
+            self._tell("skip", name)
             return
         log.info("[%s] %s -> %s", name, "resuming" if plan.action is Action.RESUME else "running", out_dir)
         prepare_stage(self.manifest, plan, out_dir)
         metrics.stage_started(name)
+        self._tell("start", name)
         started = time.perf_counter()
         body(plan.action is Action.RESUME)
         entry = self.manifest.get(name) or {}
@@ -119,6 +144,7 @@ class PipelineRunner:
             self.manifest.update(name, status="done", wall_s=round(time.perf_counter() - started, 3))
         metrics.stage_finished(name, self.manifest.get(name))
         log.info("[%s] finished in %.1fs", name, time.perf_counter() - started)
+        self._tell("end", name)
 
 
 def _problems_stage(r: PipelineRunner, cfgs: StageConfigs) -> tuple[str, Path]:
@@ -185,8 +211,24 @@ def _eval_stage(r: PipelineRunner, cfgs: StageConfigs, label: str, model: Path, 
     return name
 
 
-def run_pipeline(config: str | Path, run_dir: str | Path, overrides: dict[str, Any] | None = None) -> list[dict]:
-    """Run (or resume) the recipe; return the results rows ``{stage, model, accuracy, n}``."""
+def planned_stages(run: RunConfig) -> list[str]:
+    """The stages ``run_pipeline`` runs for ``run``, in order (for progress and time estimates)."""
+    algo = run.preference_algo
+    names = ["student"] if run.student == "tiny" else []
+    names += (["world"] if run.world else []) + ["seeds"] + (["generate"] if run.generate else [])
+    names += (["solve"] if run.solve else []) + (["eval-M0"] if run.eval_base else []) + ["sft", "eval-M1"]
+    for k in range(1, run.rounds + 1):
+        names += [f"practice-{k}", f"judge-{k}", f"prefs-{k}", f"{algo}-{k}", f"eval-M{k + 1}"]
+    if run.sft_control and run.rounds:
+        names += ["sft-control", "eval-M1-sft-control"]
+    return names
+
+
+def run_pipeline(config: str | Path, run_dir: str | Path, overrides: dict[str, Any] | None = None,
+                 on_event: Callable[[str, str, dict], None] | None = None) -> list[dict]:
+    """Run (or resume) the recipe; return the results rows ``{stage, model, accuracy, n}``.
+
+    ``on_event(event, stage, entry)`` hears of every stage's start, end and skip."""
     from orca_math.ray_runtime import ensure_ray
     from orca_math.train.run import run_preference, run_sft
 
@@ -195,7 +237,7 @@ def run_pipeline(config: str | Path, run_dir: str | Path, overrides: dict[str, A
     run = cfgs.run
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    r = PipelineRunner(run_dir, RunManifest(run_dir / "manifest.json"))
+    r = PipelineRunner(run_dir, RunManifest(run_dir / "manifest.json"), on_event=on_event)
     r.manifest.data["config_file"] = str(config)
     ensure_ray()
     models = run_dir / "models"
@@ -238,7 +280,8 @@ def run_pipeline(config: str | Path, run_dir: str | Path, overrides: dict[str, A
     for stage, label in evals:
         e = r.manifest.get(stage)
         summary_n = e.get("rows_in", 0)
-        results.append({"stage": stage, "model": label, "accuracy": e["accuracy"], "n": summary_n})
+        results.append({"stage": stage, "model": label, "accuracy": e["accuracy"], "n": summary_n,
+                        "results": (e.get("outputs") or {}).get("results")})
     metric = "world-test pass@1" if run.world else "GSM8K pass@1"
     md = write_results(results, run_dir, f"orca-math run: {Path(config).name}", metric)
     print("\n" + md)
@@ -296,7 +339,10 @@ def _control_stage(r: PipelineRunner, cfgs: StageConfigs, m1: Path, problems: Pa
     sft = cfgs.pref_train if algo == "rft" else cfgs.sft
     per_step = sft.per_device_batch_size * sft.gradient_accumulation_steps * sft.scaling.num_workers
     # Another data order than M1's SFT, so the extra steps see mostly problems M1 has not.
-    control_cfg = sft.model_copy(update={"max_steps": max(1, math.ceil(spent / per_step)), "seed": sft.seed + 1})
+    # A time cap sized for one round covers all of them here.
+    cap = sft.max_time_s * cfgs.run.rounds if sft.max_time_s else None
+    control_cfg = sft.model_copy(update={"max_steps": max(1, math.ceil(spent / per_step)), "seed": sft.seed + 1,
+                                         "max_time_s": cap})
     out = models / "M1-sft-control"
     upstream = ["sft", problems_stage] + [f"{algo}-{k}" for k in range(1, cfgs.run.rounds + 1)]
     r.stage("sft-control", control_cfg, upstream, {"model": str(m1), "data": str(problems)}, out,

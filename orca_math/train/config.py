@@ -76,6 +76,12 @@ class TrainConfigBase(StageConfig):
     limit: int | None = Field(None, ge=1, description="Train on only the first N input rows (smoke tests).")
     epochs: float = Field(1.0, gt=0, description="Passes over the data (paper: 1).")
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: run all epochs).")
+    max_time_s: float | None = Field(
+        None, gt=0,
+        description="Also stop once the training loop has run this long, whichever comes first: a cap that keeps "
+        "a run inside its time budget on a slower machine (e.g. a CPU without native bf16) at the price of fewer "
+        "steps. Where max_steps finish first the cap never binds and runs stay reproducible. None: no cap.",
+    )
     learning_rate: float = Field(1e-6, gt=0, description="Peak learning rate (paper: 1e-6 for SFT).")
     lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = Field(
         "constant", description="Learning-rate schedule (paper: constant)."

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "ray_train"
 TRAIN_LOG = "train_log.json"
 # Config keys that may change between a crash and --resume without invalidating the checkpoint.
-RESUMABLE_CHANGES = {"max_steps", "keep_checkpoints", "checkpoints_to_keep", "scaling"}
+RESUMABLE_CHANGES = {"max_steps", "max_time_s", "keep_checkpoints", "checkpoints_to_keep", "scaling"}
 
 
 class ResumeError(ValueError):
@@ -55,6 +55,27 @@ def _session_step_counter():
     return SessionStepCounter()
 
 
+def _time_cap(max_time_s: float):
+    import time
+
+    from transformers import TrainerCallback
+
+    class TimeCap(TrainerCallback):
+        """Stop training once the loop has run ``max_time_s`` (``max_time_s`` in the config)."""
+
+        def __init__(self):
+            self.started, self.hit = time.perf_counter(), False
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.perf_counter() - self.started >= max_time_s:
+                self.hit = control.should_training_stop = True
+
+    return TimeCap()
+
+
 def _checkpoint_step(hf_checkpoint: Path) -> int:
     state = hf_checkpoint / "trainer_state.json"
     return int(json.loads(state.read_text(encoding="utf-8"))["global_step"]) if state.exists() else 0
@@ -73,8 +94,10 @@ def train_loop_per_worker(job: dict[str, Any]) -> None:
     # HF writes its checkpoints to node-local scratch; the callback copies them into Ray storage.
     scratch = Path(tempfile.mkdtemp(prefix=f"orca-math-{algo}-rank{rank}-"))
     counter = _session_step_counter()
+    cap = _time_cap(cfg.max_time_s) if cfg.max_time_s else None
     try:
-        trainer = build_trainer(algo, job["model"], columns, cfg, scratch, [RayTrainReportCallback(), counter])
+        trainer = build_trainer(algo, job["model"], columns, cfg, scratch,
+                                [RayTrainReportCallback(), counter] + ([cap] if cap else []))
         trainer = prepare_trainer(trainer)
         checkpoint = ray.train.get_checkpoint()
         resumed_from_step = 0
@@ -96,6 +119,7 @@ def train_loop_per_worker(job: dict[str, Any]) -> None:
                 "global_step": trainer.state.global_step,
                 "resumed_from_step": resumed_from_step,
                 "precision": precision,
+                "stopped_by_time_cap": bool(cap and cap.hit),
                 "steps_this_run": counter.steps,
                 "tokens_this_run": trainer.state.num_input_tokens_seen - counter.tokens_at_start,
                 "train_metrics": output.metrics,
