@@ -91,17 +91,32 @@ def test_llm_judge_with_a_teacher_that_cannot_follow_the_format_judges_nothing(t
     assert all("no parseable" in v.error for v in verdicts)
 
 
+def test_a_gpu_teacher_on_a_cpu_cluster_fails_in_seconds_naming_the_setting(serve_port, tiny_model):
+    """accelerator: gpu where no node has or can get a GPU: refused before anything is deployed."""
+    from ray import serve
+
+    from orca_math.hardware import ClusterTooSmallError
+    from orca_math.teacher.serve_teacher import start_teacher
+
+    started = time.monotonic()
+    with pytest.raises(ClusterTooSmallError, match=r"--accelerator cpu"):
+        start_teacher(str(tiny_model), TeacherServeConfig(accelerator="gpu", route_prefix="/gpu"), port=serve_port,
+                      app_name="orca-teacher-gpu")
+    assert time.monotonic() - started < 10
+    assert "orca-teacher-gpu" not in serve.status().applications
+
+
 def test_a_teacher_that_cannot_be_placed_fails_with_a_clear_error_not_a_hang(serve_port, tiny_model):
-    """Without the CPU recipe the replica asks for a GPU this machine lacks: bounded wait, then an error."""
+    """A replica asking for more CPUs than any node has: bounded wait, then an error naming it."""
     from ray import serve
 
     from orca_math.teacher.serve_teacher import start_teacher
 
-    gpu_cfg = TeacherServeConfig(accelerator="gpu", readiness_timeout_s=10, route_prefix="/gpu",
-                                 model_id="needs-a-gpu")
+    big_cfg = TeacherServeConfig(accelerator="cpu", replica_num_cpus=64, readiness_timeout_s=10, route_prefix="/big",
+                                 model_id="needs-64-cpus")
     started = time.monotonic()
     with pytest.raises(ServeReadinessError, match="not ready after 10s") as err:
-        start_teacher(str(tiny_model), gpu_cfg, port=serve_port, app_name="orca-teacher-gpu")
+        start_teacher(str(tiny_model), big_cfg, port=serve_port, app_name="orca-teacher-gpu")
     assert time.monotonic() - started < 60
     assert "LLMServer" in str(err.value)  # says which deployment is stuck
     deadline = time.monotonic() + 30

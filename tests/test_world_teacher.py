@@ -251,7 +251,7 @@ def test_world_teach_cli_writes_problems_quarantine_and_a_manifest_that_adds_up(
     kept = read_parquet(tmp_path / "gen" / "problems", PROBLEM)
     quarantined = read_parquet(tmp_path / "gen" / "quarantine", QUARANTINE)
     assert entry["candidates"] == entry["kept"] + entry["quarantined"] == len(kept) + len(quarantined)
-    assert entry["seeds_in"] == 30 and entry["config"]["max_value"] == 5000
+    assert entry["seeds_in"] == 30 and entry["config"]["max_value"] == 40  # the demo preset's teacher
 
 
 # -------------------------------------------------- the seam with the LLM pipeline (orca_math/agents)

@@ -339,7 +339,7 @@ def _control_stage(r: PipelineRunner, cfgs: StageConfigs, m1: Path, problems: Pa
     sft = cfgs.pref_train if algo == "rft" else cfgs.sft
     per_step = sft.per_device_batch_size * sft.gradient_accumulation_steps * sft.scaling.num_workers
     # Another data order than M1's SFT, so the extra steps see mostly problems M1 has not.
-    # A time cap sized for one round covers all of them here.
+    # The rounds' time caps summed: the control may train as long as all rounds together.
     cap = sft.max_time_s * cfgs.run.rounds if sft.max_time_s else None
     control_cfg = sft.model_copy(update={"max_steps": max(1, math.ceil(spent / per_step)), "seed": sft.seed + 1,
                                          "max_time_s": cap})
