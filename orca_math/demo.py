@@ -252,9 +252,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(results: list[dict], out: Path, algo: str, started: float, terminal: IO[str]) -> int:
-    import json
+    from orca_math.manifest import RunManifest
 
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    manifest = RunManifest(out / "manifest.json").data
     say: Callable[[str], None] = lambda line: print(line, file=terminal, flush=True)  # noqa: E731
     say("")
     say(arms_table(results, manifest, algo))
