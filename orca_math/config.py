@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -34,9 +34,23 @@ class StageConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # Settings that change how a stage runs, not what it writes (resources, concurrency, retries,
+    # logging): left out of its identity, so changing them resumes or skips a stage rather than
+    # redoing it.
+    execution_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def identity(self) -> dict[str, Any]:
+        """The config's values that decide a stage's output (nested configs drop their own
+        execution fields too): what the stage signature hashes."""
+        data = self.model_dump(mode="json", exclude=set(self.execution_fields))
+        for name, value in self:
+            if isinstance(value, StageConfig) and name in data:
+                data[name] = value.identity()
+        return data
+
     def config_hash(self) -> str:
-        """Stable short hash of the config's values, used to tell whether a stage must rerun."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """Short hash of :meth:`identity`."""
+        blob = json.dumps(self.identity(), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -220,7 +220,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     from orca_math.config import resolve_config_path
     from orca_math.manifest import RunManifest
-    from orca_math.pipeline.run import StageConfigs, planned_stages, run_pipeline
+    from orca_math.pipeline.config import StageConfigs
+    from orca_math.pipeline.run import planned_stages, run_pipeline
 
     out = Path(args.out)
     overrides = {"seed": args.seed} if args.seed is not None else None
@@ -229,9 +230,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
 
     def body(terminal: IO[str]) -> list[dict]:
-        print(f"orca-math demo: {len(planned_stages(cfgs.run))} stages into {out}/ (logs: {log_path})",
+        print(f"orca-math demo: {len(planned_stages(cfgs))} stages into {out}/ (logs: {log_path})",
               file=terminal, flush=True)
-        return run_pipeline(args.config, out, overrides, on_event=Progress(planned_stages(cfgs.run), terminal))
+        return run_pipeline(args.config, out, overrides, on_event=Progress(planned_stages(cfgs), terminal))
 
     if args.verbose:
         return _report(body(sys.stdout), out, cfgs.run.preference_algo, started, sys.stdout)

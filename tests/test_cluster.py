@@ -22,7 +22,7 @@ def cluster() -> dict:
 
 @pytest.fixture(scope="module")
 def recipe():
-    from orca_math.pipeline.run import StageConfigs
+    from orca_math.pipeline.config import StageConfigs
 
     return StageConfigs.load(MISTRAL_YAML)
 

@@ -15,7 +15,8 @@ import yaml
 
 from orca_math.demo import Progress, mcnemar_one_sided, noise_points, stage_counts, verdict
 from orca_math.manifest import RunManifest
-from orca_math.pipeline.run import StageConfigs, planned_stages, training_sequences
+from orca_math.pipeline.config import StageConfigs
+from orca_math.pipeline.run import planned_stages, training_sequences
 from orca_math.records import read_parquet, read_table
 from orca_math.schema import JUDGMENT, KTO_EXAMPLE, PROBLEM, SAMPLE
 from orca_math.world.generate import find_leaks
@@ -58,7 +59,7 @@ def test_demo_config_loads_the_world_and_procedural_teacher():
 
 
 def test_planned_stages_are_the_demo_stages_in_order():
-    assert planned_stages(StageConfigs.load(REPO / "configs/demo.yaml").run) == STAGES
+    assert planned_stages(StageConfigs.load(REPO / "configs/demo.yaml")) == STAGES
 
 
 def test_one_seed_reseeds_world_teacher_init_data_order_and_sampling():

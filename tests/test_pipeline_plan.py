@@ -1,47 +1,123 @@
-"""What a rerun of `orca-math run` skips, resumes or redoes."""
+"""What a rerun skips, resumes or redoes: the stage runner and its one signature per stage."""
 
+import json
+import logging
+
+import pytest
+from pydantic import Field
+
+from orca_math.config import StageConfig
 from orca_math.manifest import RunManifest
-from orca_math.pipeline.plan import Action, fingerprint, plan_stage, prepare_stage
 from orca_math.pipeline.results import results_markdown, write_results
+from orca_math.pipeline.runner import ManifestFormatError, Runner, Stage, StageFailed
+from orca_math.records import RowCountError
+from orca_math.sampling.config import VLLMEngineConfig
 
 
-def test_finished_stage_with_same_fingerprint_is_skipped(tmp_path):
-    m = RunManifest(tmp_path / "manifest.json")
-    fp = fingerprint("sft", "cfg1", [], {"data": "p"})
-    m.update("sft", status="done", fingerprint=fp)
-    assert plan_stage(m, "sft", fp).action is Action.SKIP
+class ToyConfig(StageConfig):
+    lr: float = Field(1e-3)
+    engine: VLLMEngineConfig = Field(default_factory=VLLMEngineConfig)
+    workers: int = Field(1)
+
+    execution_fields = frozenset({"workers"})
+
+
+class Calls:
+    """A stage body that writes a file and remembers how it was called."""
+
+    def __init__(self, fields=None, fail=None):
+        self.calls, self.fields, self.fail = [], fields or {}, fail
+
+    def __call__(self, c):
+        self.calls.append(c.resume)
+        c.out.mkdir(parents=True, exist_ok=True)
+        (c.out / "out.txt").write_text("x")
+        if self.fail:
+            raise self.fail
+        return self.fields
+
+
+def stage(run_dir, name="sft", cfg=None, body=None, after=(), inputs=None):
+    return Stage(name, cfg or ToyConfig(), body or Calls(), out=run_dir / name, after=after, inputs=inputs or {})
+
+
+def test_finished_stage_with_same_signature_is_skipped(tmp_path):
+    body = Calls()
+    Runner(tmp_path).run(stage(tmp_path, body=body))
+    Runner(tmp_path).run(stage(tmp_path, body=body))
+    assert body.calls == [False]
+    assert RunManifest(tmp_path / "manifest.json").get("sft")["status"] == "done"
 
 
 def test_interrupted_stage_resumes_and_keeps_its_outputs(tmp_path):
-    m = RunManifest(tmp_path / "manifest.json")
-    fp = fingerprint("sft", "cfg1", [], {})
-    m.update("sft", status="running", fingerprint=fp)
-    plan = plan_stage(m, "sft", fp)
-    assert plan.action is Action.RESUME
-    out = tmp_path / "sft"
-    (out / "checkpoint").mkdir(parents=True)
-    prepare_stage(m, plan, out)
-    assert (out / "checkpoint").exists() and m.get("sft")["status"] == "pending"
+    with pytest.raises(StageFailed, match="stage sft failed: .*rerun the same command to resume"):
+        Runner(tmp_path).run(stage(tmp_path, body=Calls(fail=RuntimeError("killed"))))
+    assert RunManifest(tmp_path / "manifest.json").get("sft")["status"] == "failed"
+    (tmp_path / "sft" / "checkpoint").mkdir()
+    body = Calls()
+    Runner(tmp_path).run(stage(tmp_path, body=body))
+    assert body.calls == [True] and (tmp_path / "sft" / "checkpoint").exists()
 
 
-def test_changed_config_reruns_stage_from_scratch(tmp_path):
-    m = RunManifest(tmp_path / "manifest.json")
-    m.update("sft", status="done", fingerprint=fingerprint("sft", "cfg1", [], {}))
-    plan = plan_stage(m, "sft", fingerprint("sft", "cfg2", [], {}))
-    assert plan.action is Action.RUN
-    out = tmp_path / "sft"
-    out.mkdir()
-    (out / "stale.parquet").write_text("x")
-    prepare_stage(m, plan, out)
-    assert not out.exists()
-    # The stage's own "already done" check must not see the old entry as done.
-    assert not m.is_done("sft", m.get("sft").get("config_hash", ""))
+def test_changed_config_reruns_stage_from_scratch_and_says_what_changed(tmp_path, caplog):
+    Runner(tmp_path).run(stage(tmp_path))
+    (tmp_path / "sft" / "stale.parquet").write_text("x")
+    body = Calls()
+    with caplog.at_level(logging.INFO):
+        Runner(tmp_path).run(stage(tmp_path, cfg=ToyConfig(lr=2e-3), body=body))
+    assert body.calls == [False] and not (tmp_path / "sft" / "stale.parquet").exists()
+    assert "lr: 0.001 -> 0.002" in caplog.text
 
 
-def test_upstream_change_propagates_down_the_chain():
-    gen_a, gen_b = fingerprint("generate", "g1", [], {}), fingerprint("generate", "g2", [], {})
-    assert fingerprint("sft", "s", [gen_a], {}) != fingerprint("sft", "s", [gen_b], {})
-    assert fingerprint("sft", "s", [gen_a], {}) == fingerprint("sft", "s", [gen_a], {})
+def test_execution_settings_do_not_change_the_signature(tmp_path):
+    body = Calls()
+    Runner(tmp_path).run(stage(tmp_path, body=body))
+    faster = ToyConfig(workers=8, engine=VLLMEngineConfig(concurrency=4, batch_size=64, use_gpu=False))
+    Runner(tmp_path).run(stage(tmp_path, cfg=faster, body=body))
+    assert body.calls == [False]
+    # ...but what the output depends on does, nested configs included.
+    Runner(tmp_path).run(stage(tmp_path, cfg=ToyConfig(engine=VLLMEngineConfig(dtype="float32")), body=body))
+    assert body.calls == [False, False]
+
+
+def test_upstream_change_propagates_down_the_chain(tmp_path, caplog):
+    def chain(lr, body):
+        r = Runner(tmp_path)
+        r.run(stage(tmp_path, "generate", ToyConfig(lr=lr)))
+        r.run(stage(tmp_path, "sft", body=body, after=("generate",)))
+
+    body = Calls()
+    chain(1e-3, body)
+    chain(1e-3, body)
+    assert body.calls == [False]
+    with caplog.at_level(logging.INFO):
+        chain(5e-3, body)
+    assert body.calls == [False, False] and "upstream generate changed" in caplog.text
+
+
+def test_a_moved_run_folder_still_resumes(tmp_path):
+    body = Calls()
+    a, b = tmp_path / "a", tmp_path / "b"
+    Runner(a).run(stage(a, body=body, inputs={"data": str(a / "seeds" / "problems.parquet")}))
+    a.rename(b)
+    Runner(b).run(stage(b, body=body, inputs={"data": str(b / "seeds" / "problems.parquet")}))
+    assert body.calls == [False]
+
+
+def test_rows_in_must_equal_rows_out_plus_quarantined(tmp_path):
+    body = Calls(fields={"rows_in": 10, "rows_out": 7, "rows_quarantined": 2})
+    with pytest.raises(StageFailed) as e:
+        Runner(tmp_path).run(stage(tmp_path, body=body))
+    assert isinstance(e.value.cause, RowCountError)
+    entry = Runner(tmp_path).run(stage(tmp_path, body=Calls(fields={"rows_in": 3, "rows_out": 2,
+                                                                   "rows_quarantined": 1})))
+    assert entry["status"] == "done" and entry["rows_out"] == 2
+
+
+def test_a_run_folder_from_before_signatures_is_refused_by_name(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"stages": {"sft": {"status": "done", "fingerprint": "ab"}}}))
+    with pytest.raises(ManifestFormatError, match="manifest.json: written by an orca-math before stage signatures"):
+        Runner(tmp_path)
 
 
 def test_results_table_files(tmp_path):

@@ -31,6 +31,12 @@ class JudgeConfig(StageConfig):
 class JudgeServeConfig(StageConfig):
     """The judge deployment on Ray Serve: an autoscaled pool of replicas with request batching."""
 
+    # Verdicts do not depend on how the deployment is sized or reached.
+    execution_fields = frozenset(
+        {"min_replicas", "max_replicas", "target_ongoing_requests", "upscale_delay_s", "downscale_delay_s",
+         "max_ongoing_requests", "num_cpus", "max_batch_size", "batch_wait_timeout_s", "max_items_per_request",
+         "max_request_bytes", "auth_token_env", "readiness_timeout_s", "route_prefix"})
+
     min_replicas: int = Field(1, ge=0, description="Autoscaling: fewest replicas.")
     max_replicas: int = Field(8, ge=1, description="Autoscaling: most replicas.")
     target_ongoing_requests: float = Field(2, gt=0, description="Autoscaling: requests per replica to aim for.")

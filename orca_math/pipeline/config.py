@@ -1,12 +1,22 @@
-"""The ``run:`` section: which stages the recipe runs, on what, for how many rounds."""
+"""The recipe's configs: the ``run:`` section (which stages run, on what, for how many rounds) and
+:class:`StageConfigs`, every stage's section of one YAML file."""
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from orca_math.config import StageConfig
+from orca_math.config import ConfigError, StageConfig, load_stage_config
+from orca_math.evaluate.stage import EvalConfig
+from orca_math.judge.config import JudgeConfig
+from orca_math.practice.stage import PracticeConfig
+from orca_math.preferences.build import PreferenceConfig
+from orca_math.teacher.config import TeacherConfig
+from orca_math.tiny_model import TinyModelConfig
+from orca_math.world.teacher import load_teacher_config
 
 
 class RunConfig(StageConfig):
@@ -53,14 +63,69 @@ class RunConfig(StageConfig):
         return self
 
 
-class SeedsStageConfig(StageConfig):
-    """What the ``seeds`` stage's output depends on: only these parts of ``run:`` (so changing, say,
-    ``rounds`` or ``practice_limit`` does not redo the seeds and, through the chain, SFT)."""
+@dataclass
+class StageConfigs:
+    """Every stage's config, read from one YAML file."""
 
-    seeds: str = Field(..., description="Seed problems (or the SFT set when generate is off).")
-    seed_limit: int | None = Field(None, description="Use only the first N seeds.")
-    problems: str | None = Field(None, description="A problem set used as it is, instead of the seeds.")
+    run: RunConfig
+    tiny_model: TinyModelConfig
+    eval: EvalConfig
+    sft: StageConfig
+    practice: PracticeConfig
+    judge: JudgeConfig
+    serve: StageConfig
+    teacher: StageConfig  # TeacherConfig, or the world's ProceduralTeacherConfig
+    prefs: PreferenceConfig
+    pref_train: StageConfig
+    generate: StageConfig | None = None
+    solve: StageConfig | None = None
+    world: StageConfig | None = None
 
     @classmethod
-    def of(cls, run: RunConfig) -> "SeedsStageConfig":
-        return cls(seeds=run.seeds, seed_limit=run.seed_limit, problems=run.problems)
+    def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "StageConfigs":
+        from orca_math.serve_cli import ServeConfig
+        from orca_math.train.config import CONFIG_CLASSES, SFTTrainConfig
+
+        run = load_stage_config(RunConfig, path, "run", overrides)
+        pref_cls = CONFIG_CLASSES[run.preference_algo]
+        cfgs = cls(
+            run=run,
+            tiny_model=load_stage_config(TinyModelConfig, path, "tiny_model"),
+            eval=load_stage_config(EvalConfig, path, "eval"),
+            sft=load_stage_config(SFTTrainConfig, path, "sft"),
+            practice=load_stage_config(PracticeConfig, path, "practice"),
+            judge=load_stage_config(JudgeConfig, path, "judge"),
+            serve=load_stage_config(ServeConfig, path, "serve"),
+            teacher=load_teacher_config(path),
+            prefs=load_stage_config(PreferenceConfig, path, "prefs"),
+            pref_train=load_stage_config(pref_cls, path, run.preference_algo),
+        )
+        if run.generate or run.solve:
+            from orca_math.agents.config import GenerateConfig, SolveStageConfig, load_with_teacher
+
+            cfgs.generate = load_with_teacher(GenerateConfig, path, "generate")
+            cfgs.solve = load_with_teacher(SolveStageConfig, path, "solve")
+        if run.world:
+            from orca_math.world.generate import WorldConfig
+
+            cfgs.world = load_stage_config(WorldConfig, path, "world")
+        if run.seed is not None:
+            cfgs.reseed(run.seed)
+        if cfgs.judge.method != "exact" and not isinstance(cfgs.teacher, TeacherConfig):
+            raise ConfigError(Path(path), "judge.method",
+                              f"{cfgs.judge.method!r} asks the teacher endpoint; the procedural teacher has none: use exact")
+        return cfgs
+
+    def reseed(self, seed: int) -> None:
+        """Give every seeded section ``seed``: the world, the teacher, the init, data order, sampling."""
+        with_seed = lambda cfg: cfg.model_copy(update={"seed": seed}) if cfg is not None else None  # noqa: E731
+        self.tiny_model, self.sft, self.pref_train, self.prefs = map(
+            with_seed, (self.tiny_model, self.sft, self.pref_train, self.prefs))
+        if self.world is not None:
+            self.world = with_seed(self.world)
+        if hasattr(self.teacher, "seed"):
+            self.teacher = with_seed(self.teacher)
+        if self.generate is not None and hasattr(self.generate.teacher, "seed"):
+            self.generate = self.generate.model_copy(update={"teacher": with_seed(self.generate.teacher)})
+        self.practice = self.practice.model_copy(
+            update={"decoding": self.practice.decoding.model_copy(update={"seed": seed})})

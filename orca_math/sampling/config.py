@@ -14,6 +14,10 @@ from orca_math.prompts import DEFAULT_STOP
 class VLLMEngineConfig(StageConfig):
     """One vLLM engine replica per Ray Data actor; ``concurrency`` replicas in all."""
 
+    execution_fields = frozenset({"use_gpu", "tensor_parallel_size", "gpu_memory_utilization", "num_cpus_per_engine",
+                                  "cpu_kvcache_space_gib", "concurrency", "batch_size", "enforce_eager",
+                                  "in_process_engine", "resources"})
+
     model: str | None = Field(None, description="HF id or local folder; usually set per run (--model).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype. auto: bfloat16 on GPUs and on CPUs with native bf16 (AVX512_BF16, "

@@ -28,6 +28,9 @@ FSDP_OPTIONS = {"full_shard", "shard_grad_op", "no_shard", "hybrid_shard", "hybr
 class TrainScalingConfig(StageConfig):
     """Where training runs: Ray Train workers (one per GPU on a cluster) and their resources."""
 
+    # num_workers is not here: it multiplies the batch, so it changes what is trained.
+    execution_fields = frozenset({"use_gpu", "resources_per_worker", "placement_strategy", "max_failures"})
+
     num_workers: int = Field(1, ge=1, description="Data-parallel training workers (Ray Train actors).")
     use_gpu: bool | Auto = Field(
         "auto", description="One GPU per worker (NCCL); False trains on CPU (gloo). auto: GPUs where the Ray "
@@ -72,6 +75,9 @@ class TrainScalingConfig(StageConfig):
 
 class TrainConfigBase(StageConfig):
     """Knobs shared by SFT, DPO and KTO: optimization, lengths, precision, checkpoints, scaling."""
+
+    execution_fields = frozenset({"gradient_checkpointing", "logging_steps", "save_steps", "checkpoints_to_keep",
+                                  "keep_checkpoints", "report_to"})
 
     limit: int | None = Field(None, ge=1, description="Train on only the first N input rows (smoke tests).")
     epochs: float = Field(1.0, gt=0, description="Passes over the data (paper: 1).")

@@ -32,20 +32,15 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def run_world(args: argparse.Namespace) -> int:
-    from orca_math.manifest import RunManifest
-    from orca_math.records import write_parquet
-    from orca_math.schema import PROBLEM
-    from orca_math.world.generate import generate_problems
+    from orca_math.pipeline.runner import Stage, run_stage
+    from orca_math.world.stage import write_world
 
     cfg = load_stage_config(WorldConfig, args.config, "world", {"seed": args.seed})
     n = args.n if args.n is not None else (cfg.n_train if args.split == "train" else cfg.n_test)
     out = Path(args.out)
-    manifest = RunManifest(out.parent / "manifest.json")
-    with manifest.stage(f"world-{args.split}", cfg, {"split": args.split, "n": str(n)}) as entry:
-        result = generate_problems(args.split, n, cfg)
-        write_parquet(result.rows, PROBLEM, out)
-        entry.update(outputs={"problems": str(out)}, **result.counts())
-    print(f"world {args.split}: {len(result.rows)} problems (seed {cfg.seed}) -> {out}")
+    entry = run_stage(Stage(f"world-{args.split}", cfg, out=out, inputs={"split": args.split, "n": str(n)},
+                            run=lambda c: write_world(cfg, {args.split: out}, {args.split: n})))
+    print(f"world {args.split}: {entry['rows_out']} problems (seed {cfg.seed}) -> {out}")
     return 0
 
 
