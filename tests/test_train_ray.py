@@ -209,7 +209,7 @@ def test_resume_after_kill_continues_the_global_step(tiny_model, toy_data, ray_l
     assert stage_entry(out, "sft")["status"] == "running"  # the killed run never finished
 
     cfg = load_stage_config(SFTTrainConfig, config_file, "sft", {"max_steps": max_steps})
-    run_sft(tiny_model, toy_data["sft"], out, cfg, resume=True)
+    run_sft(tiny_model, toy_data["sft"], out, cfg)  # interrupted: resumes
     entry = stage_entry(out, "sft")
     m = entry["metrics"]
     assert entry["status"] == "done"

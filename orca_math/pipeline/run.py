@@ -13,6 +13,7 @@ see ``runner.py``). Every stage writes under ``RUN_DIR`` and records itself in
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,7 +33,7 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
     from orca_math.preferences.stage import run_prefs
     from orca_math.seeds.stage import SeedsConfig, run_seeds
     from orca_math.tiny_model import build_tiny_model
-    from orca_math.train.run import run_preference, run_sft
+    from orca_math.train.run import preference_stage, sft_stage
     from orca_math.world.stage import world_paths, write_world
 
     run, algo = cfgs.run, cfgs.run.preference_algo
@@ -86,9 +87,7 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
     if run.eval_base:
         evaluate("M0", m0, student)
     m1 = models / "M1"
-    stages.append(Stage("sft", cfgs.sft, out=m1, after=student + last, inputs={"model": str(m0), "data": str(problems)},
-                        run=lambda c: run_sft(m0, problems, c.out, cfgs.sft, manifest=c.manifest, resume=c.resume,
-                                              stage=c.name) and None))
+    stages.append(replace(sft_stage(m0, problems, m1, cfgs.sft), after=student + last))
     evaluate("M1", m1, ("sft",))
 
     def practice_round(k: int, model: Path, model_stage: str) -> tuple[Path, str]:
@@ -110,10 +109,8 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
             Stage(f"prefs-{k}", cfgs.prefs, out=prefs, after=(f"judge-{k}",),
                   run=lambda c: run_prefs(problems, samples, judgments, c.out, cfgs.prefs, round_k=k, stage=c.name,
                                           manifest=c.manifest) and None),
-            Stage(f"{algo}-{k}", cfgs.pref_train, out=nxt, after=(f"prefs-{k}", model_stage),
-                  inputs={"model": str(model)},
-                  run=lambda c: run_preference(algo, model, prefs / TRAINING_DATA[algo], c.out, cfgs.pref_train,
-                                               manifest=c.manifest, resume=c.resume, stage=c.name) and None),
+            replace(preference_stage(algo, model, prefs / TRAINING_DATA[algo], nxt, cfgs.pref_train, f"{algo}-{k}"),
+                    after=(f"prefs-{k}", model_stage)),
         ])
         evaluate(f"M{k + 1}", nxt, (f"{algo}-{k}",))
         return nxt, f"{algo}-{k}"
@@ -186,7 +183,7 @@ def training_sequences(entry: dict, cfg, algo: str) -> int:
 
 
 def _control(cfgs: StageConfigs, sft, m1: Path, problems: Path, c: StageContext) -> dict:
-    from orca_math.train.run import run_sft
+    from orca_math.train.run import sft_stage
 
     algo = cfgs.run.preference_algo
     spent = sum(training_sequences(c.manifest.get(f"{algo}-{k}"), cfgs.pref_train, algo)
@@ -197,8 +194,8 @@ def _control(cfgs: StageConfigs, sft, m1: Path, problems: Path, c: StageContext)
     cap = sft.max_time_s * cfgs.run.rounds if sft.max_time_s else None
     control_cfg = sft.model_copy(update={"max_steps": max(1, math.ceil(spent / per_step)), "seed": sft.seed + 1,
                                          "max_time_s": cap})
-    run_sft(m1, problems, c.out, control_cfg, manifest=c.manifest, resume=c.resume, stage=c.name)
-    return {"control_sequences": spent}
+    return {**sft_stage(m1, problems, c.out, control_cfg, c.name).run(c), "control_sequences": spent,
+            "config": control_cfg.model_dump(mode="json")}
 
 
 def _own_entry(entry: dict) -> dict:

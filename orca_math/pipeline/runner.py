@@ -45,15 +45,6 @@ class ManifestFormatError(ValueError):
     """A run folder whose manifest this version cannot match stage by stage."""
 
 
-class StageFailed(RuntimeError):
-    """A stage raised: names the stage, the error and how to resume."""
-
-    def __init__(self, stage: str, run_dir: Path, cause: BaseException):
-        self.stage, self.run_dir, self.cause = stage, run_dir, cause
-        super().__init__(f"stage {stage} failed: {type(cause).__name__}: {cause} "
-                         f"(rerun the same command to resume from {run_dir})")
-
-
 @dataclass(frozen=True)
 class StageContext:
     """What a running stage is told: where to write, whether to resume, the manifest for progress."""
@@ -161,8 +152,8 @@ class Runner:
         except BaseException as e:
             self.manifest.update(stage.name, status="failed", error=f"{type(e).__name__}: {e}"[:2000],
                                  wall_s=round(time.perf_counter() - started, 3))
-            if isinstance(e, Exception) and not isinstance(e, StageFailed):
-                raise StageFailed(stage.name, self.run_dir, e) from e
+            if not any(n.startswith("stage ") for n in getattr(e, "__notes__", ())):  # the innermost stage
+                e.add_note(f"stage {stage.name} failed; rerun the same command to resume ({self.run_dir})")
             raise
         entry = self.manifest.update(stage.name, **fields, status="done", finished_at=time.time(),
                                      wall_s=round(time.perf_counter() - started, 3))

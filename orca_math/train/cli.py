@@ -18,7 +18,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-workers", type=int, default=None, help="Ray Train workers (overrides scaling.num_workers)")
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps")
-    p.add_argument("--resume", action="store_true", help="continue from the last Ray Train checkpoint in --out")
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +59,7 @@ def _print_result(stage: str, out: str) -> None:
 def run_sft_command(args: argparse.Namespace) -> int:
     from orca_math.train.run import run_sft
 
-    run_sft(args.model, args.data, args.out, _config("sft", args), resume=args.resume)
+    run_sft(args.model, args.data, args.out, _config("sft", args))
     _print_result("sft", args.out)
     return 0
 
@@ -68,6 +67,6 @@ def run_sft_command(args: argparse.Namespace) -> int:
 def run_pref_command(args: argparse.Namespace) -> int:
     from orca_math.train.run import run_preference
 
-    run_preference(args.algo, args.model, args.data, args.out, _config(args.algo, args), resume=args.resume)
+    run_preference(args.algo, args.model, args.data, args.out, _config(args.algo, args))
     _print_result(args.algo, args.out)
     return 0

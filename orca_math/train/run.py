@@ -1,10 +1,9 @@
-"""The training stages as the pipeline calls them: ``run_sft`` and ``run_preference``.
+"""The training stages: ``sft_stage`` and ``preference_stage`` (what the recipe runs), and
+``run_sft`` / ``run_preference`` (the same stage on its own, for the commands).
 
 Each one reads its input Parquet/JSONL, builds TRL rows (bad rows quarantined, with reasons),
 trains on Ray Train, and leaves ``out_dir`` as an HF model folder (weights, tokenizer, chat
-template) next to ``quarantine.parquet``, ``train_log.json``, ``loss.png`` and, unless a run
-manifest is passed in, ``manifest.json``. A stage that already finished with the same config and
-inputs is skipped.
+template) next to ``quarantine.parquet``, ``train_log.json`` and ``loss.png``.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from orca_math.manifest import RunManifest
+from orca_math.pipeline.runner import Stage, StageContext, run_stage
 from orca_math.records import RowCountError, StageOutput, parquet_files, read_table, write_quarantine
 from orca_math.schema import KTO_EXAMPLE, PREFERENCE_PAIR
 from orca_math.seeds import read_problems, resolve_data_spec
@@ -65,103 +65,75 @@ def _problem_source(problem: dict, spec: str, index: int) -> tuple[str, int]:
     return (source, int(row)) if source and row.isdigit() else (spec, index)
 
 
-def _already_done(manifest: RunManifest, stage: str, cfg: TrainConfigBase, inputs: dict, out_dir: Path) -> bool:
-    if manifest.is_done(stage, cfg.config_hash(), inputs) and (out_dir / "config.json").exists():
-        log.info("%s: already done with this config and inputs, skipping (%s)", stage, out_dir)
-        return True
-    return False
-
-
 def _train_and_record(
     algo: str,
-    stage: str,
+    c: StageContext,
     model: str,
     data: str,
     built: StageOutput,
     read_quarantined: list[dict],
     rows_in: int,
     cfg: TrainConfigBase,
-    out_dir: Path,
-    manifest: RunManifest,
-    entry: dict,
-    resume: bool,
-) -> None:
+) -> dict:
+    """Write the quarantine, train on Ray Train, and return the stage's manifest fields."""
     from orca_math.train.ray_train import fit_on_ray
 
+    out_dir = c.out
     quarantined = read_quarantined + built.quarantined
     reasons = dict(Counter(q["reason"] for q in quarantined))
     write_quarantine(quarantined, out_dir / "quarantine.parquet")
     counts = {"rows_in": rows_in, "rows_out": len(built.rows), "rows_quarantined": len(quarantined),
               "quarantine_reasons": reasons}
     if rows_in != counts["rows_out"] + counts["rows_quarantined"]:
-        raise RowCountError(f"{stage}: rows in != rows out + quarantined: {counts}")
-    entry.update(counts)
-    manifest.update(stage, **counts)  # visible while training runs, and kept if it fails
+        raise RowCountError(f"{c.name}: rows in != rows out + quarantined: {counts}")
+    c.manifest.update(c.name, **counts)  # visible while training runs, and kept if it fails
     if not built.rows:
         raise TrainDataError(f"{data}: no trainable rows ({len(quarantined)} quarantined: {reasons}); "
                              f"see {out_dir / 'quarantine.parquet'}")
-    log.info("%s: %d training rows from %s, %d quarantined %s", stage, len(built.rows), data, len(quarantined), reasons)
-    train_log = fit_on_ray(algo, model, trl_columns(built.rows, TRL_COLUMNS[algo]), cfg, out_dir, resume=resume,
-                           run_name=stage, data_hash=rows_hash(built.rows))
-    title = stage if stage == algo else f"{stage} ({algo})"
+    log.info("%s: %d training rows from %s, %d quarantined %s", c.name, len(built.rows), data, len(quarantined),
+             reasons)
+    train_log = fit_on_ray(algo, model, trl_columns(built.rows, TRL_COLUMNS[algo]), cfg, out_dir, resume=c.resume,
+                           run_name=c.name, data_hash=rows_hash(built.rows))
+    title = c.name if c.name == algo else f"{c.name} ({algo})"
     plot = plot_curves(train_log["log_history"], out_dir / "loss.png", f"{title}, {len(built.rows)} rows")
     metrics = final_metrics(train_log)
     if algo == "kto":
         labels = Counter(r["label"] for r in built.rows)
         metrics.update(desirable=labels[True], undesirable=labels[False])
-    entry.update(
-        outputs={"model": str(out_dir), "quarantine": str(out_dir / "quarantine.parquet"),
-                 "loss_plot": str(plot), "train_log": str(out_dir / "train_log.json")},
-        loss_curve=loss_curve(train_log["log_history"]),
-        metrics=metrics,
-        # What `auto` chose on the worker (bf16 or fp32, attention kernel) and why: its CPU/GPU.
-        precision=train_log.get("precision"),
-    )
-    log.info("%s: done, step %d, loss %s -> %s, model in %s", stage, metrics["global_step"],
+    log.info("%s: done, step %d, loss %s -> %s, model in %s", c.name, metrics["global_step"],
              metrics["first_loss"], metrics["last_loss"], out_dir)
+    return {
+        **counts,
+        "outputs": {"model": str(out_dir), "quarantine": str(out_dir / "quarantine.parquet"),
+                    "loss_plot": str(plot), "train_log": str(out_dir / "train_log.json")},
+        "loss_curve": loss_curve(train_log["log_history"]),
+        "metrics": metrics,
+        # What `auto` chose on the worker (bf16 or fp32, attention kernel) and why: its CPU/GPU.
+        "precision": train_log.get("precision"),
+    }
 
 
-def run_sft(
-    model: str | Path,
-    data: str | Path,
-    out_dir: str | Path,
-    cfg: SFTTrainConfig,
-    manifest: RunManifest | None = None,
-    resume: bool = False,
-    stage: str = "sft",
-) -> Path:
+def sft_stage(model: str | Path, data: str | Path, out_dir: str | Path, cfg: SFTTrainConfig,
+              name: str = "sft") -> Stage:
     """SFT ``model`` on problems ``data`` (problem Parquet file/folder, GSM8K JSONL, gsm8k-train...) -> ``out_dir``.
 
-    The completion is each problem's ``reference_solution``; the loss covers only its tokens.
-    ``resume`` continues from the last Ray Train checkpoint in ``out_dir`` after a crash.
+    The completion is each problem's ``reference_solution``; the loss covers only its tokens. A
+    rerun after a crash continues from the last Ray Train checkpoint in ``out_dir``.
     """
-    out_dir = Path(out_dir)
-    model = model_ref(model)
-    manifest = manifest or RunManifest(out_dir / "manifest.json")
-    spec = resolve_data_spec(str(data))
-    inputs = {"model": model, "data": spec}
-    if _already_done(manifest, stage, cfg, inputs, out_dir):
-        return out_dir
-    with manifest.stage(stage, cfg, inputs) as entry:
-        read = read_problems(spec, limit=cfg.limit, stage=stage)
+    model, spec = model_ref(model), resolve_data_spec(str(data))
+
+    def train(c: StageContext) -> dict:
+        read = read_problems(spec, limit=cfg.limit, stage=c.name)
         problems = [(*_problem_source(p, spec, i), p) for i, p in enumerate(read.rows)]
         built = sft_rows(problems, cfg.prompt_template, tokenizer_counter(load_tokenizer(model)),
-                         cfg.max_prompt_length, cfg.max_length, stage=stage)
-        _train_and_record("sft", stage, model, spec, built, read.quarantined, read.rows_in, cfg, out_dir,
-                          manifest, entry, resume)
-    return out_dir
+                         cfg.max_prompt_length, cfg.max_length, stage=c.name)
+        return _train_and_record("sft", c, model, spec, built, read.quarantined, read.rows_in, cfg)
+
+    return Stage(name, cfg, train, out=Path(out_dir), inputs={"model": model, "data": spec})
 
 
-def run_preference(
-    algo: Literal["dpo", "kto", "rft"],
-    model: str | Path,
-    data: str | Path,
-    out_dir: str | Path,
-    cfg: DPOTrainConfig | KTOTrainConfig | SFTTrainConfig,
-    manifest: RunManifest | None = None,
-    resume: bool = False,
-    stage: str | None = None,
-) -> Path:
+def preference_stage(algo: Literal["dpo", "kto", "rft"], model: str | Path, data: str | Path, out_dir: str | Path,
+                     cfg: DPOTrainConfig | KTOTrainConfig | SFTTrainConfig, name: str | None = None) -> Stage:
     """One round's training from ``model`` -> ``out_dir``: DPO on preference-pair Parquet, KTO on
     KTO-example Parquet, or rejection-sampling fine-tuning (``rft``: SFT on positive KTO examples).
 
@@ -172,25 +144,32 @@ def run_preference(
         raise ValueError(f"unknown round algo {algo!r}: use dpo, kto or rft")
     if not isinstance(cfg, expected):
         raise TypeError(f"{algo} needs a {expected.__name__}, got {type(cfg).__name__}")
-    stage = stage or algo
-    out_dir = Path(out_dir)
-    model = model_ref(model)
-    manifest = manifest or RunManifest(out_dir / "manifest.json")
-    data = str(data)
-    inputs = {"model": model, "data": data}
-    if _already_done(manifest, stage, cfg, inputs, out_dir):
-        return out_dir
-    with manifest.stage(stage, cfg, inputs) as entry:
+    model, data = model_ref(model), str(data)
+
+    def train(c: StageContext) -> dict:
         count = tokenizer_counter(load_tokenizer(model))
         records = read_records(data, PREFERENCE_PAIR if algo == "dpo" else KTO_EXAMPLE, cfg.limit)
         if algo == "dpo":
-            built = dpo_rows(records, count, cfg.max_prompt_length, cfg.max_length, stage=stage)
+            built = dpo_rows(records, count, cfg.max_prompt_length, cfg.max_length, stage=c.name)
         else:
             build = kto_rows if algo == "kto" else rft_rows
-            built = build(records, count, cfg.max_prompt_length, cfg.max_length, seed=cfg.seed, stage=stage)
-        _train_and_record("sft" if algo == "rft" else algo, stage, model, data, built, [], len(records), cfg,
-                          out_dir, manifest, entry, resume)
-    return out_dir
+            built = build(records, count, cfg.max_prompt_length, cfg.max_length, seed=cfg.seed, stage=c.name)
+        return _train_and_record("sft" if algo == "rft" else algo, c, model, data, built, [], len(records), cfg)
+
+    return Stage(name or algo, cfg, train, out=Path(out_dir), inputs={"model": model, "data": data})
+
+
+def run_sft(model: str | Path, data: str | Path, out_dir: str | Path, cfg: SFTTrainConfig) -> Path:
+    """:func:`sft_stage` on its own (manifest in ``out_dir``): skipped if done, resumed if interrupted."""
+    run_stage(sft_stage(model, data, out_dir, cfg))
+    return Path(out_dir)
+
+
+def run_preference(algo: Literal["dpo", "kto", "rft"], model: str | Path, data: str | Path, out_dir: str | Path,
+                   cfg: DPOTrainConfig | KTOTrainConfig | SFTTrainConfig) -> Path:
+    """:func:`preference_stage` on its own (manifest in ``out_dir``): skipped if done, resumed if interrupted."""
+    run_stage(preference_stage(algo, model, data, out_dir, cfg))
+    return Path(out_dir)
 
 
 def train_summary(out_dir: str | Path, stage: str, manifest: RunManifest | None = None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from pathlib import Path
 
 from orca_math.config import ConfigError, load_stage_config, resolve_config_path
@@ -58,7 +59,7 @@ def load_procedural_teacher(path: str | None):
 
 
 def run_world_teach(args: argparse.Namespace) -> int:
-    from orca_math.manifest import RunManifest
+    from orca_math.pipeline.runner import Stage, run_stage
     from orca_math.records import read_parquet, write_parquet, write_quarantine
     from orca_math.schema import PROBLEM
     from orca_math.world.teacher import FlowSettings, teach_seeds
@@ -67,26 +68,26 @@ def run_world_teach(args: argparse.Namespace) -> int:
     flows = FlowSettings(ask_me_anything=not args.no_ask_me_anything, suggester_editor_rounds=args.rounds,
                          keep_all_rounds=args.keep_all_rounds, include_seeds=args.include_seeds)
     out = Path(args.out)
-    manifest = RunManifest(out / "manifest.json")
-    with manifest.stage("world-teach", cfg, {"seeds": str(args.seeds), "flows": repr(flows)}) as entry:
+
+    def teach(c) -> dict:
         started = time.perf_counter()
         seeds = read_parquet(args.seeds, PROBLEM)[: args.limit]
         result, duplicates = teach_seeds(seeds, cfg, flows)
-        if result.candidates != len(result.problems) + len(result.quarantined):
-            raise AssertionError(f"candidates ({result.candidates}) != kept + quarantined")
         write_parquet(result.problems, PROBLEM, out / "problems" / "part-00000.parquet")
         write_quarantine(result.quarantined, out / "quarantine" / "candidates.parquet")
-        reasons: dict[str, int] = {}
-        for q in result.quarantined:
-            reasons[q["reason"]] = reasons.get(q["reason"], 0) + 1
-        entry.update(
-            outputs={"problems": str(out / "problems"), "quarantine": str(out / "quarantine")},
-            seeds_in=len(seeds), candidates=result.candidates, kept=len(result.problems),
-            quarantined=len(result.quarantined), quarantine_reasons=dict(sorted(reasons.items())),
-            rows_in=result.candidates, rows_out=len(result.problems), rows_quarantined=len(result.quarantined),
-            by_flow={f: dict(sorted(c.items())) for f, c in sorted(result.by_flow.items())},
-            removed_duplicates=duplicates, teacher_model=cfg.model, generation_s=round(time.perf_counter() - started, 3),
-        )
-    print(f"world-teach: {len(seeds)} seeds -> {result.candidates} candidates, {len(result.problems)} kept, "
-          f"{len(result.quarantined)} quarantined -> {out}")
+        reasons = Counter(q["reason"] for q in result.quarantined)
+        return {
+            "outputs": {"problems": str(out / "problems"), "quarantine": str(out / "quarantine")},
+            "seeds_in": len(seeds), "candidates": result.candidates, "kept": len(result.problems),
+            "quarantined": len(result.quarantined), "quarantine_reasons": dict(sorted(reasons.items())),
+            "rows_in": result.candidates, "rows_out": len(result.problems), "rows_quarantined": len(result.quarantined),
+            "by_flow": {f: dict(sorted(c.items())) for f, c in sorted(result.by_flow.items())},
+            "removed_duplicates": duplicates, "teacher_model": cfg.model,
+            "generation_s": round(time.perf_counter() - started, 3),
+        }
+
+    e = run_stage(Stage("world-teach", cfg, teach, out=out,
+                        inputs={"seeds": str(args.seeds), "flows": repr(flows), "limit": str(args.limit)}))
+    print(f"world-teach: {e['seeds_in']} seeds -> {e['candidates']} candidates, {e['kept']} kept, "
+          f"{e['quarantined']} quarantined -> {out}")
     return 0
