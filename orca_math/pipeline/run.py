@@ -29,9 +29,8 @@ from orca_math.pipeline.plan import Action, fingerprint, plan_stage, prepare_sta
 from orca_math.pipeline.results import write_results
 from orca_math.practice.stage import PracticeConfig
 from orca_math.preferences.build import PreferenceConfig
-from orca_math.teacher.config import TeacherConfig
+from orca_math.teacher.config import TeacherConfig, load_teacher_config
 from orca_math.tiny_model import TinyModelConfig, build_tiny_model
-from orca_math.world.teacher import load_teacher_config
 
 log = logging.getLogger(__name__)
 
