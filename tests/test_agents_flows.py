@@ -10,9 +10,9 @@ import pytest
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from orca_math.agents import prompts
-from orca_math.agents.backend import AgentInstructBackend
+from orca_math.agents.backend import AgentInstructBackend, TeacherSolveBackend, build_backend
 from orca_math.agents.clients import autogen_model_client
-from orca_math.agents.config import GenerateConfig, SolveConfig, SuggesterEditorConfig
+from orca_math.agents.config import GenerateConfig, SolveConfig, SolveStageConfig, SuggesterEditorConfig
 from orca_math.agents.flows import (
     Candidate,
     ask_me_anything,
@@ -25,6 +25,7 @@ from orca_math.records import to_table
 from orca_math.schema import PROBLEM, QUARANTINE
 from orca_math.teacher import TeacherConfig, TeacherError
 from orca_math.teacher.scripted import Fault, ScriptedEndpoint
+from orca_math.world.teacher import ProceduralBackend, ProceduralSolveBackend
 
 SEED_ROW = {
     "id": "seed-1",
@@ -180,6 +181,19 @@ def endpoint_client(ep: ScriptedEndpoint, max_retries: int = 0):
     return lambda: shared
 
 
+def test_agents_share_the_teacher_clients_in_flight_bound_and_usage():
+    async def scenario(ep):
+        cfg = TeacherConfig(base_url=ep.base_url, model="scripted", api_key_env=None, max_in_flight=3)
+        shared = autogen_model_client(cfg, stage="solve")
+        results = await asyncio.gather(*(solve_and_verify(candidate(), lambda: shared) for _ in range(6)))
+        return shared, results
+
+    with ScriptedEndpoint(reply=lambda body: "#### 24", delay_s=0.1) as ep:
+        shared, results = run(scenario(ep))
+    assert ep.max_concurrent == 3 and ep.hits == 12  # two solves per candidate, never more than 3 at once
+    assert sum(r.usage.requests for r in results) == shared.teacher.usage()["solve"].requests == 12
+
+
 def test_rejected_request_quarantines_as_teacher_error():
     async def scenario(ep):
         make = endpoint_client(ep)
@@ -264,3 +278,11 @@ def test_a_seed_without_solution_gets_the_teachers_only_if_it_matches_gold():
     assert [p["reference_solution"] for p in right.problems] == ["48 + 24 = 72\n#### 72"]
     assert right.problems[0]["id"] == "seed-1" and right.problems[0]["provenance"]["teacher_model"] == "scripted"
     assert wrong.problems == [] and reasons(wrong.quarantined) == [Reason.WRONG_ANSWER]
+
+
+def test_the_backend_is_chosen_by_teacher_kind_and_stage():
+    procedural = {"teacher": {"kind": "procedural"}}
+    assert isinstance(build_backend(GenerateConfig()), AgentInstructBackend)
+    assert isinstance(build_backend(SolveStageConfig()), TeacherSolveBackend)
+    assert isinstance(build_backend(GenerateConfig.model_validate(procedural)), ProceduralBackend)
+    assert isinstance(build_backend(SolveStageConfig.model_validate(procedural)), ProceduralSolveBackend)

@@ -121,10 +121,15 @@ class TeacherSolveBackend:
         await self.make_client().close()
 
 
+def stage_of(cfg: GenerateConfig | SolveStageConfig) -> str:
+    """``generate`` or ``solve``: the stage a config is for."""
+    return "generate" if isinstance(cfg, GenerateConfig) else "solve"
+
+
 def endpoint_client_factory(cfg: GenerateConfig | SolveStageConfig) -> ClientFactory:
     """One AutoGen model client on the teacher endpoint for every flow of this worker (so one
     in-flight bound), its usage counted under the stage's name."""
-    shared = autogen_model_client(cfg.teacher, stage="generate" if isinstance(cfg, GenerateConfig) else "solve")
+    shared = autogen_model_client(cfg.teacher, stage=stage_of(cfg))
     return lambda: shared
 
 
@@ -143,5 +148,4 @@ def build_backend(cfg: GenerateConfig | SolveStageConfig) -> SeedBackend:
 
     Call it inside the event loop that will run the flows (the HTTP pool binds to it).
     """
-    stage = "generate" if isinstance(cfg, GenerateConfig) else "solve"
-    return BACKENDS[(cfg.teacher.kind, stage)](cfg)
+    return BACKENDS[(cfg.teacher.kind, stage_of(cfg))](cfg)
