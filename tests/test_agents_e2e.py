@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from orca_math.agents.flows import REASONS
+from orca_math.generation import Reason
 from orca_math.records import read_parquet
 from orca_math.schema import PROBLEM, QUARANTINE
 from orca_math.teacher.scripted import free_port
@@ -47,7 +47,7 @@ def test_generate_on_8_gsm8k_seeds_against_the_self_hosted_tiny_teacher(ray_loca
     assert m["status"] == "done" and m["seeds_in"] == 8 and m["seeds_done"] == 8
     assert m["candidates"] == m["kept"] + m["quarantined"] == len(problems) + len(quarantined)
     assert m["quarantine_reasons"] == dict(Counter(q["reason"] for q in quarantined))
-    assert set(m["quarantine_reasons"]) <= set(REASONS)
+    assert set(m["quarantine_reasons"]) <= set(Reason)
     # Nonsense replies: Ask Me Anything and round 1 of Suggester+Editor fail to parse on every seed.
     assert m["by_flow"]["ask_me_anything"]["candidates"] >= 8
     assert m["by_flow"]["suggester_editor"]["candidates"] >= 8

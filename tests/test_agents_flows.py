@@ -1,39 +1,31 @@
 """The three AgentInstruct flows against AutoGen's replay client (scripted replies) and, for
-teacher failures, against a scripted OpenAI-compatible endpoint through the real openai client."""
+teacher failures, against a scripted OpenAI-compatible endpoint through the real teacher client."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
-import openai
 import pytest
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from orca_math.agents import prompts
-from orca_math.agents.backend import AgentInstructBackend
-from orca_math.agents.clients import BoundedChatClient
-from orca_math.agents.config import GenerateConfig, SolveConfig, SuggesterEditorConfig
+from orca_math.agents.backend import AgentInstructBackend, TeacherSolveBackend, build_backend
+from orca_math.agents.clients import autogen_model_client
+from orca_math.agents.config import GenerateConfig, SolveConfig, SolveStageConfig, SuggesterEditorConfig
 from orca_math.agents.flows import (
-    ASK_ME_ANYTHING,
-    DISAGREEING_SOLVES,
-    PARSE_FAILURE,
-    SEED,
-    SUGGESTER_EDITOR,
-    TEACHER_ERROR,
-    TOO_LONG,
-    UNSOLVABLE,
-    WRONG_ANSWER,
     Candidate,
     ask_me_anything,
     problem_row,
     solve_and_verify,
     suggester_editor,
 )
+from orca_math.generation import Flow, Reason
 from orca_math.records import to_table
 from orca_math.schema import PROBLEM, QUARANTINE
-from orca_math.teacher import TeacherConfig, autogen_model_client
+from orca_math.teacher import TeacherConfig, TeacherError
 from orca_math.teacher.scripted import Fault, ScriptedEndpoint
+from orca_math.world.teacher import ProceduralBackend, ProceduralSolveBackend
 
 SEED_ROW = {
     "id": "seed-1",
@@ -72,9 +64,9 @@ def reasons(rows):
 def test_ask_me_anything_turns_good_pairs_into_candidates_and_quarantines_the_rest():
     client, make = replay(AMA_REPLY)
     out = run(ask_me_anything(SEED_ROW, make))
-    assert [(c.flow, c.round, c.index, c.expected_answer) for c in out.candidates] == [(ASK_ME_ANYTHING, 1, 1, "48")]
+    assert [(c.flow, c.round, c.index, c.expected_answer) for c in out.candidates] == [(Flow.ASK_ME_ANYTHING, 1, 1, "48")]
     assert out.candidates[0].question.endswith("How many clips did she sell in April?")
-    assert reasons(out.quarantined) == [PARSE_FAILURE, PARSE_FAILURE]
+    assert reasons(out.quarantined) == [Reason.PARSE_FAILURE, Reason.PARSE_FAILURE]
     assert [q["field"] for q in out.quarantined] == ["answer", "answer"]
     assert json.loads(out.quarantined[0]["raw"])["seed_id"] == "seed-1"
     # The agent asked with the seed and its answer, under the versioned system prompt.
@@ -89,7 +81,7 @@ def test_ask_me_anything_nonsense_reply_is_one_parse_failure():
     _, make = replay("clips clips clips 48 the the")
     out = run(ask_me_anything(SEED_ROW, make))
     assert out.candidates == []
-    assert reasons(out.quarantined) == [PARSE_FAILURE]
+    assert reasons(out.quarantined) == [Reason.PARSE_FAILURE]
     assert out.quarantined[0]["field"] == "statement"
 
 
@@ -119,7 +111,7 @@ def test_suggester_editor_malformed_editor_stops_the_flow_and_keeps_the_last_goo
     client, make = replay("1. a", "PROBLEM: one?", "1. b", "Here you go: a much harder problem.")
     out = run(suggester_editor(SEED_ROW, make, SuggesterEditorConfig(rounds=3)))
     assert [(c.question, c.round) for c in out.candidates] == [("one?", 1)]
-    assert reasons(out.quarantined) == [PARSE_FAILURE]
+    assert reasons(out.quarantined) == [Reason.PARSE_FAILURE]
     raw = json.loads(out.quarantined[0]["raw"])
     assert raw["round"] == 2 and "EDITOR:" in raw["reply"]
     assert len(client.create_calls) == 4  # round 3 never ran
@@ -129,21 +121,21 @@ def test_suggester_editor_malformed_suggester_is_a_parse_failure_without_asking_
     client, make = replay("make it harder", "PROBLEM: one?")
     out = run(suggester_editor(SEED_ROW, make, SuggesterEditorConfig(rounds=1)))
     assert out.candidates == [] and len(client.create_calls) == 1
-    assert [(q["reason"], q["field"]) for q in out.quarantined] == [(PARSE_FAILURE, "suggestions")]
+    assert [(q["reason"], q["field"]) for q in out.quarantined] == [(Reason.PARSE_FAILURE, "suggestions")]
 
 
-def candidate(question="How many?", expected=None, flow=ASK_ME_ANYTHING):
+def candidate(question="How many?", expected=None, flow=Flow.ASK_ME_ANYTHING):
     return Candidate(SEED_ROW, question, flow, 1, 1, expected_answer=expected)
 
 
 @pytest.mark.parametrize("replies, cfg, reason", [
     (["48/2 = 24\n#### 24", "half of 48 is 24\n#### 24.0"], SolveConfig(), None),
-    (["UNSOLVABLE"], SolveConfig(), UNSOLVABLE),
-    (["it is 24"], SolveConfig(), PARSE_FAILURE),
-    (["x" * 1800 + "\n#### 24"], SolveConfig(), TOO_LONG),
-    (["#### 25"], SolveConfig(), WRONG_ANSWER),
-    (["#### 24", "#### 23"], SolveConfig(), DISAGREEING_SOLVES),
-    (["#### 24", "I cannot tell"], SolveConfig(), DISAGREEING_SOLVES),
+    (["UNSOLVABLE"], SolveConfig(), Reason.UNSOLVABLE),
+    (["it is 24"], SolveConfig(), Reason.PARSE_FAILURE),
+    (["x" * 1800 + "\n#### 24"], SolveConfig(), Reason.TOO_LONG),
+    (["#### 25"], SolveConfig(), Reason.WRONG_ANSWER),
+    (["#### 24", "#### 23"], SolveConfig(), Reason.DISAGREEING_SOLVES),
+    (["#### 24", "I cannot tell"], SolveConfig(), Reason.DISAGREEING_SOLVES),
     (["#### 24"], SolveConfig(verify=False), None),
     (["#### 25"], SolveConfig(check_expected_answer=False, verify=False), None),
 ])
@@ -170,22 +162,36 @@ def test_problem_rows_carry_provenance_and_fit_the_schema():
     c = candidate(expected="24")
     solved = run(solve_and_verify(c, make))
     row = problem_row(c, solved.solution, "teacher-x")
-    assert row["provenance"] == {"origin": "train.jsonl:0", "seed_id": "seed-1", "flow": ASK_ME_ANYTHING,
+    assert row["provenance"] == {"origin": "train.jsonl:0", "seed_id": "seed-1", "flow": Flow.ASK_ME_ANYTHING,
                                  "round": 1, "teacher_model": "teacher-x", "prompt_version": prompts.PROMPT_VERSION}
     assert row["reference_answer"] == "24" and row["source"] == "agent-instruct"
-    seed = Candidate(SEED_ROW, SEED_ROW["question"], SEED, 0, 0, solution=SEED_ROW["reference_solution"])
+    seed = Candidate(SEED_ROW, SEED_ROW["question"], Flow.SEED, 0, 0, solution=SEED_ROW["reference_solution"])
     seed_row = problem_row(seed, None, "teacher-x")
     assert seed_row["id"] == "seed-1" and seed_row["provenance"]["teacher_model"] is None
     to_table([row, seed_row], PROBLEM)
 
 
-# --- Teacher failures, through the real openai client on a scripted endpoint -----------------
+# --- Teacher failures, through the real teacher client on a scripted endpoint ----------------
 
 def endpoint_client(ep: ScriptedEndpoint, max_retries: int = 0):
     """The production client stack on ``ep``; build it inside the event loop that uses it."""
-    cfg = TeacherConfig(base_url=ep.base_url, model="scripted", api_key_env=None, max_retries=max_retries)
-    shared = BoundedChatClient(autogen_model_client(cfg), max_in_flight=4)
+    cfg = TeacherConfig(base_url=ep.base_url, model="scripted", api_key_env=None, max_retries=max_retries,
+                        max_in_flight=4)
+    shared = autogen_model_client(cfg)
     return lambda: shared
+
+
+def test_agents_share_the_teacher_clients_in_flight_bound_and_usage():
+    async def scenario(ep):
+        cfg = TeacherConfig(base_url=ep.base_url, model="scripted", api_key_env=None, max_in_flight=3)
+        shared = autogen_model_client(cfg, stage="solve")
+        results = await asyncio.gather(*(solve_and_verify(candidate(), lambda: shared) for _ in range(6)))
+        return shared, results
+
+    with ScriptedEndpoint(reply=lambda body: "#### 24", delay_s=0.1) as ep:
+        shared, results = run(scenario(ep))
+    assert ep.max_concurrent == 3 and ep.hits == 12  # two solves per candidate, never more than 3 at once
+    assert sum(r.usage.requests for r in results) == shared.teacher.usage()["solve"].requests == 12
 
 
 def test_rejected_request_quarantines_as_teacher_error():
@@ -201,9 +207,9 @@ def test_rejected_request_quarantines_as_teacher_error():
 
     with ScriptedEndpoint(reply=lambda body: "#### 24") as ep:
         ama, se, solved = run(scenario(ep))
-    assert reasons(ama.quarantined) == [TEACHER_ERROR] and ama.usage.rejected_requests == 1
-    assert reasons(se.quarantined) == [TEACHER_ERROR] and se.candidates == []
-    assert solved.quarantined["reason"] == TEACHER_ERROR
+    assert reasons(ama.quarantined) == [Reason.TEACHER_ERROR] and ama.usage.rejected_requests == 1
+    assert reasons(se.quarantined) == [Reason.TEACHER_ERROR] and se.candidates == []
+    assert solved.quarantined["reason"] == Reason.TEACHER_ERROR
 
 
 @pytest.mark.parametrize("flow", ["ask_me_anything", "suggester_editor"])
@@ -217,8 +223,9 @@ def test_endpoint_down_fails_the_flow_with_the_original_error(flow):
             await suggester_editor(SEED_ROW, make, SuggesterEditorConfig(rounds=1))
 
     with ScriptedEndpoint(reply=lambda body: "#### 24") as ep:
-        with pytest.raises(openai.InternalServerError):
+        with pytest.raises(TeacherError) as err:
             run(scenario(ep))
+    assert err.value.kind == "server_error" and err.value.status == 503
 
 
 def test_backend_accounts_for_every_candidate_of_a_seed():
@@ -243,13 +250,13 @@ def test_backend_accounts_for_every_candidate_of_a_seed():
         out = run(scenario(ep))
     by_flow = {f: dict(c) for f, c in out.by_flow.items()}
     assert by_flow == {
-        SEED: {"candidates": 1, "kept": 1},
-        ASK_ME_ANYTHING: {"candidates": 3, "kept": 1, "parse failure": 1, "duplicate": 1},
-        SUGGESTER_EDITOR: {"candidates": 1, "kept": 1},
+        Flow.SEED: {"candidates": 1, "kept": 1},
+        Flow.ASK_ME_ANYTHING: {"candidates": 3, "kept": 1, "parse failure": 1, "duplicate": 1},
+        Flow.SUGGESTER_EDITOR: {"candidates": 1, "kept": 1},
     }
     assert out.candidates == len(out.problems) + len(out.quarantined) == 5
-    assert out.usage[ASK_ME_ANYTHING].requests == 1
-    assert out.usage[SUGGESTER_EDITOR].requests == 4
+    assert out.usage[Flow.ASK_ME_ANYTHING].requests == 1
+    assert out.usage[Flow.SUGGESTER_EDITOR].requests == 4
     assert out.usage["solve_and_verify"].requests == 4  # two candidates, two solves each; the seed has a solution
     assert ep.hits == 9
 
@@ -270,4 +277,12 @@ def test_a_seed_without_solution_gets_the_teachers_only_if_it_matches_gold():
         right, wrong = run(scenario(ep))
     assert [p["reference_solution"] for p in right.problems] == ["48 + 24 = 72\n#### 72"]
     assert right.problems[0]["id"] == "seed-1" and right.problems[0]["provenance"]["teacher_model"] == "scripted"
-    assert wrong.problems == [] and reasons(wrong.quarantined) == [WRONG_ANSWER]
+    assert wrong.problems == [] and reasons(wrong.quarantined) == [Reason.WRONG_ANSWER]
+
+
+def test_the_backend_is_chosen_by_teacher_kind_and_stage():
+    procedural = {"teacher": {"kind": "procedural"}}
+    assert isinstance(build_backend(GenerateConfig()), AgentInstructBackend)
+    assert isinstance(build_backend(SolveStageConfig()), TeacherSolveBackend)
+    assert isinstance(build_backend(GenerateConfig.model_validate(procedural)), ProceduralBackend)
+    assert isinstance(build_backend(SolveStageConfig.model_validate(procedural)), ProceduralSolveBackend)

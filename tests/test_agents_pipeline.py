@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from orca_math.agents.backend import SeedOutput
 from orca_math.agents.config import ExecutionConfig, GenerateConfig, SolveStageConfig, load_with_teacher, output_hash
-from orca_math.agents.flows import ASK_ME_ANYTHING, SEED, SUGGESTER_EDITOR
 from orca_math.agents.parts import PartStore, PartStoreError
 from orca_math.agents.prompts import PROMPT_VERSION
 from orca_math.agents.scripted import ScriptedTeacher
+from orca_math.generation import Flow, SeedOutput
 from orca_math.records import read_parquet
 from orca_math.schema import PROBLEM, QUARANTINE
 from orca_math.seeds import read_problems
@@ -34,7 +33,7 @@ def seed_rows(n: int, start: int = 0) -> list[dict]:
 
 def one_kept(seed: dict) -> SeedOutput:
     out = SeedOutput()
-    out.keep(SEED, seed)
+    out.keep(Flow.SEED, seed)
     return out
 
 
@@ -90,7 +89,7 @@ def test_final_pass_dedups_and_decontaminates_committed_parts_and_counts_by_flow
     from orca_math.agents.parsing import Solution
 
     seeds = seed_rows(3)
-    seeds[2]["provenance"] = {**seeds[2]["provenance"], "flow": ASK_ME_ANYTHING}  # a seed made by an older run
+    seeds[2]["provenance"] = {**seeds[2]["provenance"], "flow": Flow.ASK_ME_ANYTHING}  # a seed made by an older run
     seeds_file = tmp_path / "seeds.jsonl"
     seeds_file.write_text("\n".join(json.dumps(
         {k: s[k] for k in ("id", "question", "reference_answer", "reference_solution", "provenance")}) for s in seeds))
@@ -100,10 +99,10 @@ def test_final_pass_dedups_and_decontaminates_committed_parts_and_counts_by_flow
     read = read_problems(str(seeds_file)).rows
     out = SeedOutput()
     for s in read:
-        out.keep(SEED, problem_row(Candidate(s, s["question"], SEED, 0, 0, solution=s["reference_solution"]), None, "t"))
+        out.keep(Flow.SEED, problem_row(Candidate(s, s["question"], Flow.SEED, 0, 0, solution=s["reference_solution"]), None, "t"))
     sol = Solution("#### 1", "1")
-    generated = [(read[1]["question"], ASK_ME_ANYTHING), (test_question, SUGGESTER_EDITOR),
-                 ("A brand new problem about 3 kites and 4 strings?", ASK_ME_ANYTHING)]
+    generated = [(read[1]["question"], Flow.ASK_ME_ANYTHING), (test_question, Flow.SUGGESTER_EDITOR),
+                 ("A brand new problem about 3 kites and 4 strings?", Flow.ASK_ME_ANYTHING)]
     for i, (q, flow) in enumerate(generated):
         out.keep(flow, problem_row(Candidate(read[0], q, flow, 1, i), sol, "t"))
     store.commit(read, out, output_hash(cfg))
@@ -114,9 +113,9 @@ def test_final_pass_dedups_and_decontaminates_committed_parts_and_counts_by_flow
     assert (summary["removed_duplicates"], summary["removed_contaminated"]) == (1, 1)
     assert summary["contaminated_by_eval_set"] == {"gsm8k-test": 1}
     assert summary["by_flow"] == {
-        SEED: {"candidates": 3, "kept": 3},
-        ASK_ME_ANYTHING: {"candidates": 2, "kept": 1, "duplicate": 1},
-        SUGGESTER_EDITOR: {"candidates": 1, "kept": 0, "contaminated": 1},
+        Flow.SEED: {"candidates": 3, "kept": 3},
+        Flow.ASK_ME_ANYTHING: {"candidates": 2, "kept": 1, "duplicate": 1},
+        Flow.SUGGESTER_EDITOR: {"candidates": 1, "kept": 0, "contaminated": 1},
     }
     problems, quarantined, _ = read_outputs(tmp_path / "out")
     assert {p["question"] for p in problems} == {s["question"] for s in read} | {generated[2][0]}
@@ -164,17 +163,17 @@ def test_generate_on_ray_accounts_for_every_candidate_and_a_rerun_is_free(ray_lo
         for flow, counts in manifest["by_flow"].items():
             assert counts["candidates"] == sum(v for k, v in counts.items() if k != "candidates"), flow
         usage = manifest["teacher_usage"]
-        assert set(usage) == {ASK_ME_ANYTHING, SUGGESTER_EDITOR, "solve_and_verify"}
+        assert set(usage) == {Flow.ASK_ME_ANYTHING, Flow.SUGGESTER_EDITOR, "solve_and_verify"}
         assert sum(u["requests"] for u in usage.values()) == hits
-        assert usage[ASK_ME_ANYTHING]["requests"] == 9 and usage[ASK_ME_ANYTHING]["completion_tokens"] > 0
+        assert usage[Flow.ASK_ME_ANYTHING]["requests"] == 9 and usage[Flow.ASK_ME_ANYTHING]["completion_tokens"] > 0
 
         seeds = {s["id"] for s in seed_rows(9)}
         assert set(seeds_covered(problems, quarantined)) == seeds  # every seed left a trace
-        generated = [p for p in problems if p["provenance"]["flow"] != SEED]
+        generated = [p for p in problems if p["provenance"]["flow"] != Flow.SEED]
         assert generated and all(p["provenance"]["seed_id"] in seeds and p["provenance"]["teacher_model"] == "scripted"
                                  and p["provenance"]["prompt_version"] == PROMPT_VERSION for p in generated)
         # The last round that succeeded (round 1 only when round 2's reply was malformed).
-        rounds = Counter(p["provenance"]["round"] for p in generated if p["provenance"]["flow"] == SUGGESTER_EDITOR)
+        rounds = Counter(p["provenance"]["round"] for p in generated if p["provenance"]["flow"] == Flow.SUGGESTER_EDITOR)
         assert set(rounds) <= {1, 2} and rounds[2] > 0
         assert all(p["reference_solution"].endswith(f"#### {p['reference_answer']}") for p in problems)
 

@@ -6,12 +6,11 @@ import json
 
 import pytest
 
+from orca_math.generation import Reason
 from orca_math.records import to_table
 from orca_math.schema import QUARANTINE
 from orca_math.seeds import read_problems
 from orca_math.seeds.dedup import (
-    CONTAMINATED,
-    DUPLICATE,
     DecontamConfig,
     DedupConfig,
     decontaminate,
@@ -64,7 +63,7 @@ def test_exact_and_near_duplicates_are_removed_keeping_the_first(gsm8k_test):
     out = deduplicate(rows, DedupConfig())
     kept = {r["id"] for r in out.rows}
     assert kept == {f"orig{i}" for i in range(30)} | {f"renum{i}" for i in range(10)}
-    assert out.reasons() == {DUPLICATE: 20}
+    assert out.reasons() == {Reason.DUPLICATE: 20}
     details = [json.loads(q["raw"]) for q in out.quarantined]
     assert {d["match"] for d in details[:10]} == {"exact"} and {d["match"] for d in details[10:]} == {"near"}
     assert details[10]["duplicate_of"] == "orig10" and details[10]["jaccard"] >= 0.8
@@ -122,4 +121,4 @@ def test_decontamination_leaves_most_training_questions_alone(gsm8k_train, gsm8k
     # GSM8K train/test share a few templates; the paper's 0.5 unigram Jaccard flags ~1%.
     assert len(out.quarantined) <= 0.03 * len(gsm8k_train)
     assert out.rows_in == len(out.rows) + len(out.quarantined)
-    assert all(q["reason"] == CONTAMINATED for q in out.quarantined)
+    assert all(q["reason"] == Reason.CONTAMINATED for q in out.quarantined)

@@ -80,7 +80,7 @@ def test_llm_judge_sends_the_orca_math_prompt_and_uses_the_verdict(teacher_ep):
     sent = teacher_ep.requests[0]["messages"]
     assert sent[0] == {"role": "system", "content": JUDGE_SYSTEM_PROMPT}
     assert "Problem Setter's answer: #### 72" in sent[1]["content"] and "How many clips?" in sent[1]["content"]
-    assert teacher.usage()["judge"]["requests"] == 2
+    assert teacher.usage()["judge"].requests == 2
 
 
 def test_unparseable_replies_are_retried_then_reported_never_guessed():

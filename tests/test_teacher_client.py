@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from orca_math.teacher import TeacherClient, TeacherConfig, TeacherError, autogen_model_client, merge_usage
+from orca_math.agents.clients import autogen_model_client
+from orca_math.teacher import TeacherClient, TeacherConfig, TeacherError, TeacherUsage, merge_usage
 from orca_math.teacher.scripted import Fault, ScriptedEndpoint
 
 SECRET = "sk-test-do-not-leak-0123456789"
@@ -39,8 +40,8 @@ def test_chat_returns_text_and_counts_tokens_per_stage(endpoint, cfg):
     assert first.text == "The answer is 4"
     assert (first.prompt_tokens, first.completion_tokens) == (5, 4)  # the endpoint counts words
     assert client.usage() == {
-        "agent_instruct": {"requests": 1, "prompt_tokens": 5, "completion_tokens": 4},
-        "solve": {"requests": 1, "prompt_tokens": 5, "completion_tokens": 4},
+        "agent_instruct": TeacherUsage(requests=1, prompt_tokens=5, completion_tokens=4),
+        "solve": TeacherUsage(requests=1, prompt_tokens=5, completion_tokens=4),
     }
     assert endpoint.requests[1]["max_tokens"] == 7 and endpoint.requests[0]["max_tokens"] == cfg.max_tokens
     assert endpoint.auth_headers[0] == f"Bearer {SECRET}"
@@ -59,7 +60,7 @@ def test_client_works_across_event_loops(endpoint, cfg):
     client = TeacherClient(cfg)
     for _ in range(3):
         assert asyncio.run(client.chat(USER)).text == "The answer is 4"
-    assert client.usage()["default"]["requests"] == 3
+    assert client.usage()["default"].requests == 3
 
 
 @pytest.mark.parametrize("fault,kind,status", [
@@ -137,7 +138,7 @@ def test_chat_many_can_return_errors_in_place_so_one_failure_does_not_sink_a_bat
     results = asyncio.run(client.chat_many([USER] * 3, return_exceptions=True))
     assert isinstance(results[0], TeacherError)
     assert [r.text for r in results[1:]] == ["The answer is 4"] * 2
-    assert client.usage()["default"]["requests"] == 2
+    assert client.usage()["default"].requests == 2
 
 
 def test_a_client_pickles_as_a_fresh_client_for_ray_workers(endpoint, cfg):
@@ -151,11 +152,11 @@ def test_a_client_pickles_as_a_fresh_client_for_ray_workers(endpoint, cfg):
 
 
 def test_merge_usage_sums_workers():
-    a = {"judge": {"requests": 1, "prompt_tokens": 10, "completion_tokens": 2}}
-    b = {"judge": {"requests": 2, "prompt_tokens": 5, "completion_tokens": 1},
-         "solve": {"requests": 1, "prompt_tokens": 1, "completion_tokens": 1}}
-    assert merge_usage(a, b) == {"judge": {"requests": 3, "prompt_tokens": 15, "completion_tokens": 3},
-                                 "solve": {"requests": 1, "prompt_tokens": 1, "completion_tokens": 1}}
+    a = {"judge": TeacherUsage(requests=1, prompt_tokens=10, completion_tokens=2)}
+    b = {"judge": TeacherUsage(requests=2, prompt_tokens=5, completion_tokens=1),
+         "solve": TeacherUsage(requests=1, prompt_tokens=1, completion_tokens=1)}
+    assert merge_usage({}, a, b) == {"judge": TeacherUsage(requests=3, prompt_tokens=15, completion_tokens=3),
+                                     "solve": TeacherUsage(requests=1, prompt_tokens=1, completion_tokens=1)}
 
 
 def test_autogen_client_talks_to_the_same_endpoint(endpoint, cfg):

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from orca_math.teacher import TeacherClient, TeacherConfig, autogen_model_client
+from orca_math.agents.clients import autogen_model_client
+from orca_math.teacher import TeacherClient, TeacherConfig
 from orca_math.teacher.scripted import free_port
 from orca_math.teacher.serve_teacher import TeacherServeConfig, served_model_id
 from orca_math.teacher.serving import ServeReadinessError
@@ -64,8 +65,8 @@ def test_teacher_client_counts_tokens_from_the_served_model(teacher):
     results = asyncio.run(client.chat_many([QUESTION] * 3))
     assert all(r.completion_tokens == cfg.max_tokens for r in results)
     usage = client.usage()["solve"]
-    assert usage["requests"] == 3 and usage["completion_tokens"] == 3 * cfg.max_tokens
-    assert usage["prompt_tokens"] == sum(r.prompt_tokens for r in results) > 0
+    assert usage.requests == 3 and usage.completion_tokens == 3 * cfg.max_tokens
+    assert usage.prompt_tokens == sum(r.prompt_tokens for r in results) > 0
 
 
 def test_autogen_client_against_the_served_teacher(teacher):

@@ -15,6 +15,7 @@ import re
 
 import pytest
 
+from orca_math.generation import Flow, Reason
 from orca_math.records import read_parquet, to_table
 from orca_math.schema import PROBLEM, QUARANTINE, stable_id
 from orca_math.world.generate import (
@@ -26,8 +27,7 @@ from orca_math.world.render import render_question
 from orca_math.world.solve import expected_answer
 from orca_math.world.steps import evaluate
 from orca_math.world.teacher import (
-    ASK_ME_ANYTHING, CONTAMINATED, PARSE_FAILURE, PROMPT_VERSION, SUGGESTER_EDITOR, UNSOLVABLE, WRONG_ANSWER,
-    FlowSettings, ProceduralTeacherConfig, Suggestion, apply_suggestions, ask_me_anything, expand_seed, is_harder,
+    PROMPT_VERSION, FlowSettings, ProceduralTeacherConfig, Suggestion, apply_suggestions, ask_me_anything, expand_seed, is_harder,
     solve_problem, teach_seeds,
 )
 from world_checks import EQUATION, recompute  # tests/ is on sys.path
@@ -71,7 +71,7 @@ def rows_of(result, flow: str) -> list[dict]:
 def test_ask_me_anything_asks_for_each_intermediate_quantity_of_a_hand_written_seed():
     seed = apples_seed()
     out = expand_seed(seed, TEACHER, FlowSettings(suggester_editor_rounds=0))
-    assert out.by_flow[ASK_ME_ANYTHING]["candidates"] == 2  # 12 + 5 = 17 and 2 * 17 = 34 come before 51
+    assert out.by_flow[Flow.ASK_ME_ANYTHING]["candidates"] == 2  # 12 + 5 = 17 and 2 * 17 = 34 come before 51
     questions = {q: a for q, a in [(r["question"], r["reference_answer"]) for r in out.problems]}
     expected = {
         "Mia has 12 apples. She then gets 5 more apples. How many apples does Mia have now?": "17",
@@ -80,7 +80,7 @@ def test_ask_me_anything_asks_for_each_intermediate_quantity_of_a_hand_written_s
     }
     # Either may be held out (then it is quarantined as contaminated), never wrong.
     assert questions.items() <= expected.items()
-    assert len(questions) + out.by_flow[ASK_ME_ANYTHING][CONTAMINATED] == 2
+    assert len(questions) + out.by_flow[Flow.ASK_ME_ANYTHING][Reason.CONTAMINATED] == 2
 
 
 def test_ask_me_anything_makes_one_correct_problem_per_intermediate_quantity(seeds):
@@ -91,9 +91,9 @@ def test_ask_me_anything_makes_one_correct_problem_per_intermediate_quantity(see
         made = ask_me_anything(program)
         # One per step before the last that computes something (stated amounts are not asked for).
         assert [i for i, _ in made] == [i for i in range(len(values) - 1) if i > 0 or program.steps[0].kind not in ("have", "wallet")]
-        counts = out.by_flow.get(ASK_ME_ANYTHING, {})
+        counts = out.by_flow.get(Flow.ASK_ME_ANYTHING, {})
         assert counts.get("candidates", 0) == len(made)
-        for row in rows_of(out, ASK_ME_ANYTHING):
+        for row in rows_of(out, Flow.ASK_ME_ANYTHING):
             asked = program_from_row(row)
             step = len(asked.steps) - 1
             assert asked.steps == program.steps[: step + 1]
@@ -115,7 +115,7 @@ def test_every_suggester_editor_round_is_strictly_harder_than_the_one_before_and
     for seed in seeds:
         out = expand_seed(seed, TEACHER, ALL_ROUNDS)
         previous_row, previous_program = seed, program_from_row(seed)
-        for row in sorted(rows_of(out, SUGGESTER_EDITOR), key=lambda r: r["provenance"]["round"]):
+        for row in sorted(rows_of(out, Flow.SUGGESTER_EDITOR), key=lambda r: r["provenance"]["round"]):
             program = program_from_row(row)
             rounds_seen.add(row["provenance"]["round"])
             assert recompute(row["reference_solution"]) == int(row["reference_answer"]) == expected_answer(program)
@@ -129,7 +129,7 @@ def test_every_suggester_editor_round_is_strictly_harder_than_the_one_before_and
 
 def test_only_the_last_round_is_kept_by_default_as_in_the_paper(seeds):
     out = expand_seed(seeds[0], TEACHER, FlowSettings())
-    assert [r["provenance"]["round"] for r in rows_of(out, SUGGESTER_EDITOR)] in ([2], [])
+    assert [r["provenance"]["round"] for r in rows_of(out, Flow.SUGGESTER_EDITOR)] in ([2], [])
 
 
 def test_add_a_step_asks_one_step_further():
@@ -167,8 +167,8 @@ def test_a_suggester_with_nothing_left_to_suggest_is_quarantined_as_unsolvable()
         program = more  # every distractor kind used
     cfg = ProceduralTeacherConfig(max_steps=1, max_value=24)  # no more steps, no room to scale
     out = expand_seed(problem_row(program, "world-train"), cfg, FlowSettings())
-    assert [q["reason"] for q in out.quarantined] == [UNSOLVABLE]
-    assert out.by_flow[SUGGESTER_EDITOR] == {"candidates": 1, UNSOLVABLE: 1}
+    assert [q["reason"] for q in out.quarantined] == [Reason.UNSOLVABLE]
+    assert out.by_flow[Flow.SUGGESTER_EDITOR] == {"candidates": 1, Reason.UNSOLVABLE: 1}
 
 
 # ------------------------------------------------------------------- rows, counts, contracts
@@ -179,7 +179,7 @@ def test_generated_rows_carry_the_flow_round_teacher_and_prompt_version(seeds):
     assert out.problems
     for row in out.problems:
         prov = row["provenance"]
-        assert prov["flow"] in (ASK_ME_ANYTHING, SUGGESTER_EDITOR)
+        assert prov["flow"] in (Flow.ASK_ME_ANYTHING, Flow.SUGGESTER_EDITOR)
         assert prov["round"] >= 1 and prov["seed_id"] == seeds[3]["id"]
         assert prov["teacher_model"] == "procedural" and prov["prompt_version"] == PROMPT_VERSION
         assert row["source"] == "agent-instruct"
@@ -190,7 +190,7 @@ def test_generated_rows_carry_the_flow_round_teacher_and_prompt_version(seeds):
 def test_every_candidate_is_kept_or_quarantined_and_per_flow_counts_match(seeds):
     out, duplicates = teach_seeds(seeds, TEACHER, ALL_ROUNDS)
     assert out.candidates == len(out.problems) + len(out.quarantined)
-    for flow in (ASK_ME_ANYTHING, SUGGESTER_EDITOR):
+    for flow in (Flow.ASK_ME_ANYTHING, Flow.SUGGESTER_EDITOR):
         assert out.by_flow[flow]["kept"] == len(rows_of(out, flow))
         rejected = sum(v for k, v in out.by_flow[flow].items() if k not in ("candidates", "kept"))
         assert out.by_flow[flow]["candidates"] == out.by_flow[flow]["kept"] + rejected
@@ -202,7 +202,7 @@ def test_no_generated_problem_is_a_held_out_question(seeds):
     test_questions = [r["question"] for r in generate_problems("test", 300, WorldConfig()).rows]
     assert find_leaks([r["question"] for r in out.problems], test_questions) == []
     assert not any(is_heldout(r["question"]) for r in out.problems)
-    contaminated = [json.loads(q["raw"]) for q in out.quarantined if q["reason"] == CONTAMINATED]
+    contaminated = [json.loads(q["raw"]) for q in out.quarantined if q["reason"] == Reason.CONTAMINATED]
     assert contaminated and all(is_heldout(c["question"]) for c in contaminated)
 
 
@@ -210,7 +210,7 @@ def test_a_seed_without_a_program_is_one_parse_failure():
     gsm8k_like = {"id": "g1", "question": "Natalia sold clips to 48 of her friends...", "reference_answer": "72",
                   "source": "gsm8k-train", "provenance": {"origin": "gsm8k/train.jsonl:0", "flow": "seed"}}
     out = expand_seed(gsm8k_like, TEACHER, FlowSettings())
-    assert out.problems == [] and [q["reason"] for q in out.quarantined] == [PARSE_FAILURE]
+    assert out.problems == [] and [q["reason"] for q in out.quarantined] == [Reason.PARSE_FAILURE]
     assert out.candidates == 1
 
 
@@ -233,7 +233,7 @@ def test_solve_keeps_a_world_problem_with_its_answer_and_rejects_a_wrong_referen
     assert len(kept.problems) == 1 and kept.problems[0]["reference_solution"] == seeds[0]["reference_solution"]
     assert kept.problems[0]["provenance"]["teacher_model"] == "procedural"
     wrong = solve_problem({**seeds[0], "reference_answer": str(int(seeds[0]["reference_answer"]) + 1)}, TEACHER)
-    assert [q["reason"] for q in wrong.quarantined] == [WRONG_ANSWER]
+    assert [q["reason"] for q in wrong.quarantined] == [Reason.WRONG_ANSWER]
 
 
 def test_world_teach_cli_writes_problems_quarantine_and_a_manifest_that_adds_up(tmp_path, seeds):
@@ -257,13 +257,7 @@ def test_world_teach_cli_writes_problems_quarantine_and_a_manifest_that_adds_up(
 # -------------------------------------------------- the seam with the LLM pipeline (orca_math/agents)
 
 
-def test_names_and_row_shapes_match_the_llm_flows():
-    flows = pytest.importorskip("orca_math.agents.flows")
-    from orca_math.world import teacher
-
-    for name in ("SEED", "EXISTING", "ASK_ME_ANYTHING", "SUGGESTER_EDITOR", "STAGE", "GENERATED_SOURCE",
-                 "PARSE_FAILURE", "UNSOLVABLE", "DISAGREEING_SOLVES", "WRONG_ANSWER", "TOO_LONG"):
-        assert getattr(teacher, name) == getattr(flows, name), name
+def test_generated_rows_take_their_ids_from_seed_flow_round_index_and_question():
     seed = apples_seed()
     row = expand_seed(seed, TEACHER, FlowSettings(suggester_editor_rounds=0)).problems[0]
     prov = row["provenance"]
@@ -274,21 +268,35 @@ def test_names_and_row_shapes_match_the_llm_flows():
 def test_a_teacher_section_selects_the_procedural_or_the_endpoint_teacher():
     from pydantic import BaseModel
 
-    from orca_math.teacher.config import TeacherConfig
+    from orca_math.teacher.config import AnyTeacherConfig, TeacherConfig
 
-    class Section(BaseModel):  # what `generate.teacher` becomes: TeacherConfig | ProceduralTeacherConfig
-        teacher: TeacherConfig | ProceduralTeacherConfig = TeacherConfig()
+    class Section(BaseModel):  # what `generate.teacher` is: TeacherConfig | ProceduralTeacherConfig by `kind`
+        teacher: AnyTeacherConfig = TeacherConfig()
 
     assert isinstance(Section.model_validate({"teacher": {"kind": "procedural"}}).teacher, ProceduralTeacherConfig)
     assert isinstance(Section.model_validate({"teacher": {"base_url": "http://x/v1"}}).teacher, TeacherConfig)
     assert isinstance(Section.model_validate({"teacher": {}}).teacher, TeacherConfig)
 
 
+def test_an_endpoint_teacher_may_name_its_kind_and_keeps_the_config_hash_it_had_without_one():
+    from pydantic import BaseModel, ValidationError
+
+    from orca_math.teacher.config import AnyTeacherConfig, TeacherConfig
+
+    class Section(BaseModel):
+        teacher: AnyTeacherConfig = TeacherConfig()
+
+    named = Section.model_validate({"teacher": {"kind": "endpoint", "model": "m"}}).teacher
+    assert named == TeacherConfig(model="m") and named.kind == "endpoint"
+    assert "kind" not in named.model_dump()  # hashes of runs made before `kind` existed stay valid
+    with pytest.raises(ValidationError, match="procedurall"):
+        Section.model_validate({"teacher": {"kind": "procedurall"}})
+
+
 def test_config_files_name_their_teacher_kind():
     from orca_math.config import ConfigError
-    from orca_math.teacher.config import TeacherConfig
+    from orca_math.teacher.config import TeacherConfig, load_teacher_config
     from orca_math.world.cli import load_procedural_teacher
-    from orca_math.world.teacher import load_teacher_config
 
     assert isinstance(load_teacher_config("demo"), ProceduralTeacherConfig)
     assert isinstance(load_teacher_config("tiny"), TeacherConfig)
@@ -305,5 +313,5 @@ def test_the_procedural_backend_runs_in_the_generate_pipelines_batch_runner(seed
     backend = ProceduralBackend(cfg)
     total = asyncio.run(pipeline.run_seed_batch(backend, seeds[:10]))
     assert total.candidates == len(total.problems) + len(total.quarantined) > 10
-    assert {"seed", ASK_ME_ANYTHING, SUGGESTER_EDITOR} <= set(total.by_flow)  # include_seeds defaults on there
+    assert {"seed", Flow.ASK_ME_ANYTHING, Flow.SUGGESTER_EDITOR} <= set(total.by_flow)  # include_seeds defaults on there
     to_table(total.problems, PROBLEM)

@@ -1,27 +1,21 @@
-"""What the pipeline runs for one seed: the backend seam between the pipeline and a teacher.
+"""What the pipeline runs for one seed: the backends, and the registry that picks one by teacher kind.
 
-A backend has ``teacher_model`` and ``async expand(seed) -> SeedOutput``; the pipeline (Ray Data,
-commits, resume, dedup) knows nothing else about it. Two backends drive AutoGen agents on an
-OpenAI-compatible endpoint: :class:`AgentInstructBackend` (``generate``: the three flows) and
-:class:`TeacherSolveBackend` (``solve``: solutions only). Another teacher (e.g. a procedural one
-that writes problems from programs) plugs in by returning the same SeedOutput from
-:func:`build_backend`.
+A backend (:class:`~orca_math.generation.SeedBackend`) has ``teacher_model`` and
+``async expand(seed) -> SeedOutput``; the pipeline (Ray Data, commits, resume, dedup) knows
+nothing else about it. Two backends drive AutoGen agents on an OpenAI-compatible endpoint:
+:class:`AgentInstructBackend` (``generate``: the three flows) and :class:`TeacherSolveBackend`
+(``solve``: solutions only). The symbolic world teacher's two (``orca_math/world/teacher.py``)
+honour the same contract; :data:`BACKENDS` names all four.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable
 
-from orca_math.agents.clients import BoundedChatClient, TeacherUsage, merge_usage
+from orca_math.agents.clients import autogen_model_client
 from orca_math.agents.config import GenerateConfig, SolveStageConfig
 from orca_math.agents.flows import (
-    ASK_ME_ANYTHING,
-    EXISTING,
-    SEED,
-    SOLVE_AND_VERIFY,
-    SUGGESTER_EDITOR,
     Candidate,
     ClientFactory,
     FlowResult,
@@ -31,31 +25,10 @@ from orca_math.agents.flows import (
     solve_and_verify,
     suggester_editor,
 )
-from orca_math.agents.tally import FlowTally
-from orca_math.seeds.dedup import DUPLICATE, normalize_question
-
-
-@dataclass
-class SeedOutput(FlowTally):
-    """Everything one seed produced: a FlowTally (kept rows, quarantine, counts per flow) plus the
-    teacher usage it cost."""
-
-    usage: dict[str, TeacherUsage] = field(default_factory=dict)
-
-    def add(self, other: FlowTally) -> "SeedOutput":
-        """Merge ``other`` into this one (in place)."""
-        super().add(other)
-        if isinstance(other, SeedOutput):
-            merge_usage(self.usage, other.usage)
-        return self
-
-
-class SeedBackend(Protocol):
-    """Anything that turns one seed row into a SeedOutput."""
-
-    teacher_model: str
-
-    async def expand(self, seed: dict) -> SeedOutput: ...
+from orca_math.generation import Flow, Reason, SeedBackend, SeedOutput
+from orca_math.seeds.dedup import normalize_question
+from orca_math.teacher.client import TeacherUsage, merge_usage
+from orca_math.world.teacher import ProceduralBackend, ProceduralSolveBackend
 
 
 async def close_backend(backend: SeedBackend) -> None:
@@ -76,7 +49,7 @@ async def solve_candidates(out: SeedOutput, candidates: list[Candidate], make_cl
             out.reject(c.flow, r.quarantined)
         else:
             out.keep(c.flow, problem_row(c, r.solution, teacher_model))
-    merge_usage(out.usage, {SOLVE_AND_VERIFY: usage})
+    merge_usage(out.usage, {Flow.SOLVE_AND_VERIFY: usage})
 
 
 class AgentInstructBackend:
@@ -91,14 +64,16 @@ class AgentInstructBackend:
         out = SeedOutput()
         flows = []
         if self.cfg.ask_me_anything.enabled:
-            flows.append((ASK_ME_ANYTHING, ask_me_anything(seed, self.make_client)))
+            flows.append((Flow.ASK_ME_ANYTHING, ask_me_anything(seed, self.make_client)))
         if self.cfg.suggester_editor.enabled:
-            flows.append((SUGGESTER_EDITOR, suggester_editor(seed, self.make_client, self.cfg.suggester_editor)))
+            flows.append((Flow.SUGGESTER_EDITOR,
+                          suggester_editor(seed, self.make_client, self.cfg.suggester_editor)))
         results: list[FlowResult] = await asyncio.gather(*(coro for _, coro in flows))
 
         candidates = []
         if self.cfg.include_seeds:
-            candidates.append(Candidate(seed, seed["question"], SEED, 0, 0, expected_answer=seed["reference_answer"],
+            candidates.append(Candidate(seed, seed["question"], Flow.SEED, 0, 0,
+                                        expected_answer=seed["reference_answer"],
                                         solution=seed.get("reference_solution")))
         for (flow, _), result in zip(flows, results):
             out.usage[flow] = result.usage
@@ -112,8 +87,8 @@ class AgentInstructBackend:
         unique = []
         for c in candidates:
             key = normalize_question(c.question)
-            if c.flow != SEED and key in seen:
-                out.reject(c.flow, candidate_quarantine(c, "question", DUPLICATE,
+            if c.flow != Flow.SEED and key in seen:
+                out.reject(c.flow, candidate_quarantine(c, "question", Reason.DUPLICATE,
                                                         f"same question as {seen[key]} (exact, same seed)"))
                 continue
             seen.setdefault(key, c.id)
@@ -136,7 +111,8 @@ class TeacherSolveBackend:
 
     async def expand(self, problem: dict) -> SeedOutput:
         out = SeedOutput()
-        candidate = Candidate(problem, problem["question"], EXISTING, 0, 0, expected_answer=problem["reference_answer"])
+        candidate = Candidate(problem, problem["question"], Flow.EXISTING, 0, 0,
+                              expected_answer=problem["reference_answer"])
         await solve_candidates(out, [candidate], self.make_client, self.cfg.solve, self.teacher_model)
         return out
 
@@ -145,22 +121,31 @@ class TeacherSolveBackend:
         await self.make_client().close()
 
 
+def stage_of(cfg: GenerateConfig | SolveStageConfig) -> str:
+    """``generate`` or ``solve``: the stage a config is for."""
+    return "generate" if isinstance(cfg, GenerateConfig) else "solve"
+
+
+def endpoint_client_factory(cfg: GenerateConfig | SolveStageConfig) -> ClientFactory:
+    """One AutoGen model client on the teacher endpoint for every flow of this worker (so one
+    in-flight bound), its usage counted under the stage's name."""
+    shared = autogen_model_client(cfg.teacher, stage=stage_of(cfg))
+    return lambda: shared
+
+
+# (teacher kind, stage) -> the backend that runs it. A new teacher plugs in here: a config in
+# orca_math/teacher/config.py's AnyTeacherConfig, a backend that returns the generation contract.
+BACKENDS: dict[tuple[str, str], Callable[..., SeedBackend]] = {
+    ("endpoint", "generate"): lambda cfg: AgentInstructBackend(cfg, endpoint_client_factory(cfg)),
+    ("endpoint", "solve"): lambda cfg: TeacherSolveBackend(cfg, endpoint_client_factory(cfg)),
+    ("procedural", "generate"): ProceduralBackend,
+    ("procedural", "solve"): ProceduralSolveBackend,
+}
+
+
 def build_backend(cfg: GenerateConfig | SolveStageConfig) -> SeedBackend:
-    """The backend for a stage config, talking to ``cfg.teacher``.
+    """The backend for a stage config, by ``cfg.teacher.kind`` (see :data:`BACKENDS`).
 
-    Call it inside the event loop that will run the flows (the HTTP pool binds to it). This is
-    the place a non-endpoint teacher (``teacher: {kind: procedural}``) is selected.
+    Call it inside the event loop that will run the flows (the HTTP pool binds to it).
     """
-    from orca_math.teacher import autogen_model_client
-    from orca_math.world.teacher import ProceduralBackend, ProceduralSolveBackend, ProceduralTeacherConfig
-
-    if isinstance(cfg.teacher, ProceduralTeacherConfig):
-        return ProceduralBackend(cfg) if isinstance(cfg, GenerateConfig) else ProceduralSolveBackend(cfg)
-    shared = BoundedChatClient(autogen_model_client(cfg.teacher), cfg.teacher.max_in_flight)
-
-    def make_client() -> BoundedChatClient:
-        return shared
-
-    if isinstance(cfg, GenerateConfig):
-        return AgentInstructBackend(cfg, make_client)
-    return TeacherSolveBackend(cfg, make_client)
+    return BACKENDS[(cfg.teacher.kind, stage_of(cfg))](cfg)

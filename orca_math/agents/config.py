@@ -24,8 +24,7 @@ from orca_math.config import (
     validate_section,
 )
 from orca_math.seeds.dedup import DecontamConfig, DedupConfig
-from orca_math.teacher.config import TeacherConfig
-from orca_math.world.teacher import ProceduralTeacherConfig
+from orca_math.teacher.config import AnyTeacherConfig, TeacherConfig
 
 
 class AskMeAnythingConfig(StageConfig):
@@ -77,9 +76,10 @@ class GenerateConfig(StageConfig):
         True, description="Keep the seeds themselves in the output (paper: the 200K set contains them); "
         "a seed without a solution gets the teacher's, kept only if it matches the gold answer.",
     )
-    teacher: TeacherConfig | ProceduralTeacherConfig = Field(
+    teacher: AnyTeacherConfig = Field(
         default_factory=TeacherConfig,
-        description="The teacher endpoint, or `kind: procedural` for the symbolic world teacher (orca_math/world/).",
+        description="The teacher endpoint (`kind: endpoint`, the default), or `kind: procedural` for the symbolic "
+        "world teacher (orca_math/world/).",
     )
     ask_me_anything: AskMeAnythingConfig = Field(default_factory=AskMeAnythingConfig)
     suggester_editor: SuggesterEditorConfig = Field(default_factory=SuggesterEditorConfig)
@@ -99,9 +99,10 @@ class SolveStageConfig(StageConfig):
 
     data: str = Field("gsm8k-train", description="Problems to solve: gsm8k-*, a JSONL/Parquet path, or hf:ID.")
     limit: int | None = Field(None, ge=1, description="Solve only the first N problems.")
-    teacher: TeacherConfig | ProceduralTeacherConfig = Field(
+    teacher: AnyTeacherConfig = Field(
         default_factory=TeacherConfig,
-        description="The teacher endpoint, or `kind: procedural` for the symbolic world teacher (orca_math/world/).",
+        description="The teacher endpoint (`kind: endpoint`, the default), or `kind: procedural` for the symbolic "
+        "world teacher (orca_math/world/).",
     )
     solve: SolveConfig = Field(default_factory=lambda: SolveConfig(verify=False))
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)

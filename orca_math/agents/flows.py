@@ -11,9 +11,9 @@
    it is kept only if it is short enough, reaches the expected answer when there is one, and a
    second, independent Verifier solve agrees.
 
-Contract (what any teacher backend, e.g. a procedural one, must also honour): a generation flow
-returns :class:`FlowResult` -- candidates (parsed problems) and quarantine rows for replies that
-produced none, with a reason from :data:`REASONS` -- plus the teacher usage it spent. Every flow
+A generation flow returns :class:`FlowResult` -- candidates (parsed problems) and quarantine rows
+for replies that produced none, each with a :class:`~orca_math.generation.Reason` of the generation
+contract (``orca_math/generation.py``) -- plus the teacher usage it spent. Every flow
 takes a zero-argument ``make_client`` returning an ``autogen_core`` ChatCompletionClient, so tests
 script it with ``ReplayChatCompletionClient`` and production points it at the teacher endpoint.
 
@@ -24,7 +24,6 @@ committed and a rerun redoes it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -34,7 +33,7 @@ from autogen_agentchat.messages import TextMessage
 from autogen_core.models import ChatCompletionClient
 
 from orca_math.agents import prompts
-from orca_math.agents.clients import MeteredChatClient, TeacherUsage
+from orca_math.agents.clients import MeteredChatClient
 from orca_math.agents.config import SolveConfig, SuggesterEditorConfig
 from orca_math.agents.parsing import (
     ReplyParseError,
@@ -46,32 +45,11 @@ from orca_math.agents.parsing import (
     parse_suggestions,
 )
 from orca_math.answers import is_correct
-from orca_math.records import quarantine_row
-from orca_math.schema import empty_provenance, stable_id
-from orca_math.seeds.dedup import CONTAMINATED, DUPLICATE
+from orca_math.generation import GENERATED_SOURCE, Flow, Reason, flow_quarantine, generated_problem_id
+from orca_math.schema import empty_provenance
+from orca_math.teacher.client import TeacherUsage
 
 ClientFactory = Callable[[], ChatCompletionClient]
-
-# Flow names, as written to provenance.flow and to the manifest's per-flow usage.
-SEED = "seed"
-EXISTING = "existing"  # a problem from an existing set, only (re-)solved by `orca-math solve`
-ASK_ME_ANYTHING = "ask_me_anything"
-SUGGESTER_EDITOR = "suggester_editor"
-SOLVE_AND_VERIFY = "solve_and_verify"
-FLOW_ORDER = {SEED: 0, ASK_ME_ANYTHING: 1, SUGGESTER_EDITOR: 2}
-
-# Quarantine reasons.
-PARSE_FAILURE = "parse failure"
-UNSOLVABLE = "unsolvable"
-DISAGREEING_SOLVES = "disagreeing solves"
-WRONG_ANSWER = "wrong answer"  # disagrees with the answer the problem came with
-TOO_LONG = "too long"
-TEACHER_ERROR = "teacher error"
-REASONS = (PARSE_FAILURE, UNSOLVABLE, DISAGREEING_SOLVES, WRONG_ANSWER, TOO_LONG, DUPLICATE, CONTAMINATED,
-           TEACHER_ERROR)
-
-GENERATED_SOURCE = "agent-instruct"
-STAGE = "generate"
 
 
 @dataclass
@@ -88,9 +66,9 @@ class Candidate:
 
     @property
     def id(self) -> str:
-        if self.flow in (SEED, EXISTING):
+        if self.flow in (Flow.SEED, Flow.EXISTING):
             return self.seed["id"]
-        return stable_id(self.seed["id"], self.flow, self.round, self.index, self.question)
+        return generated_problem_id(self.seed["id"], self.flow, self.round, self.index, self.question)
 
 
 @dataclass
@@ -111,18 +89,9 @@ class SolveResult:
     usage: TeacherUsage = field(default_factory=TeacherUsage)
 
 
-def flow_quarantine(seed: dict, flow: str, round_: int, index: int, field_: str | None, reason: str,
-                    detail: str, text: str | None = None, question: str | None = None) -> dict:
-    """A quarantine row for something a flow rejected; ``raw`` keeps enough to trace it."""
-    raw = {"seed_id": seed["id"], "flow": flow, "round": round_, "index": index, "detail": detail,
-           "question": question, "reply": text}
-    return quarantine_row(STAGE, f"{seed['source']}:{seed['id']}", index, field_, reason,
-                          json.dumps(raw, ensure_ascii=False))
-
-
-def candidate_quarantine(c: Candidate, field_: str | None, reason: str, detail: str, text: str | None = None) -> dict:
-    """A quarantine row for a candidate that failed a check."""
-    return flow_quarantine(c.seed, c.flow, c.round, c.index, field_, reason, detail, text, c.question)
+def candidate_quarantine(c: Candidate, field_: str | None, reason: Reason, detail: str, text: str | None = None) -> dict:
+    """A quarantine row for a candidate that failed a check; ``text`` is the reply it was judged on."""
+    return flow_quarantine(c.seed, c.flow, c.round, c.index, field_, reason, detail, question=c.question, reply=text)
 
 
 def _last_text(result: TaskResult, source: str) -> str:
@@ -143,19 +112,20 @@ async def ask_me_anything(seed: dict, make_client: ClientFactory) -> FlowResult:
         result = await agent.run(task=task)
     except Exception as e:
         rejected = client.raise_unless_rejected(e)
-        out.quarantined.append(flow_quarantine(seed, ASK_ME_ANYTHING, 1, 0, None, TEACHER_ERROR, str(rejected)))
+        out.quarantined.append(flow_quarantine(seed, Flow.ASK_ME_ANYTHING, 1, 0, None, Reason.TEACHER_ERROR, str(rejected)))
         return out
     reply = _last_text(result, agent.name)
     try:
         parsed = parse_ask_me_anything(reply)
     except ReplyParseError as e:
-        out.quarantined.append(flow_quarantine(seed, ASK_ME_ANYTHING, 1, 0, e.field, PARSE_FAILURE, e.detail, reply))
+        out.quarantined.append(flow_quarantine(seed, Flow.ASK_ME_ANYTHING, 1, 0, e.field, Reason.PARSE_FAILURE, e.detail,
+                                               reply=reply))
         return out
     for q in parsed.questions:
-        out.candidates.append(Candidate(seed, q.question, ASK_ME_ANYTHING, 1, q.number, expected_answer=q.answer))
+        out.candidates.append(Candidate(seed, q.question, Flow.ASK_ME_ANYTHING, 1, q.number, expected_answer=q.answer))
     for r in parsed.rejected:
-        out.quarantined.append(flow_quarantine(seed, ASK_ME_ANYTHING, 1, r.number or 0, r.field, PARSE_FAILURE,
-                                               r.detail, r.raw))
+        out.quarantined.append(flow_quarantine(seed, Flow.ASK_ME_ANYTHING, 1, r.number or 0, r.field, Reason.PARSE_FAILURE,
+                                               r.detail, reply=r.raw))
     return out
 
 
@@ -195,18 +165,18 @@ async def suggester_editor(seed: dict, make_client: ClientFactory,
             suggestions, edited = await suggest_and_edit(client, question)
         except Exception as e:
             rejected = client.raise_unless_rejected(e)
-            out.quarantined.append(flow_quarantine(seed, SUGGESTER_EDITOR, round_, round_ - 1, None, TEACHER_ERROR,
-                                                   str(rejected), question=question))
+            out.quarantined.append(flow_quarantine(seed, Flow.SUGGESTER_EDITOR, round_, round_ - 1, None,
+                                                   Reason.TEACHER_ERROR, str(rejected), question=question))
             break
         try:
             parse_suggestions(suggestions)
             question = parse_edited_problem(edited or "")
         except ReplyParseError as e:
             text = f"SUGGESTER:\n{suggestions}\n\nEDITOR:\n{edited}"
-            out.quarantined.append(flow_quarantine(seed, SUGGESTER_EDITOR, round_, round_ - 1, e.field,
-                                                   PARSE_FAILURE, e.detail, text))
+            out.quarantined.append(flow_quarantine(seed, Flow.SUGGESTER_EDITOR, round_, round_ - 1, e.field,
+                                                   Reason.PARSE_FAILURE, e.detail, reply=text))
             break
-        produced.append(Candidate(seed, question, SUGGESTER_EDITOR, round_, round_ - 1))
+        produced.append(Candidate(seed, question, Flow.SUGGESTER_EDITOR, round_, round_ - 1))
     out.candidates = produced if cfg.keep_all_rounds else produced[-1:]
     return out
 
@@ -234,25 +204,26 @@ async def solve_and_verify(candidate: Candidate, make_client: ClientFactory,
         reply = await _solve_once(solver_client, "solver", prompts.SOLVER_SYSTEM, candidate.question)
     except Exception as e:
         rejected = solver_client.raise_unless_rejected(e)
-        out.quarantined = candidate_quarantine(candidate, None, TEACHER_ERROR, str(rejected))
+        out.quarantined = candidate_quarantine(candidate, None, Reason.TEACHER_ERROR, str(rejected))
         return out
     try:
         solution = parse_solution(reply)
     except Unsolvable:
-        out.quarantined = candidate_quarantine(candidate, "reference_solution", UNSOLVABLE, "solver said UNSOLVABLE", reply)
+        out.quarantined = candidate_quarantine(candidate, "reference_solution", Reason.UNSOLVABLE,
+                                               "solver said UNSOLVABLE", reply)
         return out
     except ReplyParseError as e:
-        out.quarantined = candidate_quarantine(candidate, e.field, PARSE_FAILURE, e.detail, reply)
+        out.quarantined = candidate_quarantine(candidate, e.field, Reason.PARSE_FAILURE, e.detail, reply)
         return out
     if len(solution.text) > cfg.max_solution_chars:
         out.quarantined = candidate_quarantine(
-            candidate, "reference_solution", TOO_LONG,
+            candidate, "reference_solution", Reason.TOO_LONG,
             f"{len(solution.text)} chars > {cfg.max_solution_chars}", solution.text)
         return out
     if cfg.check_expected_answer and candidate.expected_answer is not None \
             and not is_correct(solution.text, candidate.expected_answer):
         out.quarantined = candidate_quarantine(
-            candidate, "reference_answer", WRONG_ANSWER,
+            candidate, "reference_answer", Reason.WRONG_ANSWER,
             f"solution says {solution.answer}, expected {candidate.expected_answer}", solution.text)
         return out
     if cfg.verify:
@@ -262,11 +233,11 @@ async def solve_and_verify(candidate: Candidate, make_client: ClientFactory,
             check = await _solve_once(verifier_client, "verifier", prompts.VERIFIER_SYSTEM, candidate.question)
         except Exception as e:
             rejected = verifier_client.raise_unless_rejected(e)
-            out.quarantined = candidate_quarantine(candidate, None, TEACHER_ERROR, str(rejected))
+            out.quarantined = candidate_quarantine(candidate, None, Reason.TEACHER_ERROR, str(rejected))
             return out
         if not is_correct(check, solution.answer):
             out.quarantined = candidate_quarantine(
-                candidate, "reference_answer", DISAGREEING_SOLVES,
+                candidate, "reference_answer", Reason.DISAGREEING_SOLVES,
                 f"first solve says {solution.answer}, second solve does not agree",
                 f"FIRST:\n{solution.text}\n\nSECOND:\n{check}")
             return out
@@ -277,7 +248,7 @@ async def solve_and_verify(candidate: Candidate, make_client: ClientFactory,
 def problem_row(c: Candidate, solution: Solution | None, teacher_model: str | None) -> dict:
     """The problem-schema row for a candidate that passed (``solution=None``: its trusted one)."""
     seed_prov = c.seed.get("provenance") or {}
-    if c.flow in (SEED, EXISTING):  # the problem keeps its identity; only the solution may change
+    if c.flow in (Flow.SEED, Flow.EXISTING):  # the problem keeps its identity; only the solution may change
         prov = empty_provenance(**seed_prov)
         if solution is not None:
             prov.update(teacher_model=teacher_model, prompt_version=prompts.PROMPT_VERSION)

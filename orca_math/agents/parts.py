@@ -17,10 +17,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orca_math.agents.backend import SeedOutput
-from orca_math.agents.clients import TeacherUsage, merge_usage
+from orca_math.generation import SeedOutput
 from orca_math.records import RecordError, read_parquet, write_parquet, write_quarantine
 from orca_math.schema import PROBLEM, QUARANTINE, stable_id
+from orca_math.teacher.client import TeacherUsage, merge_usage
 
 PART_PREFIX = "part-"
 TMP_PREFIX = ".tmp-"

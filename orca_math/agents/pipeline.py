@@ -22,11 +22,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from orca_math.agents.backend import SeedBackend, SeedOutput, build_backend
+from orca_math.agents.backend import build_backend
 from orca_math.agents.config import GenerateConfig, SolveStageConfig, output_hash
-from orca_math.agents.flows import FLOW_ORDER, SEED
 from orca_math.agents.parts import PartsContent, PartStore
 from orca_math.agents.prompts import PROMPT_VERSION
+from orca_math.generation import FLOW_ORDER, Flow, SeedBackend, SeedOutput
 from orca_math.manifest import RunManifest
 from orca_math.records import RowCountError, to_table, write_parquet, write_quarantine
 from orca_math.schema import PROBLEM
@@ -107,8 +107,8 @@ def process_seeds(seeds: list[dict], cfg: GenerateConfig | SolveStageConfig, par
 def _flow_of(p: dict, seed_ids: set[str]) -> str:
     """The flow that produced a kept row (a seed's own row may carry an older provenance.flow)."""
     if p["id"] in seed_ids:
-        return SEED
-    return (p.get("provenance") or {}).get("flow") or SEED
+        return Flow.SEED
+    return (p.get("provenance") or {}).get("flow") or Flow.SEED
 
 
 def _problem_order(p: dict, seed_ids: set[str]) -> tuple:

@@ -14,9 +14,8 @@ from orca_math.evaluate.stage import EvalConfig
 from orca_math.judge.config import JudgeConfig
 from orca_math.practice.stage import PracticeConfig
 from orca_math.preferences.build import PreferenceConfig
-from orca_math.teacher.config import TeacherConfig
+from orca_math.teacher.config import TeacherConfig, load_teacher_config
 from orca_math.tiny_model import TinyModelConfig
-from orca_math.world.teacher import load_teacher_config
 
 
 class RunConfig(StageConfig):

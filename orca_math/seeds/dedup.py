@@ -28,10 +28,8 @@ from pydantic import Field
 
 from orca_math.answers import normalize_number
 from orca_math.config import StageConfig
+from orca_math.generation import Reason
 from orca_math.records import StageOutput, quarantine_row
-
-DUPLICATE = "duplicate"
-CONTAMINATED = "contaminated"
 
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _NON_WORD = re.compile(r"[^\w./]+|(?<!\d)[./]|[./](?!\d)")
@@ -93,9 +91,9 @@ def question_numbers(text: str) -> tuple[str, ...]:
     return tuple(sorted(n for n in found if n is not None))
 
 
-def _quarantine(stage: str, problem: dict, index: int, reason: str, detail: dict) -> dict:
+def _quarantine(stage: str, problem: dict, index: int, reason: Reason, detail: dict) -> dict:
     raw = {"id": problem.get("id"), "question": problem.get("question"), **detail}
-    return quarantine_row(stage, f"{problem.get('source')}:{problem.get('id')}", index, "question", reason, raw)
+    return quarantine_row(stage, f"{problem.get('source')}:{problem.get('id')}", index, "question", str(reason), raw)
 
 
 def deduplicate(problems: Sequence[dict], cfg: DedupConfig = DedupConfig(),
@@ -132,7 +130,7 @@ def deduplicate(problems: Sequence[dict], cfg: DedupConfig = DedupConfig(),
     for i, p in enumerate(problems):
         norm = normalize_question(p["question"])
         if norm in exact:
-            out.quarantined.append(_quarantine(stage, p, i, DUPLICATE,
+            out.quarantined.append(_quarantine(stage, p, i, Reason.DUPLICATE,
                                                {"duplicate_of": exact[norm], "match": "exact", "jaccard": 1.0}))
             continue
         if lsh is not None:
@@ -147,7 +145,7 @@ def deduplicate(problems: Sequence[dict], cfg: DedupConfig = DedupConfig(),
                 if score >= cfg.threshold and (best is None or score > best[0]):
                     best = (score, key)
             if best is not None:
-                out.quarantined.append(_quarantine(stage, p, i, DUPLICATE,
+                out.quarantined.append(_quarantine(stage, p, i, Reason.DUPLICATE,
                                                    {"duplicate_of": best[1], "match": "near", "jaccard": round(best[0], 4)}))
                 continue
             kept_info[p["id"]] = (sh, numbers)
@@ -224,6 +222,6 @@ def decontaminate(problems: Sequence[dict], eval_sets: dict[str, Sequence[dict]]
             continue
         name, e = evals[hit.pop("eval")]
         out.removed_by_eval_set[name] += 1
-        out.quarantined.append(_quarantine(stage, p, i, CONTAMINATED,
+        out.quarantined.append(_quarantine(stage, p, i, Reason.CONTAMINATED,
                                            {"eval_set": name, "eval_id": e["id"], "eval_question": e["question"], **hit}))
     return out.check_counts()

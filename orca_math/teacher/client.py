@@ -2,7 +2,10 @@
 
     client = TeacherClient(cfg, stage="agent_instruct")
     result = await client.chat([{"role": "user", "content": "..."}])   # ChatResult
-    client.usage()   # {"agent_instruct": {"requests": 1, "prompt_tokens": .., "completion_tokens": ..}}
+    client.usage()   # {"agent_instruct": TeacherUsage(requests=1, prompt_tokens=.., completion_tokens=..)}
+
+Every stage that asks the teacher goes through this one client: the judge directly, the
+AgentInstruct flows through the AutoGen model client built on it (``orca_math/agents/clients.py``).
 
 Retries (429, 5xx, timeouts, dropped connections; exponential backoff with jitter, honouring
 Retry-After) and the per-request timeout are the official ``openai`` client's, set from
@@ -19,18 +22,22 @@ import asyncio
 import re
 import threading
 import weakref
-from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Mapping, Sequence
 
 import openai
 
 from orca_math.teacher.config import TeacherConfig
 
-__all__ = ["ChatResult", "TeacherClient", "TeacherError", "autogen_model_client", "merge_usage", "plain_model_info"]
+__all__ = ["ChatResult", "TeacherClient", "TeacherError", "TeacherUsage", "merge_usage"]
 
 Message = dict[str, Any]
 
 _ECHOED_KEY = re.compile(r"(api key provided:\s*)\S+", re.I)
+
+# Status codes that mean "this request can never succeed" (bad input, e.g. a prompt over the
+# context length): retrying is useless, and the caller may quarantine just that request's row.
+REJECTED_STATUS_CODES = frozenset({400, 413, 422})
 
 
 class TeacherError(RuntimeError):
@@ -48,6 +55,46 @@ class TeacherError(RuntimeError):
         where = f"teacher {model!r} at {base_url}"
         code = f" HTTP {status}" if status is not None else ""
         super().__init__(f"{where}: {kind}{code} after {attempts} attempt(s): {message}")
+
+    @property
+    def rejected(self) -> bool:
+        """The endpoint refused this particular request (HTTP 400/413/422); it is not down."""
+        return self.kind == "client_error" and self.status in REJECTED_STATUS_CODES
+
+
+@dataclass
+class TeacherUsage:
+    """Teacher requests and tokens spent (per stage, or per flow), summed across workers with merge_usage."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    rejected_requests: int = 0
+
+    def add(self, other: "TeacherUsage") -> "TeacherUsage":
+        """Add ``other`` into this one (in place) and return self."""
+        self.requests += other.requests
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.rejected_requests += other.rejected_requests
+        return self
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts as a plain dict (manifests, part metadata)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, int]) -> "TeacherUsage":
+        """Inverse of :meth:`as_dict`."""
+        return cls(**{k: int(v) for k, v in data.items()})
+
+
+def merge_usage(into: dict[str, TeacherUsage], *more: Mapping[str, TeacherUsage]) -> dict[str, TeacherUsage]:
+    """Add the per-stage (or per-flow) usage of ``more`` into ``into`` (in place) and return it."""
+    for usage in more:
+        for key, u in usage.items():
+            into.setdefault(key, TeacherUsage()).add(u)
+    return into
 
 
 @dataclass(frozen=True)
@@ -88,7 +135,7 @@ class TeacherClient:
         self.cfg = cfg
         self.stage = stage
         self._lock = threading.Lock()
-        self._usage: dict[str, dict[str, int]] = {}
+        self._usage: dict[str, TeacherUsage] = {}
         self._per_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState]" = (
             weakref.WeakKeyDictionary()
         )
@@ -166,19 +213,17 @@ class TeacherClient:
 
     def _count(self, stage: str, result: ChatResult) -> None:
         with self._lock:
-            u = self._usage.setdefault(stage, {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0})
-            u["requests"] += 1
-            u["prompt_tokens"] += result.prompt_tokens
-            u["completion_tokens"] += result.completion_tokens
+            self._usage.setdefault(stage, TeacherUsage()).add(
+                TeacherUsage(1, result.prompt_tokens, result.completion_tokens))
 
-    def usage(self) -> dict[str, dict[str, int]]:
-        """Tokens used so far, per stage: ``{stage: {requests, prompt_tokens, completion_tokens}}``.
+    def usage(self) -> dict[str, TeacherUsage]:
+        """Tokens used so far, per stage (a copy).
 
-        Put it in the stage's manifest entry (``entry["teacher_tokens"] = client.usage()``).
+        Put it in the stage's manifest entry (``{s: u.as_dict() for s, u in client.usage().items()}``).
         Successful requests only; retries the endpoint refused cost no tokens.
         """
         with self._lock:
-            return {stage: dict(u) for stage, u in self._usage.items()}
+            return {stage: TeacherUsage().add(u) for stage, u in self._usage.items()}
 
     async def aclose(self) -> None:
         """Close the connection pool of the current event loop."""
@@ -187,45 +232,3 @@ class TeacherClient:
             state = self._per_loop.pop(loop, None)
         if state is not None:
             await state.api.close()
-
-
-def merge_usage(*usages: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-    """Sum ``usage()`` dicts (e.g. from several Ray workers) into one."""
-    total: dict[str, dict[str, int]] = {}
-    for usage in usages:
-        for stage, u in usage.items():
-            t = total.setdefault(stage, {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0})
-            for k, v in u.items():
-                t[k] = t.get(k, 0) + v
-    return total
-
-
-def plain_model_info(family: str = "unknown") -> dict[str, Any]:
-    """AutoGen ModelInfo for a plain-text chat model (no tools, JSON mode or images)."""
-    return {"vision": False, "function_calling": False, "json_output": False,
-            "family": family, "structured_output": False}
-
-
-def autogen_model_client(cfg: TeacherConfig, **create_kwargs: Any):
-    """AutoGen's ``OpenAIChatCompletionClient`` for this teacher (same endpoint, key, retries, timeout).
-
-    ``model_info`` comes from ``cfg.autogen_model_info``; else AutoGen's table for OpenAI model
-    names; else a plain-text model (what a vLLM/Serve-hosted open model is by default).
-    """
-    from autogen_ext.models.openai import OpenAIChatCompletionClient
-    from autogen_ext.models.openai._model_info import get_info
-
-    model_info = cfg.autogen_model_info
-    if model_info is None:
-        try:
-            get_info(cfg.model)
-        except ValueError:
-            model_info = plain_model_info()
-    kwargs: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
-    kwargs.update(create_kwargs)
-    if model_info is not None:
-        kwargs["model_info"] = model_info
-    return OpenAIChatCompletionClient(
-        model=cfg.model, base_url=cfg.base_url, api_key=cfg.api_key(),
-        timeout=cfg.timeout_s, max_retries=cfg.max_retries, **kwargs,
-    )

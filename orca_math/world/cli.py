@@ -47,7 +47,7 @@ def run_world(args: argparse.Namespace) -> int:
 
 def load_procedural_teacher(path: str | None):
     """The ``teacher:`` section of ``path`` as a ProceduralTeacherConfig (defaults without a file)."""
-    from orca_math.world.teacher import ProceduralTeacherConfig, load_teacher_config
+    from orca_math.teacher.config import ProceduralTeacherConfig, load_teacher_config
 
     if path is None:
         return ProceduralTeacherConfig()

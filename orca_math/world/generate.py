@@ -72,14 +72,14 @@ def program_seed(split: str, seed: int, index: int) -> int:
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 
 
-def normalize_question(question: str) -> str:
+def words_and_numbers(question: str) -> str:
     """Lowercase words and numbers only: 'Mia has $12.' and 'mia has 12' are the same question."""
     return _NON_WORD.sub(" ", question.lower()).strip()
 
 
 def is_heldout(question: str) -> bool:
     """Whether a question is reserved for the held-out split (by the hash of its normalized text)."""
-    digest = hashlib.sha1(normalize_question(question).encode()).digest()
+    digest = hashlib.sha1(words_and_numbers(question).encode()).digest()
     return int.from_bytes(digest[:8], "big") % HOLDOUT_BUCKETS == 0
 
 
@@ -88,8 +88,8 @@ def find_leaks(train_questions: Iterable[str], test_questions: Iterable[str]) ->
     exact, normalized = set(), set()
     for q in train_questions:
         exact.add(q)
-        normalized.add(normalize_question(q))
-    return [q for q in test_questions if q in exact or normalize_question(q) in normalized]
+        normalized.add(words_and_numbers(q))
+    return [q for q in test_questions if q in exact or words_and_numbers(q) in normalized]
 
 
 # --------------------------------------------------------------------------- drawing programs
@@ -265,7 +265,7 @@ def generate_problems(split: Split, n: int, cfg: WorldConfig, seed: int | None =
         index += 1
         program = random_program(rng, cfg)
         question = render_question(program)
-        key = normalize_question(question)
+        key = words_and_numbers(question)
         if is_heldout(question) != (split == "test") or key in seen:
             continue
         seen.add(key)

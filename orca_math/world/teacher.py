@@ -12,10 +12,11 @@ program (``provenance.origin``) and does the same jobs exactly:
 3. **Solve** (:func:`orca_math.world.solve.solve`): the step-by-step solution ending in
    ``#### N``, kept only if it survives the independent check (``solution_errors``).
 
-:func:`expand_seed` runs them on one seed row and returns what the LLM backend returns: problem
-rows, quarantine rows with reasons (same reason names, same row shapes) and per-flow counts.
-:class:`ProceduralBackend` wraps it as an ``orca_math.agents`` seed backend, so the ``generate``
-pipeline (Ray Data, resume, dedup) runs it like the LLM teacher when ``teacher: {kind: procedural}``.
+:func:`expand_seed` runs them on one seed row and returns what the LLM backend returns, the
+generation contract's :class:`~orca_math.generation.SeedOutput`: problem rows, quarantine rows
+with :class:`~orca_math.generation.Reason` s, and per-flow counts. :class:`ProceduralBackend` is
+a :class:`~orca_math.generation.SeedBackend`, so the ``generate`` pipeline (Ray Data, resume,
+dedup) runs it like the LLM teacher when ``teacher: {kind: procedural}``.
 Randomness is drawn per (seed, flow) from ``teacher.seed``: outputs do not depend on batching.
 """
 
@@ -26,66 +27,30 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field
-
-from orca_math.agents.tally import FlowTally
 from orca_math.answers import is_correct
-from orca_math.config import StageConfig
+from orca_math.generation import (
+    GENERATED_SOURCE,
+    STAGE,
+    Flow,
+    Reason,
+    SeedOutput,
+    flow_quarantine,
+    generated_problem_id,
+)
 from orca_math.records import quarantine_row
 from orca_math.schema import empty_provenance, stable_id
+from orca_math.teacher.config import ProceduralTeacherConfig
 from orca_math.world.generate import (
-    ORIGIN_PREFIX, add_distractor, append_random_step, is_heldout, normalize_question, program_from_row,
-    scale_numbers,
+    ORIGIN_PREFIX, add_distractor, append_random_step, is_heldout, program_from_row, scale_numbers, words_and_numbers,
 )
 from orca_math.world.program import Program, ProgramError
 from orca_math.world.render import render_question
 from orca_math.world.solve import solution_errors, solve
 from orca_math.world.steps import KINDS, arithmetic_steps, evaluate, states
 
-# Names shared with the LLM flows (orca_math/agents/flows.py): provenance.flow, stage, reasons.
-SEED = "seed"
-EXISTING = "existing"  # an existing problem only (re-)solved, as by `orca-math solve`
-ASK_ME_ANYTHING = "ask_me_anything"
-SUGGESTER_EDITOR = "suggester_editor"
-STAGE = "generate"
-GENERATED_SOURCE = "agent-instruct"
-PARSE_FAILURE = "parse failure"  # the seed has no readable program
-UNSOLVABLE = "unsolvable"  # the Suggester found no way to make the problem harder
-DISAGREEING_SOLVES = "disagreeing solves"
-WRONG_ANSWER = "wrong answer"
-TOO_LONG = "too long"
-DUPLICATE = "duplicate"
-CONTAMINATED = "contaminated"
 PROMPT_VERSION = "procedural-v1"
 
 Edit = Literal["add_step", "larger_numbers", "distractor"]
-
-
-class ProceduralTeacherConfig(StageConfig):
-    """``teacher: {kind: procedural}``: the symbolic teacher instead of an LLM endpoint.
-
-    Which flows run, how many Suggester+Editor rounds, and the solution length cap come from the
-    ``generate:`` section like for the LLM teacher; only what is particular to programs is here.
-    """
-
-    kind: Literal["procedural"] = Field("procedural", description="Selects this teacher.")
-    model: str = Field("procedural", description="Name written to provenance.teacher_model and the manifest.")
-    suggestions_per_round: int = Field(2, ge=1, le=3, description="Edits the Suggester proposes (and the Editor applies) per round.")
-    max_steps: int = Field(6, ge=1, description="'Add a step' is not suggested once a problem has this many arithmetic steps.")
-    max_value: int = Field(10000, ge=10, description="No quantity of an edited problem may exceed this.")
-    max_scale: int = Field(5, ge=2, description="Largest factor 'larger numbers' multiplies the amounts by.")
-    seed: int = Field(0, ge=0, description="Seed of the teacher's choices (per seed and flow).")
-
-
-def load_teacher_config(path, section: str = "teacher"):
-    """The teacher a config file names: :class:`ProceduralTeacherConfig` for ``kind: procedural``,
-    else the endpoint ``TeacherConfig`` (what ``orca-math run`` and ``generate`` should load)."""
-    from orca_math.config import load_stage_config, load_yaml
-    from orca_math.teacher.config import TeacherConfig
-
-    raw = load_yaml(path).get(section) if path is not None else None
-    is_procedural = isinstance(raw, dict) and raw.get("kind") == "procedural"
-    return load_stage_config(ProceduralTeacherConfig if is_procedural else TeacherConfig, path, section)
 
 
 @dataclass(frozen=True)
@@ -219,20 +184,11 @@ def _rng(cfg: ProceduralTeacherConfig, seed: dict, flow: str) -> random.Random:
     return random.Random(int(stable_id(cfg.seed, seed["id"], flow), 16))
 
 
-def _quarantine(seed: dict, flow: str, round_: int, index: int, field_: str | None, reason: str, detail: str,
-                question: str | None = None, text: str | None = None) -> dict:
-    # The same row shape as the LLM flows' quarantine, so one report reads both.
-    raw = {"seed_id": seed["id"], "flow": flow, "round": round_, "index": index, "detail": detail,
-           "question": question, "reply": text}
-    return quarantine_row(STAGE, f"{seed['source']}:{seed['id']}", index, field_, reason,
-                          json.dumps(raw, ensure_ascii=False))
-
-
 def generated_row(program: Program, seed: dict, flow: str, round_: int, index: int, question: str, solution: str,
                   cfg: ProceduralTeacherConfig) -> dict:
     """A problem row for a generated problem: its own program in ``provenance.origin``."""
     return {
-        "id": stable_id(seed["id"], flow, round_, index, question),  # same recipe as the LLM flows' Candidate.id
+        "id": generated_problem_id(seed["id"], flow, round_, index, question),
         "question": question,
         "reference_solution": solution,
         "reference_answer": str(evaluate(program)[-1]),
@@ -242,7 +198,7 @@ def generated_row(program: Program, seed: dict, flow: str, round_: int, index: i
     }
 
 
-def expand_seed(seed: dict, cfg: ProceduralTeacherConfig, flows: FlowSettings = FlowSettings()) -> FlowTally:
+def expand_seed(seed: dict, cfg: ProceduralTeacherConfig, flows: FlowSettings = FlowSettings()) -> SeedOutput:
     """Every flow on one seed row, then Solve and its checks on every candidate.
 
     Checks, in order: the solution passes the independent recomputation (``disagreeing
@@ -251,154 +207,150 @@ def expand_seed(seed: dict, cfg: ProceduralTeacherConfig, flows: FlowSettings = 
     seed or an earlier candidate (``duplicate``). A seed without a program is one
     ``parse failure``; a Suggester with nothing left to suggest is ``unsolvable`` for that round.
     """
-    out = FlowTally()
-    flow_names = [f for f, on in ((ASK_ME_ANYTHING, flows.ask_me_anything),
-                                  (SUGGESTER_EDITOR, flows.suggester_editor_rounds > 0)) if on]
+    out = SeedOutput()
+    flow_names = [f for f, on in ((Flow.ASK_ME_ANYTHING, flows.ask_me_anything),
+                                  (Flow.SUGGESTER_EDITOR, flows.suggester_editor_rounds > 0)) if on]
     try:
         program = program_from_row(seed)
         states(program)
         evaluate(program)
     except ProgramError as e:
-        flow = SEED if flows.include_seeds else (flow_names[0] if flow_names else SEED)
-        out.reject(flow, _quarantine(seed, flow, 0, 0, "provenance.origin", PARSE_FAILURE, str(e), seed.get("question")))
+        flow = Flow.SEED if flows.include_seeds else (flow_names[0] if flow_names else Flow.SEED)
+        out.reject(flow, flow_quarantine(seed, flow, 0, 0, "provenance.origin", Reason.PARSE_FAILURE, str(e),
+                                         question=seed.get("question")))
         return out
 
     # (flow, round, index, program)
     candidates: list[tuple[str, int, int, Program]] = []
     if flows.include_seeds:
-        candidates.append((SEED, 0, 0, program))
+        candidates.append((Flow.SEED, 0, 0, program))
     if flows.ask_me_anything:
-        candidates += [(ASK_ME_ANYTHING, 1, i, p) for i, p in ask_me_anything(program)]
+        candidates += [(Flow.ASK_ME_ANYTHING, 1, i, p) for i, p in ask_me_anything(program)]
     if flows.suggester_editor_rounds > 0:
-        produced, stuck = suggester_editor(program, _rng(cfg, seed, SUGGESTER_EDITOR), cfg, flows.suggester_editor_rounds)
+        produced, stuck = suggester_editor(program, _rng(cfg, seed, Flow.SUGGESTER_EDITOR), cfg, flows.suggester_editor_rounds)
         rounds = produced if flows.keep_all_rounds else produced[-1:]
-        candidates += [(SUGGESTER_EDITOR, r, r - 1, p) for r, _, p in rounds]
+        candidates += [(Flow.SUGGESTER_EDITOR, r, r - 1, p) for r, _, p in rounds]
         if stuck is not None:
-            out.reject(SUGGESTER_EDITOR, _quarantine(seed, SUGGESTER_EDITOR, stuck, stuck - 1, "question", UNSOLVABLE,
-                                                     "no edit makes this problem harder within the limits",
-                                                     seed["question"]))
+            out.reject(Flow.SUGGESTER_EDITOR, flow_quarantine(
+                seed, Flow.SUGGESTER_EDITOR, stuck, stuck - 1, "question", Reason.UNSOLVABLE,
+                "no edit makes this problem harder within the limits", question=seed["question"]))
 
-    seen = {normalize_question(seed["question"]): seed["id"]}
+    seen = {words_and_numbers(seed["question"]): seed["id"]}
     for flow, round_, index, p in candidates:
-        if flow == SEED:
+        if flow == Flow.SEED:
             _keep_seed(out, seed, p, flows)
             continue
         question = render_question(p)
         solution = solve(p)
         errors = solution_errors(p, solution)
-        key = normalize_question(question)
+        key = words_and_numbers(question)
         if errors:
-            reason, field_, detail = DISAGREEING_SOLVES, "reference_answer", "; ".join(errors)
+            reason, field_, detail = Reason.DISAGREEING_SOLVES, "reference_answer", "; ".join(errors)
         elif len(solution) > flows.max_solution_chars:
-            reason, field_, detail = TOO_LONG, "reference_solution", f"{len(solution)} chars > {flows.max_solution_chars}"
+            reason, field_, detail = Reason.TOO_LONG, "reference_solution", f"{len(solution)} chars > {flows.max_solution_chars}"
         elif is_heldout(question):
-            reason, field_, detail = CONTAMINATED, "question", "hashes into the world's held-out bucket"
+            reason, field_, detail = Reason.CONTAMINATED, "question", "hashes into the world's held-out bucket"
         elif key in seen:
-            reason, field_, detail = DUPLICATE, "question", f"same question as {seen[key]} (exact, same seed)"
+            reason, field_, detail = Reason.DUPLICATE, "question", f"same question as {seen[key]} (exact, same seed)"
         else:
             row = generated_row(p, seed, flow, round_, index, question, solution, cfg)
             seen[key] = row["id"]
             out.keep(flow, row)
             continue
-        out.reject(flow, _quarantine(seed, flow, round_, index, field_, reason, detail, question, solution))
+        out.reject(flow, flow_quarantine(seed, flow, round_, index, field_, reason, detail,
+                                         question=question, reply=solution))
     return out
 
 
-def _keep_seed(out: FlowTally, seed: dict, program: Program, flows: FlowSettings) -> None:
+def _keep_seed(out: SeedOutput, seed: dict, program: Program, flows: FlowSettings) -> None:
     """A seed is kept as it is when its answer is its program's; missing solutions are written."""
     solution = seed.get("reference_solution") or solve(program)
     errors = solution_errors(program, solution)
     if errors or not is_correct(solution, seed["reference_answer"]):
         detail = "; ".join(errors) or f"reference answer {seed['reference_answer']} is not the program's"
-        out.reject(SEED, _quarantine(seed, SEED, 0, 0, "reference_answer", WRONG_ANSWER, detail, seed["question"], solution))
+        out.reject(Flow.SEED, flow_quarantine(seed, Flow.SEED, 0, 0, "reference_answer", Reason.WRONG_ANSWER, detail,
+                                              question=seed["question"], reply=solution))
     elif len(solution) > flows.max_solution_chars:
-        out.reject(SEED, _quarantine(seed, SEED, 0, 0, "reference_solution", TOO_LONG,
-                                     f"{len(solution)} chars > {flows.max_solution_chars}", seed["question"], solution))
+        out.reject(Flow.SEED, flow_quarantine(seed, Flow.SEED, 0, 0, "reference_solution", Reason.TOO_LONG,
+                                              f"{len(solution)} chars > {flows.max_solution_chars}",
+                                              question=seed["question"], reply=solution))
     else:
         # Counted under flow "seed", so the generate pipeline's dedup can find its flow from the row.
-        prov = {**(seed.get("provenance") or {}), "flow": SEED}
-        out.keep(SEED, {**seed, "reference_solution": solution, "provenance": empty_provenance(**prov)})
+        prov = {**(seed.get("provenance") or {}), "flow": Flow.SEED}
+        out.keep(Flow.SEED, {**seed, "reference_solution": solution, "provenance": empty_provenance(**prov)})
 
 
-def solve_problem(problem: dict, cfg: ProceduralTeacherConfig, max_solution_chars: int = 1800) -> FlowTally:
+def solve_problem(problem: dict, cfg: ProceduralTeacherConfig, max_solution_chars: int = 1800) -> SeedOutput:
     """``solve`` for one existing world problem: its solution, kept only if it reaches its answer."""
-    out = FlowTally()
+    out = SeedOutput()
     try:
         program = program_from_row(problem)
         solution = solve(program)
     except ProgramError as e:
-        out.reject(EXISTING, _quarantine(problem, EXISTING, 0, 0, "provenance.origin", PARSE_FAILURE, str(e),
-                                           problem.get("question")))
+        out.reject(Flow.EXISTING, flow_quarantine(problem, Flow.EXISTING, 0, 0, "provenance.origin", Reason.PARSE_FAILURE,
+                                                  str(e), question=problem.get("question")))
         return out
     errors = solution_errors(program, solution)
     if errors or not is_correct(solution, problem["reference_answer"]):
         detail = "; ".join(errors) or f"solution says {evaluate(program)[-1]}, expected {problem['reference_answer']}"
-        out.reject(EXISTING, _quarantine(problem, EXISTING, 0, 0, "reference_answer", WRONG_ANSWER, detail,
-                                           problem["question"], solution))
+        out.reject(Flow.EXISTING, flow_quarantine(problem, Flow.EXISTING, 0, 0, "reference_answer", Reason.WRONG_ANSWER,
+                                                  detail, question=problem["question"], reply=solution))
     elif len(solution) > max_solution_chars:
-        out.reject(EXISTING, _quarantine(problem, EXISTING, 0, 0, "reference_solution", TOO_LONG,
-                                           f"{len(solution)} chars > {max_solution_chars}", problem["question"], solution))
+        out.reject(Flow.EXISTING, flow_quarantine(problem, Flow.EXISTING, 0, 0, "reference_solution", Reason.TOO_LONG,
+                                                  f"{len(solution)} chars > {max_solution_chars}",
+                                                  question=problem["question"], reply=solution))
     else:
         prov = empty_provenance(**(problem.get("provenance") or {}))
         prov.update(teacher_model=cfg.model, prompt_version=PROMPT_VERSION)
-        out.keep(EXISTING, {**problem, "reference_solution": solution,
-                              "reference_answer": str(evaluate(program)[-1]), "provenance": prov})
+        out.keep(Flow.EXISTING, {**problem, "reference_solution": solution,
+                                 "reference_answer": str(evaluate(program)[-1]), "provenance": prov})
     return out
 
 
 class ProceduralBackend:
-    """An ``orca_math.agents`` seed backend (``teacher_model`` + ``async expand(seed)``) for ``generate``.
-
-    ``build_backend`` returns this when ``cfg.teacher`` is a :class:`ProceduralTeacherConfig`.
-    """
+    """The :class:`~orca_math.generation.SeedBackend` of ``generate`` for ``teacher: {kind: procedural}``."""
 
     def __init__(self, cfg):
         self.teacher: ProceduralTeacherConfig = cfg.teacher
         self.flows = FlowSettings.from_generate_config(cfg)
         self.teacher_model = self.teacher.model
 
-    async def expand(self, seed: dict):
-        """The seed's flows as the LLM backend's ``SeedOutput``."""
-        from orca_math.agents.backend import SeedOutput  # the pipeline's type; imported only when plugged in
-
-        result = expand_seed(seed, self.teacher, self.flows)
-        return SeedOutput(problems=result.problems, quarantined=result.quarantined, by_flow=result.by_flow)
+    async def expand(self, seed: dict) -> SeedOutput:
+        """Every flow on the seed (:func:`expand_seed`)."""
+        return expand_seed(seed, self.teacher, self.flows)
 
 
 class ProceduralSolveBackend:
-    """An ``orca_math.agents`` seed backend for ``solve``: world problems get their program's solution."""
+    """The :class:`~orca_math.generation.SeedBackend` of ``solve``: world problems get their program's solution."""
 
     def __init__(self, cfg):
         self.teacher: ProceduralTeacherConfig = cfg.teacher
         self.max_solution_chars = cfg.solve.max_solution_chars
         self.teacher_model = self.teacher.model
 
-    async def expand(self, problem: dict):
-        """The problem's checked solution as the LLM backend's ``SeedOutput``."""
-        from orca_math.agents.backend import SeedOutput
-
-        result = solve_problem(problem, self.teacher, self.max_solution_chars)
-        return SeedOutput(problems=result.problems, quarantined=result.quarantined, by_flow=result.by_flow)
+    async def expand(self, problem: dict) -> SeedOutput:
+        """The problem's checked solution (:func:`solve_problem`)."""
+        return solve_problem(problem, self.teacher, self.max_solution_chars)
 
 
-def teach_seeds(seeds: list[dict], cfg: ProceduralTeacherConfig, flows: FlowSettings = FlowSettings()) -> tuple[FlowTally, int]:
+def teach_seeds(seeds: list[dict], cfg: ProceduralTeacherConfig, flows: FlowSettings = FlowSettings()) -> tuple[SeedOutput, int]:
     """:func:`expand_seed` over a whole seed set, then exact duplicates across seeds removed.
 
     The ``generate`` pipeline does this last pass itself (with near duplicates); this is for
     ``orca-math world-teach``. Returns the merged result and how many duplicates were removed.
     """
-    total = FlowTally()
+    total = SeedOutput()
     for seed in seeds:
         total.add(expand_seed(seed, cfg, flows))
-    seen = {normalize_question(s["question"]): s["id"] for s in seeds}
+    seen = {words_and_numbers(s["question"]): s["id"] for s in seeds}
     kept, removed = [], 0
     for i, p in enumerate(total.problems):
-        flow = p["provenance"]["flow"] if p["provenance"]["seed_id"] else SEED
-        key = normalize_question(p["question"])
-        if flow != SEED and key in seen:
+        flow = p["provenance"]["flow"] if p["provenance"]["seed_id"] else Flow.SEED
+        key = words_and_numbers(p["question"])
+        if flow != Flow.SEED and key in seen:
             detail = json.dumps({"id": p["id"], "question": p["question"], "duplicate_of": seen[key], "match": "exact"})
-            total.quarantined.append(quarantine_row(STAGE, f"{p['source']}:{p['id']}", i, "question", DUPLICATE, detail))
-            total.by_flow[flow].update({"kept": -1, DUPLICATE: 1})
+            total.quarantined.append(quarantine_row(STAGE, f"{p['source']}:{p['id']}", i, "question", Reason.DUPLICATE, detail))
+            total.by_flow[flow].update({"kept": -1, Reason.DUPLICATE: 1})
             removed += 1
             continue
         seen.setdefault(key, p["id"])
