@@ -7,8 +7,6 @@ cap, seeds kept in the output, decontamination against GSM8K test.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +68,8 @@ class ExecutionConfig(StageConfig):
 class GenerateConfig(StageConfig):
     """``orca-math generate``: seeds -> new problems with teacher solutions, deduplicated."""
 
+    execution_fields = frozenset({"execution"})
+
     seeds: str = Field("gsm8k-train", description="gsm8k-train, a JSONL/Parquet path, or hf:ID[:CONFIG]:SPLIT.")
     limit: int | None = Field(None, ge=1, description="Use only the first N seeds.")
     include_seeds: bool = Field(
@@ -97,6 +97,8 @@ class SolveStageConfig(StageConfig):
     rely on two agreeing solves instead.
     """
 
+    execution_fields = frozenset({"execution"})
+
     data: str = Field("gsm8k-train", description="Problems to solve: gsm8k-*, a JSONL/Parquet path, or hf:ID.")
     limit: int | None = Field(None, ge=1, description="Solve only the first N problems.")
     teacher: AnyTeacherConfig = Field(
@@ -109,13 +111,9 @@ class SolveStageConfig(StageConfig):
 
 
 def output_hash(cfg: GenerateConfig | SolveStageConfig) -> str:
-    """Hash of the settings that shape the output (not limit, execution or endpoint plumbing).
-
-    Parts written under a different output hash must not be mixed into a resumed run.
-    """
-    teacher_plumbing = {"base_url", "api_key_env", "max_in_flight", "max_retries", "timeout_s"}
-    data = cfg.model_dump(mode="json", exclude={"limit": True, "execution": True, "teacher": teacher_plumbing})
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    """The config hash without ``limit``: parts are per seed, so a resumed run may take more or fewer
+    seeds, but parts written under another hash must not be mixed into it."""
+    return cfg.model_copy(update={"limit": None}).config_hash()
 
 
 def load_with_teacher(cls: type[GenerateConfig] | type[SolveStageConfig], path: str | Path | None, section: str,

@@ -20,6 +20,10 @@ class TeacherConfig(StageConfig):
     """An OpenAI-compatible chat endpoint. The API key is read from the env var named here,
     so the key itself never enters a config file, a manifest, a log or a Parquet file."""
 
+    # Where the model is served and how it is reached: the same model behind another URL writes
+    # the same problems.
+    execution_fields = frozenset({"base_url", "api_key_env", "max_in_flight", "max_retries", "timeout_s"})
+
     # Left out of dumps: the config hashes of runs made before `kind` existed stay the same, so
     # their finished stages are not redone and their resumable parts stay usable.
     kind: Literal["endpoint"] = Field("endpoint", exclude=True, description="Selects this teacher (the default).")
