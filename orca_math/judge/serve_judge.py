@@ -10,7 +10,7 @@ From Ray (e.g. a Ray Data ``map_batches`` UDF), without HTTP::
 
     handle = judge_handle()                              # serve.get_app_handle("orca-judge")
     verdicts = judge_batch_via_handle(handle, items)     # or: await handle.judge.remote(items)
-    ds = ds.map_batches(JudgeWithServe, concurrency=1)   # adds correct/method/extracted_answer/judge_error
+    ds = ds.map_batches(JudgeViaHandle, fn_constructor_kwargs={"app_name": JUDGE_APP})  # judge_samples
 
 Every item goes through one ``@serve.batch`` method, so items from many small requests are
 judged together, and autoscaling follows the requests in flight per replica. A verdict with
@@ -255,31 +255,3 @@ def judge_batch_via_handle(handle, items: Sequence[dict[str, Any] | JudgeItem]) 
     result is one verdict dict per item, in order. Async code: ``await handle.judge.remote(items)``.
     """
     return handle.judge.remote(list(items)).result()
-
-
-class JudgeWithServe:
-    """Ray Data ``map_batches`` UDF: judge rows through the running judge app, no HTTP.
-
-        ds.map_batches(JudgeWithServe, fn_constructor_kwargs={"app_name": JUDGE_APP},
-                       concurrency=1, num_cpus=0.25, batch_size=256)
-
-    Reads ``question``/``reference``/``candidate`` columns (names configurable) and adds
-    ``correct`` (null when not judged), ``method``, ``extracted_answer`` and ``judge_error``.
-    """
-
-    def __init__(self, app_name: str = JUDGE_APP, question_col: str = "question",
-                 reference_col: str = "reference", candidate_col: str = "candidate"):
-        self.handle = judge_handle(app_name)
-        self.cols = (question_col, reference_col, candidate_col)
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        import numpy as np
-
-        q, r, c = (batch[col] for col in self.cols)
-        items = [JudgeItem(str(q[i]), str(r[i]), str(c[i])) for i in range(len(q))]
-        verdicts = judge_batch_via_handle(self.handle, items)
-        batch["correct"] = np.array([v["correct"] for v in verdicts], dtype=object)
-        batch["method"] = np.array([v["method"] for v in verdicts], dtype=object)
-        batch["extracted_answer"] = np.array([v["extracted"] for v in verdicts], dtype=object)
-        batch["judge_error"] = np.array([v["error"] for v in verdicts], dtype=object)
-        return batch
