@@ -11,19 +11,10 @@ import argparse
 import signal
 import threading
 
-from pydantic import Field
-
-from orca_math.config import StageConfig, load_stage_config
-from orca_math.judge.config import JudgeConfig, JudgeServeConfig
+from orca_math.config import load_stage_config
+from orca_math.judge.config import JudgeConfig
+from orca_math.serve_config import ServeConfig
 from orca_math.teacher.config import TeacherConfig
-from orca_math.teacher.serve_teacher import TeacherServeConfig
-
-
-class ServeConfig(StageConfig):
-    """The ``serve:`` section: one subsection per service."""
-
-    teacher: TeacherServeConfig = Field(default_factory=TeacherServeConfig, description="Self-hosted teacher.")
-    judge: JudgeServeConfig = Field(default_factory=JudgeServeConfig, description="Judge replica pool.")
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -35,14 +26,14 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--model-id", default=None, help="name clients send as `model` (default: folder name)")
     t.add_argument("--accelerator", choices=["gpu", "cpu", "auto"], default=None, help="override serve.teacher.accelerator")
     _add_common(t)
-    t.set_defaults(func=run_teacher)
+    t.set_defaults(func=run_serve_teacher_command)
 
     j = services.add_parser("judge", help="autoscaled judge: POST /v1/judge")
     j.add_argument("--method", choices=["exact", "llm", "exact_then_llm"], default=None, help="override judge.method")
     j.add_argument("--teacher-url", default=None, help="override teacher.base_url (llm methods)")
     j.add_argument("--teacher-model", default=None, help="override teacher.model (llm methods)")
     _add_common(j)
-    j.set_defaults(func=run_judge)
+    j.set_defaults(func=run_serve_judge_command)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -72,7 +63,8 @@ def _wait_for_signal_then_shutdown(app_name: str) -> None:
         ray.shutdown()
 
 
-def run_teacher(args: argparse.Namespace) -> int:
+def run_serve_teacher_command(args: argparse.Namespace) -> int:
+    """``orca-math serve teacher``: deploy the teacher, print its URL, serve until SIGINT/SIGTERM."""
     from orca_math.teacher.serve_teacher import TEACHER_APP, served_model_id, start_teacher
 
     cfg = load_stage_config(ServeConfig, args.config, "serve", {
@@ -89,7 +81,8 @@ def run_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_judge(args: argparse.Namespace) -> int:
+def run_serve_judge_command(args: argparse.Namespace) -> int:
+    """``orca-math serve judge``: deploy the judge, print its URL, serve until SIGINT/SIGTERM."""
     from orca_math.judge.serve_judge import JUDGE_APP, start_judge
 
     serve_cfg = load_stage_config(ServeConfig, args.config, "serve",

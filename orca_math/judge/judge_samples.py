@@ -49,7 +49,14 @@ def judgments_from_verdicts(requests: list[dict], verdicts: list[dict]) -> Stage
 
 
 class JudgeViaHandle:
-    """``map_batches`` callable: a batch of judge requests -> the same rows plus the verdicts."""
+    """``map_batches`` callable: judge rows through the running judge app by Serve handle, no HTTP.
+
+        ds.map_batches(JudgeViaHandle, fn_constructor_kwargs={"app_name": JUDGE_APP}, batch_size=256)
+
+    Reads the ``question``, ``reference`` and ``candidate`` columns and returns every column plus
+    the verdict's: ``correct`` (None when not judged), ``method``, ``extracted``, ``error``,
+    ``prompt_tokens`` and ``completion_tokens``.
+    """
 
     def __init__(self, app_name: str):
         from orca_math.judge.serve_judge import judge_handle
@@ -59,15 +66,12 @@ class JudgeViaHandle:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         from orca_math.judge.serve_judge import judge_batch_via_handle
 
-        n = len(batch["sample_id"])
-        items = [{"question": batch["question"][i], "reference": batch["reference"][i],
-                  "candidate": batch["candidate"][i]} for i in range(n)]
+        items = [{"question": q, "reference": r, "candidate": c}
+                 for q, r, c in zip(batch["question"], batch["reference"], batch["candidate"])]
         verdicts = judge_batch_via_handle(self.handle, items)
-        out = {k: list(batch[k]) for k in ("sample_id", "problem_id", "question", "reference", "candidate")}
-        out.update(correct=[v["correct"] for v in verdicts], method=[v["method"] for v in verdicts],
-                   extracted=[v["extracted"] for v in verdicts], error=[v["error"] for v in verdicts],
-                   prompt_tokens=[v["prompt_tokens"] for v in verdicts],
-                   completion_tokens=[v["completion_tokens"] for v in verdicts])
+        out = {k: list(v) for k, v in batch.items()}
+        for key in ("correct", "method", "extracted", "error", "prompt_tokens", "completion_tokens"):
+            out[key] = [v[key] for v in verdicts]
         return out
 
 

@@ -10,7 +10,7 @@ From Ray (e.g. a Ray Data ``map_batches`` UDF), without HTTP::
 
     handle = judge_handle()                              # serve.get_app_handle("orca-judge")
     verdicts = judge_batch_via_handle(handle, items)     # or: await handle.judge.remote(items)
-    ds = ds.map_batches(JudgeWithServe, concurrency=1)   # adds correct/method/extracted_answer/judge_error
+    ds = ds.map_batches(JudgeViaHandle, fn_constructor_kwargs={"app_name": JUDGE_APP})  # judge_samples
 
 Every item goes through one ``@serve.batch`` method, so items from many small requests are
 judged together, and autoscaling follows the requests in flight per replica. A verdict with
@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import os
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
-from fastapi import FastAPI, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, SecretStr, StrictStr, TypeAdapter, ValidationError
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from ray import serve
 
 from orca_math.judge.config import JudgeConfig, JudgeServeConfig
@@ -45,26 +45,20 @@ JUDGE_APP = "orca-judge"
 _CONCURRENT_BATCHES = 8
 
 
-class _ItemIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    question: StrictStr
-    reference: StrictStr
-    candidate: StrictStr
+class JudgeRequest(BaseModel):
+    """The body of ``POST /v1/judge``: the items, all three fields strings; unknown fields are refused."""
 
+    model_config = ConfigDict(extra="forbid")  # also on each item: a misspelt field is a 422, not dropped
+    items: list[JudgeItem]
 
-_ITEMS = TypeAdapter(list[_ItemIn])
 
 app = FastAPI(title="orca-math judge", docs_url=None, redoc_url=None, openapi_url=None)
-
-
-def _field_path(loc: Sequence[Any]) -> str:
-    path = "items"
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
+# auto_error=False: without a configured token the judge is open, and with one a refusal is our 401.
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
 
 
 async def _read_body(request: Request, max_bytes: int) -> bytes:
+    # Ours, not a FastAPI body parameter: FastAPI reads the whole body before anything else runs.
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise HTTPException(413, f"body: {declared} bytes, at most {max_bytes} per request")
@@ -79,27 +73,16 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
 def parse_judge_request(body: bytes, max_items: int) -> list[JudgeItem]:
     """The items of a /v1/judge body; HTTPException (400/413/422) naming the bad field otherwise."""
     try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise HTTPException(400, f"body: not valid JSON ({e})") from None
-    if not isinstance(payload, dict):
-        raise HTTPException(422, f"body: must be a JSON object with 'items', got {type(payload).__name__}")
-    unknown = sorted(set(payload) - {"items"})
-    if unknown:
-        raise HTTPException(422, f"{unknown[0]}: unknown field (expected only 'items')")
-    if "items" not in payload:
-        raise HTTPException(422, "items: field required")
-    raw = payload["items"]
-    if not isinstance(raw, list):
-        raise HTTPException(422, f"items: must be a list, got {type(raw).__name__}")
-    if len(raw) > max_items:
-        raise HTTPException(413, f"items: {len(raw)} items, at most {max_items} per request")
-    try:
-        parsed = _ITEMS.validate_python(raw)
+        items = JudgeRequest.model_validate_json(body).items
     except ValidationError as e:
         first = e.errors()[0]
-        raise HTTPException(422, f"{_field_path(first['loc'])}: {first['msg']}") from None
-    return [JudgeItem(p.question, p.reference, p.candidate) for p in parsed]
+        if first["type"] == "json_invalid":
+            raise HTTPException(400, f"body: not valid JSON ({first['msg']})") from None
+        field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]).lstrip(".")
+        raise HTTPException(422, f"{field or 'body'}: {first['msg']}") from None
+    if len(items) > max_items:
+        raise HTTPException(413, f"items: {len(items)} items, at most {max_items} per request")
+    return items
 
 
 def _as_item(raw: Any, index: int) -> JudgeItem:
@@ -127,11 +110,9 @@ class JudgeDeployment:
         self._judge_batched.set_max_batch_size(serve_cfg.max_batch_size)
         self._judge_batched.set_batch_wait_timeout_s(serve_cfg.batch_wait_timeout_s)
 
-    def _authorize(self, request: Request) -> None:
-        if self._auth_token is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), self._auth_token.get_secret_value().encode()):
+    def _authorize(self, credentials: HTTPAuthorizationCredentials | None) -> None:
+        if self._auth_token is not None and (credentials is None or not hmac.compare_digest(
+                credentials.credentials.encode(), self._auth_token.get_secret_value().encode())):
             raise HTTPException(401, "authorization: missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
 
@@ -146,8 +127,8 @@ class JudgeDeployment:
         return [v.to_dict() for v in verdicts]
 
     @app.post("/v1/judge")
-    async def judge_http(self, request: Request) -> dict[str, Any]:
-        self._authorize(request)
+    async def judge_http(self, request: Request, credentials: BearerCredentials) -> dict[str, Any]:
+        self._authorize(credentials)
         body = await _read_body(request, self.serve_cfg.max_request_bytes)
         items = parse_judge_request(body, self.serve_cfg.max_items_per_request)
         verdicts = await self.judge(items)
@@ -159,8 +140,8 @@ class JudgeDeployment:
         }
 
     @app.get("/v1/health")
-    async def health(self, request: Request) -> dict[str, str]:
-        self._authorize(request)
+    async def health(self, credentials: BearerCredentials) -> dict[str, str]:
+        self._authorize(credentials)
         return {"status": "ok", "method": self.cfg.method}
 
 
@@ -255,31 +236,3 @@ def judge_batch_via_handle(handle, items: Sequence[dict[str, Any] | JudgeItem]) 
     result is one verdict dict per item, in order. Async code: ``await handle.judge.remote(items)``.
     """
     return handle.judge.remote(list(items)).result()
-
-
-class JudgeWithServe:
-    """Ray Data ``map_batches`` UDF: judge rows through the running judge app, no HTTP.
-
-        ds.map_batches(JudgeWithServe, fn_constructor_kwargs={"app_name": JUDGE_APP},
-                       concurrency=1, num_cpus=0.25, batch_size=256)
-
-    Reads ``question``/``reference``/``candidate`` columns (names configurable) and adds
-    ``correct`` (null when not judged), ``method``, ``extracted_answer`` and ``judge_error``.
-    """
-
-    def __init__(self, app_name: str = JUDGE_APP, question_col: str = "question",
-                 reference_col: str = "reference", candidate_col: str = "candidate"):
-        self.handle = judge_handle(app_name)
-        self.cols = (question_col, reference_col, candidate_col)
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        import numpy as np
-
-        q, r, c = (batch[col] for col in self.cols)
-        items = [JudgeItem(str(q[i]), str(r[i]), str(c[i])) for i in range(len(q))]
-        verdicts = judge_batch_via_handle(self.handle, items)
-        batch["correct"] = np.array([v["correct"] for v in verdicts], dtype=object)
-        batch["method"] = np.array([v["method"] for v in verdicts], dtype=object)
-        batch["extracted_answer"] = np.array([v["extracted"] for v in verdicts], dtype=object)
-        batch["judge_error"] = np.array([v["error"] for v in verdicts], dtype=object)
-        return batch

@@ -56,7 +56,7 @@ def _practice(args: argparse.Namespace) -> int:
 def _judge(args: argparse.Namespace) -> int:
     from orca_math.judge.config import JudgeConfig
     from orca_math.judge.judge_samples import run_judge
-    from orca_math.serve_cli import ServeConfig
+    from orca_math.serve_config import ServeConfig
     from orca_math.teacher.config import TeacherConfig
 
     judge_cfg = load_stage_config(JudgeConfig, args.config, "judge")

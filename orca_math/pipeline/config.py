@@ -82,7 +82,7 @@ class StageConfigs:
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "StageConfigs":
-        from orca_math.serve_cli import ServeConfig
+        from orca_math.serve_config import ServeConfig
         from orca_math.train.config import CONFIG_CLASSES, SFTTrainConfig
 
         run = load_stage_config(RunConfig, path, "run", overrides)
