@@ -265,8 +265,9 @@ def add_config_flags(parser: argparse.ArgumentParser, section: str, cls: Any,
 
 def config_from_args(args: argparse.Namespace) -> ConfigFile | str | None:
     """``args.config`` with the named config flags that were given and the ``--set``s layered over it."""
+    sections = getattr(args, "config_sections", None) or {}
     flags = [(dest, value) for dest, value in vars(args).items()
-             if value is not None and "." in dest and dest.split(".", 1)[0] in (getattr(args, "config_sections", None) or {})]
+             if value is not None and "." in dest and dest.split(".", 1)[0] in sections]
     settings = tuple(flags) + tuple(getattr(args, "config_set", None) or ())
     if not settings:
         return args.config
