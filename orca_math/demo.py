@@ -21,6 +21,10 @@ import time
 from pathlib import Path
 from typing import IO, Callable
 
+from orca_math.config import add_config_flags, config_from_args, resolve_config_path
+from orca_math.pipeline.cli import add_run_config_flags
+from orca_math.pipeline.config import RunConfig
+
 DEMO_CONFIG = "configs/demo.yaml"
 LOG_NAME = "logs/demo.log"
 # Seconds each stage took in a committed run (docs/demo-results.md), scaled by how fast this machine
@@ -33,9 +37,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole recipe on the procedural world, on a CPU (what `make demo` runs)")
     p.add_argument("--out", default="runs/demo", help="run folder")
     p.add_argument("--config", default=DEMO_CONFIG, help="run config (YAML path or preset)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="one seed for the world, the init, data order and sampling (run.seed): another independent run")
     p.add_argument("--verbose", action="store_true", help="let Ray's, vLLM's and TRL's output through to the terminal")
+    add_run_config_flags(p)
+    add_config_flags(p, "run", RunConfig, ["seed"])
     p.set_defaults(func=run)
 
 
@@ -218,21 +222,20 @@ def run(args: argparse.Namespace) -> int:
     # The demo runs one heavy stage at a time, so each may use every core: without this Ray pins a
     # 1-CPU training worker to one thread. Set before Ray starts so its workers inherit it.
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-    from orca_math.config import resolve_config_path
     from orca_math.manifest import RunManifest
     from orca_math.pipeline.config import StageConfigs
     from orca_math.pipeline.run import planned_stages, run_pipeline
 
     out = Path(args.out)
-    overrides = {"seed": args.seed} if args.seed is not None else None
-    cfgs = StageConfigs.load(resolve_config_path(args.config), overrides)
+    config = resolve_config_path(config_from_args(args))
+    cfgs = StageConfigs.load(config)
     log_path = out / LOG_NAME
     started = time.perf_counter()
 
     def body(terminal: IO[str]) -> list[dict]:
         print(f"orca-math demo: {len(planned_stages(cfgs))} stages into {out}/ (logs: {log_path})",
               file=terminal, flush=True)
-        return run_pipeline(args.config, out, overrides, on_event=Progress(planned_stages(cfgs), terminal))
+        return run_pipeline(config, out, on_event=Progress(planned_stages(cfgs), terminal))
 
     if args.verbose:
         return _report(body(sys.stdout), out, cfgs.run.preference_algo, started, sys.stdout)

@@ -11,7 +11,7 @@ import argparse
 import signal
 import threading
 
-from orca_math.config import load_stage_config
+from orca_math.config import add_config_flags, config_from_args, load_stage_config
 from orca_math.judge.config import JudgeConfig
 from orca_math.serve_config import ServeConfig
 from orca_math.teacher.config import TeacherConfig
@@ -23,16 +23,16 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
     t = services.add_parser("teacher", help="OpenAI-compatible teacher (vLLM via ray.serve.llm)")
     t.add_argument("--model", required=True, help="HF id or local model folder")
-    t.add_argument("--model-id", default=None, help="name clients send as `model` (default: folder name)")
-    t.add_argument("--accelerator", choices=["gpu", "cpu", "auto"], default=None, help="override serve.teacher.accelerator")
     _add_common(t)
+    add_config_flags(t, "serve", ServeConfig, {"teacher.model_id": "--model-id", "teacher.accelerator": "--accelerator",
+                                               "teacher.readiness_timeout_s": "--readiness-timeout"})
     t.set_defaults(func=run_serve_teacher_command)
 
     j = services.add_parser("judge", help="autoscaled judge: POST /v1/judge")
-    j.add_argument("--method", choices=["exact", "llm", "exact_then_llm"], default=None, help="override judge.method")
-    j.add_argument("--teacher-url", default=None, help="override teacher.base_url (llm methods)")
-    j.add_argument("--teacher-model", default=None, help="override teacher.model (llm methods)")
     _add_common(j)
+    add_config_flags(j, "judge", JudgeConfig, ["method"])
+    add_config_flags(j, "teacher", TeacherConfig, {"base_url": "--teacher-url", "model": "--teacher-model"})
+    add_config_flags(j, "serve", ServeConfig, {"judge.readiness_timeout_s": "--readiness-timeout"})
     j.set_defaults(func=run_serve_judge_command)
 
 
@@ -40,7 +40,6 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="YAML config (e.g. configs/tiny.yaml); default: paper settings")
     p.add_argument("--host", default="127.0.0.1", help="HTTP host (0.0.0.0 to listen on all interfaces)")
     p.add_argument("--port", type=int, default=8000, help="HTTP port")
-    p.add_argument("--readiness-timeout", type=float, default=None, help="seconds to wait for the app to serve")
 
 
 def _wait_for_signal_then_shutdown(app_name: str) -> None:
@@ -67,10 +66,7 @@ def run_serve_teacher_command(args: argparse.Namespace) -> int:
     """``orca-math serve teacher``: deploy the teacher, print its URL, serve until SIGINT/SIGTERM."""
     from orca_math.teacher.serve_teacher import TEACHER_APP, served_model_id, start_teacher
 
-    cfg = load_stage_config(ServeConfig, args.config, "serve", {
-        "teacher.accelerator": args.accelerator, "teacher.model_id": args.model_id,
-        "teacher.readiness_timeout_s": args.readiness_timeout,
-    }).teacher
+    cfg = load_stage_config(ServeConfig, config_from_args(args), "serve").teacher
     try:
         base_url = start_teacher(args.model, cfg, args.host, args.port)
         print(f"teacher {served_model_id(args.model, cfg)!r} ready: {base_url}", flush=True)
@@ -85,13 +81,12 @@ def run_serve_judge_command(args: argparse.Namespace) -> int:
     """``orca-math serve judge``: deploy the judge, print its URL, serve until SIGINT/SIGTERM."""
     from orca_math.judge.serve_judge import JUDGE_APP, start_judge
 
-    serve_cfg = load_stage_config(ServeConfig, args.config, "serve",
-                                  {"judge.readiness_timeout_s": args.readiness_timeout}).judge
-    judge_cfg = load_stage_config(JudgeConfig, args.config, "judge", {"method": args.method})
+    config = config_from_args(args)
+    serve_cfg = load_stage_config(ServeConfig, config, "serve").judge
+    judge_cfg = load_stage_config(JudgeConfig, config, "judge")
     teacher_cfg = None
     if judge_cfg.method != "exact":
-        teacher_cfg = load_stage_config(TeacherConfig, args.config, "teacher",
-                                        {"base_url": args.teacher_url, "model": args.teacher_model})
+        teacher_cfg = load_stage_config(TeacherConfig, config, "teacher")
     try:
         base_url = start_judge(judge_cfg, serve_cfg, teacher_cfg, args.host, args.port)
         print(f"judge ({judge_cfg.method}) ready: {base_url} (POST {base_url}/judge)", flush=True)

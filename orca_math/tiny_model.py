@@ -120,12 +120,3 @@ def build_tiny_model(out: str | Path, cfg: TinyModelConfig | None = None) -> Pat
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
-
-
-def load_model_and_tokenizer(name_or_path: str, dtype: str = "auto"):
-    """Load any causal LM by HF id or local path (a tiny model folder, or Mistral-7B on a cluster)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
-    return model, tokenizer

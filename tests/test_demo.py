@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orca_math.config import load_yaml
 from orca_math.demo import Progress, mcnemar_one_sided, noise_points, stage_counts, verdict
 from orca_math.manifest import RunManifest
 from orca_math.pipeline.config import StageConfigs
@@ -29,7 +30,7 @@ STAGES = ["student", "world", "seeds", "generate", "sft", "eval-M1",
 
 def small_demo_config(path: Path) -> Path:
     """configs/demo.yaml with test sizes: a few dozen problems, a handful of training steps."""
-    cfg = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
+    cfg = load_yaml(REPO / "configs/demo.yaml")  # extends resolved: every section in full
     cfg["world"].update(n_train=12, n_test=10)
     cfg["run"].update(practice_limit=8)
     cfg["tiny_model"].update(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=256)

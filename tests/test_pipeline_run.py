@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from orca_math.config import load_yaml
 from orca_math.manifest import RunManifest
 from orca_math.records import read_parquet
 from orca_math.schema import JUDGMENT, KTO_EXAMPLE, PREFERENCE_PAIR, PROBLEM, SAMPLE
@@ -26,7 +27,7 @@ STAGES = ["student", "seeds", "sft", "eval-M1", "practice-1", "judge-1", "prefs-
 
 def small_run_config(path: Path, **run_overrides) -> Path:
     """configs/tiny.yaml cut down to test size."""
-    cfg = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
+    cfg = load_yaml(REPO / "configs/tiny.yaml")  # extends resolved: every section in full
     cfg["run"].update(seed_limit=16, rounds=1, **run_overrides)
     cfg["eval"]["limit"] = 8
     cfg["eval"]["decoding"]["max_tokens"] = 48

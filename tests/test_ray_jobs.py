@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orca_math.config import load_yaml
 from orca_math.manifest import RunManifest
 
 pytestmark = pytest.mark.slow
@@ -110,7 +111,7 @@ def job_config(path: Path, gsm8k_dir: Path) -> Path:
 
     Data paths are absolute: the job runs from an uploaded copy of the repo, not from /work/main.
     """
-    cfg = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
+    cfg = load_yaml(REPO / "configs/tiny.yaml")  # extends resolved: every section in full
     cfg["run"].update(seeds=str(gsm8k_dir / "train.jsonl"), seed_limit=16, rounds=0)
     cfg["eval"].update(data=str(gsm8k_dir / "test.jsonl"), limit=4)
     cfg["eval"]["decoding"]["max_tokens"] = 48

@@ -18,7 +18,7 @@ from statistics import mean
 import pytest
 import yaml
 
-from orca_math.config import REPO_ROOT, load_stage_config
+from orca_math.config import REPO_ROOT, load_stage_config, load_yaml
 from orca_math.prompts import render_prompt
 from orca_math.records import write_parquet
 from orca_math.schema import KTO_EXAMPLE, PREFERENCE_PAIR, PROBLEM, empty_provenance, stable_id
@@ -182,7 +182,7 @@ def _registered_checkpoint_step(run_dir: Path) -> int:
 
 def test_resume_after_kill_continues_the_global_step(tiny_model, toy_data, ray_local, tmp_path):
     out, max_steps = tmp_path / "sft", 30
-    sft_section = yaml.safe_load((REPO_ROOT / "configs/tiny.yaml").read_text())["sft"]
+    sft_section = load_yaml(REPO_ROOT / "configs/tiny.yaml")["sft"]
     sft_section.update({k: v for k, v in TEST_OVERRIDES.items() if k != "max_steps"})
     config_file = tmp_path / "train.yaml"
     config_file.write_text(yaml.safe_dump({"sft": {**sft_section, "save_steps": 3}}))

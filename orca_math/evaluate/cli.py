@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-from orca_math.config import load_stage_config
+from orca_math.config import add_config_flags, config_from_args, load_stage_config
 from orca_math.evaluate.stage import EvalConfig
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="greedy pass@1 of a model on a problem set (vLLM on Ray Data)")
     p.add_argument("--model", required=True, help="HF id or local model folder")
-    p.add_argument("--data", default=None, help="gsm8k-test (default), a JSONL/Parquet path, or hf:ID[:CONFIG]:SPLIT")
-    p.add_argument("--limit", type=int, default=None, help="evaluate the first N problems")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--config", default=None, help="YAML config with an `eval:` section (e.g. configs/tiny.yaml)")
+    add_config_flags(p, "eval", EvalConfig, ["data", "limit"])
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from orca_math.evaluate.run import run_eval
 
-    cfg = load_stage_config(EvalConfig, args.config, "eval", {"data": args.data, "limit": args.limit})
+    cfg = load_stage_config(EvalConfig, config_from_args(args), "eval")
     s = run_eval(args.model, cfg, args.out)
     print(f"eval {s['model']} on {s['data']}: pass@1 = {s['accuracy']:.4f} ({s['correct']}/{s['n']}), "
           f"no answer {s['no_answer']}, {s['wall_s']:.1f}s -> {args.out}/summary.json")

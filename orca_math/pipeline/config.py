@@ -53,7 +53,6 @@ class RunConfig(StageConfig):
         "tiny model's init, every trainer's data order and the practice sampling seeds (so a second seed is a "
         "second, independent run of the same config). None: each section keeps its own.",
     )
-    judge_start_timeout_s: float = Field(120, gt=0, description="Readiness bound for the judge deployment.")
 
     @model_validator(mode="after")
     def _problems_or_seeds(self) -> "RunConfig":

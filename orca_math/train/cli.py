@@ -5,19 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 
-from orca_math.config import load_stage_config
-from orca_math.train.config import CONFIG_CLASSES
+from orca_math.config import add_config_flags, config_from_args, load_stage_config
+from orca_math.train.config import CONFIG_CLASSES, TrainConfigBase
+
+# Named flags for the fields every trainer has; `--set SECTION.KEY=VALUE` reaches the rest.
+TRAIN_FLAGS = {"max_steps": None, "limit": None, "scaling.num_workers": "--num-workers",
+               "learning_rate": None, "save_steps": None}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="starting model: HF id or local folder")
     p.add_argument("--out", required=True, help="output folder: becomes an HF model folder")
     p.add_argument("--config", default=None, help="YAML with the stage's section (e.g. configs/tiny.yaml)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps")
-    p.add_argument("--limit", type=int, default=None, help="train on the first N input rows")
-    p.add_argument("--num-workers", type=int, default=None, help="Ray Train workers (overrides scaling.num_workers)")
-    p.add_argument("--learning-rate", type=float, default=None)
-    p.add_argument("--save-steps", type=int, default=None, help="checkpoint every N steps")
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +24,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True,
                    help="problems: Parquet file/folder in the problem schema, GSM8K JSONL, or gsm8k-train")
     _common(p)
+    add_config_flags(p, "sft", CONFIG_CLASSES["sft"], TRAIN_FLAGS)
     p.set_defaults(func=run_sft_command)
 
     p = sub.add_parser("train-pref", help="a round's training: DPO on preference pairs, KTO on labeled examples, "
@@ -33,17 +33,14 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="Parquet file/folder: preference pairs (dpo), KTO examples (kto) "
                    "or a prefs stage's positives.parquet (rft)")
     _common(p)
+    add_config_flags(p, "train", TrainConfigBase, TRAIN_FLAGS)  # `train:` reaches whichever --algo runs
+    for algo in ("dpo", "kto", "rft"):
+        add_config_flags(p, algo, CONFIG_CLASSES[algo])
     p.set_defaults(func=run_pref_command)
 
 
 def _config(algo: str, args: argparse.Namespace):
-    return load_stage_config(CONFIG_CLASSES[algo], args.config, algo, {
-        "max_steps": args.max_steps,
-        "limit": args.limit,
-        "scaling.num_workers": args.num_workers,
-        "learning_rate": args.learning_rate,
-        "save_steps": args.save_steps,
-    })
+    return load_stage_config(CONFIG_CLASSES[algo], config_from_args(args), algo)
 
 
 def _print_result(stage: str, out: str) -> None:

@@ -7,17 +7,18 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from orca_math.config import ConfigError, load_stage_config, resolve_config_path
+from orca_math.config import ConfigError, add_config_flags, config_from_args, load_stage_config, resolve_config_path
 from orca_math.world.generate import WorldConfig
+from orca_math.teacher.config import ProceduralTeacherConfig
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("world", help="procedural GSM8K-style problems (train or held-out test) as problem Parquet")
     p.add_argument("--split", choices=["train", "test"], required=True, help="train and test never share a question")
     p.add_argument("--n", type=int, default=None, help="how many problems (default: world.n_train / world.n_test)")
-    p.add_argument("--seed", type=int, default=None, help="same seed, same problems (default: world.seed)")
     p.add_argument("--out", required=True, help="output .parquet file (a manifest.json is kept next to it)")
     p.add_argument("--config", default=None, help="YAML with a `world:` section (e.g. configs/demo.yaml)")
+    add_config_flags(p, "world", WorldConfig, ["seed"])
     p.set_defaults(func=run_world)
 
     t = sub.add_parser("world-teach", help="Ask Me Anything + Suggester/Editor + Solve on world seeds, no LLM")
@@ -29,6 +30,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--keep-all-rounds", action="store_true", help="keep every round's problem, not only the last")
     t.add_argument("--include-seeds", action="store_true", help="keep the seeds themselves in the output")
     t.add_argument("--no-ask-me-anything", action="store_true", help="skip the Ask Me Anything flow")
+    add_config_flags(t, "teacher", ProceduralTeacherConfig)
     t.set_defaults(func=run_world_teach)
 
 
@@ -36,7 +38,7 @@ def run_world(args: argparse.Namespace) -> int:
     from orca_math.pipeline.runner import Stage, run_stage
     from orca_math.world.stage import write_world
 
-    cfg = load_stage_config(WorldConfig, args.config, "world", {"seed": args.seed})
+    cfg = load_stage_config(WorldConfig, config_from_args(args), "world")
     n = args.n if args.n is not None else (cfg.n_train if args.split == "train" else cfg.n_test)
     out = Path(args.out)
     entry = run_stage(Stage(f"world-{args.split}", cfg, out=out, inputs={"split": args.split, "n": str(n)},
@@ -64,7 +66,7 @@ def run_world_teach(args: argparse.Namespace) -> int:
     from orca_math.schema import PROBLEM
     from orca_math.world.teacher import FlowSettings, teach_seeds
 
-    cfg = load_procedural_teacher(args.config)
+    cfg = load_procedural_teacher(config_from_args(args))
     flows = FlowSettings(ask_me_anything=not args.no_ask_me_anything, suggester_editor_rounds=args.rounds,
                          keep_all_rounds=args.keep_all_rounds, include_seeds=args.include_seeds)
     out = Path(args.out)
