@@ -219,7 +219,6 @@ def run(args: argparse.Namespace) -> int:
     # 1-CPU training worker to one thread. Set before Ray starts so its workers inherit it.
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     from orca_math.config import resolve_config_path
-    from orca_math.manifest import RunManifest
     from orca_math.pipeline.run import StageConfigs, planned_stages, run_pipeline
 
     out = Path(args.out)
@@ -235,19 +234,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.verbose:
         return _report(body(sys.stdout), out, cfgs.run.preference_algo, started, sys.stdout)
+    # A failure or Ctrl-C leaves the block (the terminal is restored) for `orca-math`'s one last line;
+    # the traceback goes to this same log.
     with LogsToFile(log_path) as terminal:
-        try:
-            results = body(terminal)
-        except KeyboardInterrupt:
-            print(f"demo: interrupted after {time.perf_counter() - started:.0f}s; rerun the same command to "
-                  "resume (finished stages are kept)", file=terminal, flush=True)
-            return 130
-        except Exception as e:  # the whole traceback is in the log; the terminal gets what and where
-            failed = next((s for s, e_ in RunManifest(out / "manifest.json").stages.items()
-                           if e_.get("status") in ("running", "failed")), "?")
-            print(f"demo: stage {failed} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n"
-                  f"  traceback: {log_path}; rerun the same command to resume", file=terminal, flush=True)
-            return 1
+        results = body(terminal)
         return _report(results, out, cfgs.run.preference_algo, started, terminal)
 
 
