@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import signal
 import sys
 import tempfile
@@ -67,6 +68,28 @@ def root_cause(error: BaseException) -> BaseException:
     return error
 
 
+# The last line of a traceback: "package.module.SomeError: message".
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Exit|Interrupt)): (.*)$")
+
+
+def describe(error: BaseException) -> tuple[str, str]:
+    """(type name, first line of the message) of the error that made ``error``.
+
+    A UDF's exception reaches the driver as ``RayTaskError(UserCodeException)`` whose own cause did
+    not survive pickling: then it is the first error of the worker's traceback text."""
+    cause = root_cause(error)
+    if type(cause).__name__ == "UserCodeException" and cause.__cause__ is None:
+        # A RayTaskError's text is the worker's traceback (its dual-class form keeps no other copy).
+        text = re.sub(r"\x1b\[[0-9;]*m", "", getattr(error, "traceback_str", None) or str(error))
+        first = text.split("The above exception was the direct cause of the following exception:")[0]
+        lines = [line.strip() for line in first.splitlines() if line.strip()]
+        found = _ERROR_LINE.match(lines[-1]) if lines else None
+        if found:
+            return found.group(1), found.group(2)
+    message = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return type(cause).__name__, message
+
+
 def output_folder(args: argparse.Namespace) -> Path | None:
     """The command's ``--out`` folder (the folder holding it when ``--out`` names a file)."""
     out = getattr(args, "out", None)
@@ -97,17 +120,13 @@ def how_to_resume(args: argparse.Namespace) -> str:
     return "rerun the same command to resume"
 
 
-def what_next(args: argparse.Namespace, cause: BaseException) -> str:
-    """What to do about ``cause`` before resuming: fix the config or the data, or bring the teacher back."""
-    from orca_math.config import ConfigError
-    from orca_math.records import RecordError
-    from orca_math.teacher.client import TeacherError
-
-    if isinstance(cause, ConfigError):
+def what_next(args: argparse.Namespace, error_type: str) -> str:
+    """What to do before rerunning: fix the config or the data, or bring the teacher back."""
+    if error_type == "ConfigError":
         return "fix the config, then rerun"
-    if isinstance(cause, RecordError):
+    if error_type == "RecordError":
         return f"fix that record, then {how_to_resume(args)}"
-    if isinstance(cause, TeacherError):
+    if error_type == "TeacherError":
         return f"check the teacher endpoint, then {how_to_resume(args)}"
     return how_to_resume(args)
 
@@ -125,15 +144,24 @@ def save_traceback(args: argparse.Namespace, error: BaseException) -> Path:
 
 def failure_line(args: argparse.Namespace, error: BaseException, log_path: Path | None) -> str:
     """One line: which command and stage failed, the error that says why (endpoint, file, row, field
-    for our typed errors), where the traceback is and how to resume."""
-    cause = root_cause(error)
-    message = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    for our typed errors), where the traceback is and what to do."""
+    error_type, message = describe(error)
     if len(message) > 400:
         message = message[:400] + "..."
     stage = unfinished_stage(output_folder(args))
-    where = f"stage {stage}" if stage and stage != args.command else ""
-    line = f"orca-math {args.command}{' ' + where if where else ''} failed: {type(cause).__name__}: {message}"
-    return line + (f" (traceback: {log_path}); " if log_path else "; ") + what_next(args, cause)
+    where = f" stage {stage}" if stage and stage != args.command else ""
+    line = f"orca-math {args.command}{where} failed: {error_type}: {message}"
+    return line + (f" (traceback: {log_path}); " if log_path else "; ") + what_next(args, error_type)
+
+
+def _leave_ray() -> None:
+    """Disconnect from Ray (stopping a local instance) before the last line, so no worker's log
+    line, forwarded late, prints after it."""
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
 
 
 def _interrupt(signum: int, frame) -> None:
@@ -156,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt as e:
+        _leave_ray()
         stage = unfinished_stage(output_folder(args))
-        print(f"orca-math {args.command}: stopped by {e or 'SIGINT'} after {time.perf_counter() - started:.0f}s"
+        print(f"orca-math {args.command}: stopped by {str(e) or 'SIGINT'} after {time.perf_counter() - started:.0f}s"
               f"{f' in stage {stage}' if stage else ''}; {how_to_resume(args)}", file=sys.stderr, flush=True)
         return 130
     except Exception as e:
@@ -167,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
             log_path = save_traceback(args, e)
         except OSError:
             log_path = None
-        print(failure_line(args, e, log_path), file=sys.stderr, flush=True)
+        line = failure_line(args, e, log_path)
+        _leave_ray()
+        print(line, file=sys.stderr, flush=True)
         return 1
     finally:
         if on_main_thread:
