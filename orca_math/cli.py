@@ -164,9 +164,13 @@ def _leave_ray() -> None:
             ray.shutdown()
 
 
+_terminated = threading.Event()  # SIGTERM arrived: say so, whatever a library turned it into
+
+
 def _interrupt(signum: int, frame) -> None:
     # A second SIGTERM while cleaning up ends the process at once.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _terminated.set()
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
@@ -180,29 +184,39 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (kill, `timeout`, a scheduler) stops a command the way Ctrl-C does.
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
-    started = time.perf_counter()
     try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt as e:
-        _leave_ray()
-        stage = unfinished_stage(output_folder(args))
-        print(f"orca-math {args.command}: stopped by {str(e) or 'SIGINT'} after {time.perf_counter() - started:.0f}s"
-              f"{f' in stage {stage}' if stage else ''}; {how_to_resume(args)}", file=sys.stderr, flush=True)
-        return 130
-    except Exception as e:
-        if args.verbose:
-            traceback.print_exc()
-        try:
-            log_path = save_traceback(args, e)
-        except OSError:
-            log_path = None
-        line = failure_line(args, e, log_path)
-        _leave_ray()
-        print(line, file=sys.stderr, flush=True)
-        return 1
+        return run_to_one_last_line(args)
     finally:
         if on_main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+def run_to_one_last_line(args: argparse.Namespace) -> int:
+    """Run the command: 0 when it finishes, 1 with a failure line, 130 with a stopped line."""
+    started = time.perf_counter()
+    _terminated.clear()
+    try:
+        return int(args.func(args) or 0)
+    except Exception as e:
+        if not _terminated.is_set():  # else it is what a library made of our SIGTERM
+            if args.verbose:
+                traceback.print_exc()
+            try:
+                log_path = save_traceback(args, e)
+            except OSError:
+                log_path = None
+            line = failure_line(args, e, log_path)
+            _leave_ray()
+            print(line, file=sys.stderr, flush=True)
+            return 1
+        signal_name = "SIGTERM"
+    except KeyboardInterrupt as e:
+        signal_name = "SIGTERM" if _terminated.is_set() else str(e) or "SIGINT"
+    _leave_ray()
+    stage = unfinished_stage(output_folder(args))
+    print(f"orca-math {args.command}: stopped by {signal_name} after {time.perf_counter() - started:.0f}s"
+          f"{f' in stage {stage}' if stage else ''}; {how_to_resume(args)}", file=sys.stderr, flush=True)
+    return 130
 
 
 if __name__ == "__main__":
