@@ -3,6 +3,11 @@
 Each stage module exposes ``add_command(subparsers)``; this file only lists them, so the list
 below reads as the data flow. Modules are imported when the CLI starts, but heavy libraries
 (torch, vllm, ray) are imported inside the commands.
+
+Every command ends the same way: Ctrl-C and SIGTERM stop it (``finally`` blocks run, the stage is
+marked unfinished, the output folder stays resumable), and a failure is one last line on stderr
+saying what failed, where and how to resume; the traceback goes to ``OUT/logs/COMMAND.log``
+(and to the terminal with ``-v``).
 """
 
 from __future__ import annotations
@@ -10,7 +15,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
+import signal
 import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
 
 COMMAND_MODULES = [
     "orca_math.tiny_model_cli",
@@ -26,11 +38,138 @@ COMMAND_MODULES = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orca-math", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging; tracebacks on the terminal")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_command(sub)
     return parser
+
+
+# ------------------------------------------------------------------------- how a command ends
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The error a Ray wrapper carries: a worker's exception inside ``RayTaskError``, a UDF's inside
+    Ray Data's ``UserCodeException``, a training worker's inside Ray Train's ``WorkerGroupError``."""
+    if "ray" not in sys.modules:  # without Ray imported, nothing can be wrapped
+        return error
+    from ray.exceptions import RayTaskError, UserCodeException
+    from ray.train import WorkerGroupError
+
+    for _ in range(10):  # wrappers nest a few deep at most
+        if isinstance(error, WorkerGroupError) and error.worker_failures:
+            error = next(iter(error.worker_failures.values()))
+        elif isinstance(error, RayTaskError) and error.cause is not None and error.cause is not error:
+            error = error.cause
+        elif isinstance(error, UserCodeException) and error.__cause__ is not None:
+            error = error.__cause__
+        else:
+            break
+    return error
+
+
+# The last line of a traceback: "package.module.SomeError: message".
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Exit|Interrupt)): (.*)$")
+
+
+def describe(error: BaseException) -> tuple[str, str]:
+    """(type name, first line of the message) of the error that made ``error``.
+
+    A UDF's exception reaches the driver as ``RayTaskError(UserCodeException)`` whose own cause did
+    not survive pickling: then it is the first error of the worker's traceback text."""
+    cause = root_cause(error)
+    if type(cause).__name__ == "UserCodeException" and cause.__cause__ is None:
+        # A RayTaskError's text is the worker's traceback (its dual-class form keeps no other copy).
+        text = re.sub(r"\x1b\[[0-9;]*m", "", getattr(error, "traceback_str", None) or str(error))
+        first = text.split("The above exception was the direct cause of the following exception:")[0]
+        lines = [line.strip() for line in first.splitlines() if line.strip()]
+        found = _ERROR_LINE.match(lines[-1]) if lines else None
+        if found:
+            return found.group(1), found.group(2)
+    message = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return type(cause).__name__, message
+
+
+def output_folder(args: argparse.Namespace) -> Path | None:
+    """The command's ``--out`` folder (the folder holding it when ``--out`` names a file)."""
+    out = getattr(args, "out", None)
+    if not out:
+        return None
+    out = Path(out)
+    return out.parent if out.suffix else out
+
+
+def unfinished_stage(folder: Path | None) -> str | None:
+    """The stage the folder's manifest shows started and not done (the latest one, if several)."""
+    from orca_math.manifest import RunManifest
+
+    if folder is None or not (folder / "manifest.json").exists():
+        return None
+    try:
+        stages = RunManifest(folder / "manifest.json").stages
+    except ValueError:  # a manifest cut short by a kill: the line must still be printed
+        return None
+    open_ = [(e.get("started_at") or 0, name) for name, e in stages.items()
+             if e.get("status") in ("pending", "running", "failed")]
+    return max(open_)[1] if open_ else None
+
+
+def how_to_resume(args: argparse.Namespace) -> str:
+    return "rerun the same command to resume"
+
+
+def what_next(args: argparse.Namespace, error_type: str) -> str:
+    """What to do before rerunning: fix the config or the data, or bring the teacher back."""
+    if error_type == "ConfigError":
+        return "fix the config, then rerun"
+    if error_type == "RecordError":
+        return f"fix that record, then {how_to_resume(args)}"
+    if error_type == "TeacherError":
+        return f"check the teacher endpoint, then {how_to_resume(args)}"
+    return how_to_resume(args)
+
+
+def save_traceback(args: argparse.Namespace, error: BaseException) -> Path:
+    """Append the full traceback to ``OUT/logs/COMMAND.log`` (a temp folder without ``--out``)."""
+    folder = output_folder(args)
+    path = (folder / "logs" if folder else Path(tempfile.gettempdir()) / "orca-math") / f"{args.command}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"\n--- orca-math {args.command} failed at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        traceback.print_exception(error, file=f)
+    return path
+
+
+def failure_line(args: argparse.Namespace, error: BaseException, log_path: Path | None) -> str:
+    """One line: which command and stage failed, the error that says why (endpoint, file, row, field
+    for our typed errors), where the traceback is and what to do."""
+    error_type, message = describe(error)
+    if len(message) > 400:
+        message = message[:400] + "..."
+    stage = unfinished_stage(output_folder(args))
+    where = f" stage {stage}" if stage and stage != args.command else ""
+    line = f"orca-math {args.command}{where} failed: {error_type}: {message}"
+    return line + (f" (traceback: {log_path}); " if log_path else "; ") + what_next(args, error_type)
+
+
+def _leave_ray() -> None:
+    """Disconnect from Ray (stopping a local instance) before the last line, so no worker's log
+    line, forwarded late, prints after it."""
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+_terminated = threading.Event()  # SIGTERM arrived: say so, whatever a library turned it into
+
+
+def _interrupt(signum: int, frame) -> None:
+    # A second SIGTERM while cleaning up ends the process at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _terminated.set()
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +179,42 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return int(args.func(args) or 0)
+    # SIGTERM (kill, `timeout`, a scheduler) stops a command the way Ctrl-C does.
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
+    try:
+        return run_to_one_last_line(args)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def run_to_one_last_line(args: argparse.Namespace) -> int:
+    """Run the command: 0 when it finishes, 1 with a failure line, 130 with a stopped line."""
+    started = time.perf_counter()
+    _terminated.clear()
+    try:
+        return int(args.func(args) or 0)
+    except Exception as e:
+        if not _terminated.is_set():  # else it is what a library made of our SIGTERM
+            if args.verbose:
+                traceback.print_exc()
+            try:
+                log_path = save_traceback(args, e)
+            except OSError:
+                log_path = None
+            line = failure_line(args, e, log_path)
+            _leave_ray()
+            print(line, file=sys.stderr, flush=True)
+            return 1
+        signal_name = "SIGTERM"
+    except KeyboardInterrupt as e:
+        signal_name = "SIGTERM" if _terminated.is_set() else str(e) or "SIGINT"
+    _leave_ray()
+    stage = unfinished_stage(output_folder(args))
+    print(f"orca-math {args.command}: stopped by {signal_name} after {time.perf_counter() - started:.0f}s"
+          f"{f' in stage {stage}' if stage else ''}; {how_to_resume(args)}", file=sys.stderr, flush=True)
+    return 130
 
 
 if __name__ == "__main__":

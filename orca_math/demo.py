@@ -239,19 +239,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.verbose:
         return _report(body(sys.stdout), out, cfgs.run.preference_algo, started, sys.stdout)
+    # A failure or Ctrl-C leaves the block (the terminal is restored) for `orca-math`'s one last line;
+    # the traceback goes to this same log.
     with LogsToFile(log_path) as terminal:
-        try:
-            results = body(terminal)
-        except KeyboardInterrupt:
-            print(f"demo: interrupted after {time.perf_counter() - started:.0f}s; rerun the same command to "
-                  "resume (finished stages are kept)", file=terminal, flush=True)
-            return 130
-        except Exception as e:  # the whole traceback is in the log; the terminal gets what and where
-            failed = next((s for s, e_ in RunManifest(out / "manifest.json").stages.items()
-                           if e_.get("status") in ("running", "failed")), "?")
-            print(f"demo: stage {failed} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n"
-                  f"  traceback: {log_path}; rerun the same command to resume", file=terminal, flush=True)
-            return 1
+        results = body(terminal)
         return _report(results, out, cfgs.run.preference_algo, started, terminal)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 
 log = logging.getLogger(__name__)
 
@@ -25,5 +27,12 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     # each poll fails with a warning (a third of the demo's output was that line).
     kwargs = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": True,
                                                     "dashboard_host": "127.0.0.1"}
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if on_main_thread else None
     ray.init(ignore_reinit_error=True, log_to_driver=True, **kwargs)
+    if callable(sigterm):
+        # ray.init puts in its own SIGTERM handler, which drains the node for up to 30 s before
+        # exiting. Keep the command's (`orca-math` stops on SIGTERM as on Ctrl-C, in seconds); Ray's
+        # exit hook still stops a local instance.
+        signal.signal(signal.SIGTERM, sigterm)
     log.info("Ray ready: %s", ray.cluster_resources())

@@ -42,24 +42,57 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000, help="HTTP port")
 
 
+# Seconds a stopping service gives Serve to delete its app on a shared cluster before leaving anyway.
+SHUTDOWN_S = 15
+
+
 def _wait_for_signal_then_shutdown(app_name: str) -> None:
-    """Block until SIGINT/SIGTERM, then delete our app, Serve (if nothing else runs on it) and Ray."""
+    """Block until SIGINT/SIGTERM, then stop: within ``SHUTDOWN_S`` seconds, whatever Serve is doing.
+
+    On a Ray instance this process started, ``ray.shutdown()`` ends every replica with the instance:
+    deleting the app first only waits for replicas to drain. On a shared cluster (RAY_ADDRESS) our
+    app is deleted, waiting at most ``SHUTDOWN_S``, and Serve is shut down only if no other app runs.
+    A second Ctrl-C or SIGTERM while stopping ends the process at once.
+    """
     import ray
-    from ray import serve
 
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: stop.set())
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while not stop.wait(1.0):
             pass
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         print("shutting down", flush=True)
-        serve.delete(app_name)
-        # On a shared cluster (RAY_ADDRESS) other apps may be running: leave Serve to them.
-        if not serve.status().applications:
-            serve.shutdown()
+        if not _started_here():
+            _delete_app(app_name, SHUTDOWN_S)
         ray.shutdown()
+
+
+def _started_here() -> bool:
+    """Whether this process started the Ray instance it is connected to (``ray.init`` without an address)."""
+    import ray
+
+    node = ray._private.worker._global_node  # no public API says who started the instance
+    return bool(node is not None and getattr(node, "ray_init_cluster", False))
+
+
+def _delete_app(app_name: str, timeout_s: float) -> None:
+    """Delete ``app_name`` and, if no other app runs, Serve; stop waiting after ``timeout_s``."""
+    import time
+
+    from ray import serve
+
+    serve.delete(app_name, _blocking=False)
+    deadline = time.monotonic() + timeout_s
+    while app_name in serve.status().applications and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if not serve.status().applications:
+        # Serve's own shutdown may wait 30 s for its controller: on our clock instead.
+        stopping = threading.Thread(target=serve.shutdown, daemon=True)
+        stopping.start()
+        stopping.join(max(deadline - time.monotonic(), 1.0))
 
 
 def run_serve_teacher_command(args: argparse.Namespace) -> int:

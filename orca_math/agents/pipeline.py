@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import openai
 import pyarrow as pa
 
 from orca_math.agents.backend import build_backend
@@ -32,6 +33,7 @@ from orca_math.records import RowCountError, to_table, write_parquet, write_quar
 from orca_math.schema import PROBLEM
 from orca_math.seeds import read_problems, resolve_data_spec
 from orca_math.seeds.dedup import decontaminate, deduplicate, load_eval_sets
+from orca_math.teacher.client import teacher_error
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,10 @@ class SeedBatchWorker:
         if self.backend is None:  # built here: its HTTP pool must live on the loop running the flows
             self.backend = build_backend(self.cfg)
         seeds = batch.to_pylist()
-        output = await run_seed_batch(self.backend, seeds)
+        try:
+            output = await run_seed_batch(self.backend, seeds)
+        except openai.OpenAIError as e:  # AutoGen's client raises openai's errors: name the endpoint
+            raise teacher_error(e, self.cfg.teacher) from None
         part = await asyncio.to_thread(self.store.commit, seeds, output, self.out_hash)
         return {"part": [part.name], "seeds": [len(seeds)], "candidates": [output.candidates],
                 "kept": [len(output.problems)], "quarantined": [len(output.quarantined)]}

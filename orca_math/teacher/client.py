@@ -29,7 +29,7 @@ import openai
 
 from orca_math.teacher.config import TeacherConfig
 
-__all__ = ["ChatResult", "TeacherClient", "TeacherError", "TeacherUsage", "merge_usage"]
+__all__ = ["ChatResult", "TeacherClient", "TeacherError", "TeacherUsage", "merge_usage", "teacher_error"]
 
 Message = dict[str, Any]
 
@@ -51,7 +51,7 @@ class TeacherError(RuntimeError):
     def __init__(self, kind: str, message: str, *, base_url: str, model: str,
                  status: int | None = None, attempts: int = 1):
         self.kind, self.status, self.attempts = kind, status, attempts
-        self.base_url, self.model = base_url, model
+        self.base_url, self.model, self.message = base_url, model, message
         where = f"teacher {model!r} at {base_url}"
         code = f" HTTP {status}" if status is not None else ""
         super().__init__(f"{where}: {kind}{code} after {attempts} attempt(s): {message}")
@@ -60,6 +60,16 @@ class TeacherError(RuntimeError):
     def rejected(self) -> bool:
         """The endpoint refused this particular request (HTTP 400/413/422); it is not down."""
         return self.kind == "client_error" and self.status in REJECTED_STATUS_CODES
+
+    def __reduce__(self):
+        # Ray pickles a worker's error to hand it to the driver: keep it a TeacherError on the way.
+        return (_rebuild_teacher_error, (self.kind, self.message, self.base_url, self.model, self.status,
+                                         self.attempts))
+
+
+def _rebuild_teacher_error(kind: str, message: str, base_url: str, model: str, status: int | None,
+                           attempts: int) -> TeacherError:
+    return TeacherError(kind, message, base_url=base_url, model=model, status=status, attempts=attempts)
 
 
 @dataclass
@@ -128,6 +138,24 @@ def _error_kind(e: openai.OpenAIError) -> tuple[str, int | None]:
     return "bad_reply", None
 
 
+def _scrub(text: str, cfg: TeacherConfig) -> str:
+    key = cfg.api_key()
+    if key and key != "EMPTY":
+        text = text.replace(key, "***")
+    # OpenAI's 401 body echoes a masked key ("sk-ab***wxyz"): drop even that.
+    return _ECHOED_KEY.sub(r"\1***", text)
+
+
+def teacher_error(e: openai.OpenAIError, cfg: TeacherConfig) -> TeacherError:
+    """The TeacherError for an ``openai`` client failure on ``cfg``'s endpoint, once its retries are
+    spent: what TeacherClient raises, and what callers of other clients on the same endpoint (AutoGen's)
+    raise in its place. Raise it ``from None``: the openai exception holds the request, headers included."""
+    kind, status = _error_kind(e)
+    attempts = 1 if kind == "client_error" and status not in (408, 409) else cfg.max_retries + 1
+    return TeacherError(kind, _scrub(f"{type(e).__name__}: {e}", cfg), base_url=cfg.base_url, model=cfg.model,
+                        status=status, attempts=attempts)
+
+
 class TeacherClient:
     """Async chat client for one teacher endpoint; see the module docstring for the contract."""
 
@@ -160,15 +188,8 @@ class TeacherClient:
                 self._per_loop[loop] = state
             return state
 
-    def _scrub(self, text: str) -> str:
-        key = self.cfg.api_key()
-        if key and key != "EMPTY":
-            text = text.replace(key, "***")
-        # OpenAI's 401 body echoes a masked key ("sk-ab***wxyz"): drop even that.
-        return _ECHOED_KEY.sub(r"\1***", text)
-
     def _fail(self, kind: str, message: str, status: int | None = None, attempts: int = 1) -> TeacherError:
-        return TeacherError(kind, self._scrub(message), base_url=self.cfg.base_url, model=self.cfg.model,
+        return TeacherError(kind, _scrub(message, self.cfg), base_url=self.cfg.base_url, model=self.cfg.model,
                             status=status, attempts=attempts)
 
     async def chat(self, messages: Sequence[Message], *, stage: str | None = None, **create_kwargs: Any) -> ChatResult:
@@ -183,10 +204,8 @@ class TeacherClient:
                     model=self.cfg.model, messages=list(messages), **kwargs
                 )
             except openai.OpenAIError as e:
-                kind, status = _error_kind(e)
-                attempts = 1 if kind == "client_error" and status not in (408, 409) else self.cfg.max_retries + 1
                 # `from None`: the chained openai exception holds the request, headers included.
-                raise self._fail(kind, f"{type(e).__name__}: {e}", status, attempts) from None
+                raise teacher_error(e, self.cfg) from None
         if not resp.choices:
             raise self._fail("bad_reply", "reply has no choices")
         choice = resp.choices[0]

@@ -171,6 +171,29 @@ def _check_cluster_fits(num_workers: int, per_worker: dict[str, float], capacity
                     "training waits until an autoscaler adds nodes", num_workers, per_worker, short)
 
 
+def _fit_keeping_ctrl_c(trainer):
+    """``trainer.fit()``, after which Ctrl-C is ours again.
+
+    Ray Train replaces the SIGINT handler for the fit (Ctrl-C aborts the workers, then
+    ``sys.exit(0)``) and leaves its handler installed afterwards, so a later Ctrl-C (say, while
+    sampling) only "aborts" the finished run. Put ours back, and report Ray's abort as the
+    interrupt it was, not a clean exit.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return trainer.fit()  # Ray installs no handler off the main thread either
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        return trainer.fit()
+    except SystemExit as e:
+        raise KeyboardInterrupt("SIGINT") from e
+    finally:
+        if previous is not None:  # None: a handler not set from Python, which we cannot put back
+            signal.signal(signal.SIGINT, previous)
+
+
 def fit_on_ray(
     algo: str,
     model: str,
@@ -221,7 +244,7 @@ def fit_on_ray(
             failure_config=FailureConfig(max_failures=scaling.max_failures),
         ),
     )
-    result = trainer.fit()
+    result = _fit_keeping_ctrl_c(trainer)
     train_log = json.loads((out_dir / TRAIN_LOG).read_text(encoding="utf-8"))
     train_log["ray_checkpoint"] = result.checkpoint.path if result.checkpoint else None
     if not cfg.keep_checkpoints:

@@ -1,0 +1,223 @@
+"""How a command ends: Ctrl-C and SIGTERM stop it within seconds and leave its folder resumable;
+a failure is one last line on stderr naming what failed, where, and how to resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orca_math.manifest import RunManifest
+
+REPO = Path(__file__).resolve().parents[1]
+STOP_S = 30  # what a user waits after Ctrl-C at most
+ORCA_MATH = [sys.executable, "-m", "orca_math.cli"]
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def last_line(text: str) -> str:
+    return [line for line in text.splitlines() if line.strip()][-1]
+
+
+def test_a_missing_config_fails_in_one_line_naming_the_file(tmp_path):
+    out = subprocess.run(ORCA_MATH + ["run", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "r")],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    line = last_line(out.stderr)
+    assert line.startswith("orca-math run failed: ConfigError: ") and "nope.yaml" in line and "fix the config" in line
+    assert "Traceback" not in out.stderr
+    log = tmp_path / "r/logs/run.log"
+    assert line.endswith("fix the config, then rerun") and str(log) in line
+    assert "Traceback" in log.read_text()
+
+
+def _as_ray_data_raises_it(error: Exception, across_processes: bool):
+    """What the driver gets when a Ray Data UDF raises ``error``: RayTaskError(UserCodeException),
+    whose UserCodeException lost its ``__cause__`` when the worker pickled it."""
+    import traceback
+
+    from ray.exceptions import RayTaskError, UserCodeException
+
+    try:
+        try:
+            raise error
+        except Exception as e:
+            raise UserCodeException("UDF failed to process a data block.") from e
+    except UserCodeException as e:
+        text = "".join(traceback.format_exception(e))
+        wrapped = pickle.loads(pickle.dumps(e)) if across_processes else e
+        return RayTaskError("MapWorker.submit", text, wrapped).as_instanceof_cause()
+
+
+@pytest.mark.parametrize("across_processes", [False, True])
+def test_a_teacher_error_inside_ray_wrappers_is_what_the_line_names(tmp_path, across_processes):
+    import argparse
+
+    from orca_math.cli import failure_line, root_cause
+    from orca_math.teacher.client import TeacherError
+
+    teacher = TeacherError("connection", "APIConnectionError: Connection error.", base_url="http://127.0.0.1:9/v1",
+                           model="tiny", attempts=3)
+    wrapped = _as_ray_data_raises_it(teacher, across_processes)
+    if not across_processes:
+        assert root_cause(wrapped) is teacher
+    again = pickle.loads(pickle.dumps(teacher))  # how Ray ships it from a task or actor
+    assert type(again) is TeacherError and str(again) == str(teacher) and again.attempts == 3
+    (tmp_path / "manifest.json").write_text(json.dumps({"stages": {"generate": {"status": "failed"}}}))
+    args = argparse.Namespace(command="generate", out=str(tmp_path))
+    line = failure_line(args, wrapped, tmp_path / "logs/generate.log")
+    assert line == ("orca-math generate failed: TeacherError: teacher 'tiny' at http://127.0.0.1:9/v1: connection "
+                    "after 3 attempt(s): APIConnectionError: Connection error. "
+                    f"(traceback: {tmp_path}/logs/generate.log); check the teacher endpoint, then rerun the same "
+                    "command to resume")
+
+
+def test_the_line_names_the_run_stage_that_failed(tmp_path):
+    import argparse
+
+    from orca_math.cli import failure_line
+    from orca_math.records import RecordError
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"stages": {
+        "sft": {"status": "done", "started_at": 1}, "practice-1": {"status": "failed", "started_at": 2}}}))
+    args = argparse.Namespace(command="run", out=str(tmp_path))
+    line = failure_line(args, RecordError("seeds.jsonl", 3, "answer", "no #### line"), None)
+    assert line == ("orca-math run stage practice-1 failed: RecordError: seeds.jsonl, row 3, field 'answer': "
+                    "no #### line; fix that record, then rerun the same command to resume")
+
+
+@pytest.mark.slow
+def test_generate_with_the_teacher_down_ends_in_one_line_naming_the_endpoint(tmp_path):
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps({"question": f"Tom has {n} apples and buys 4 more. How many?",
+                                         "answer": f"{n}+4={n + 4}\n#### {n + 4}"}) + "\n" for n in range(2)))
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    cfg = tmp_path / "gen.yaml"
+    tiny = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
+    tiny["teacher"].update(max_retries=1, timeout_s=5)
+    cfg.write_text(yaml.safe_dump(tiny))
+    out = subprocess.run(ORCA_MATH + ["generate", "--config", str(cfg), "--seeds", str(seeds), "--teacher-url", url,
+                                      "--out", str(tmp_path / "gen"), "--no-progress"],
+                         cwd=REPO, env={**os.environ, "RAY_ADDRESS": "local"}, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 1
+    line = last_line(out.stderr)
+    assert line.startswith(f"orca-math generate failed: TeacherError: teacher 'tiny' at {url}: connection after "
+                           "2 attempt(s)"), out.stderr[-3000:]
+    assert line.endswith("check the teacher endpoint, then rerun the same command to resume")
+    for noise in ("Traceback", "RayTaskError", "UserCodeException"):
+        assert noise not in out.stderr, noise
+    assert "APIConnectionError" in (tmp_path / "gen/logs/generate.log").read_text()
+    assert RunManifest(tmp_path / "gen/manifest.json").get("generate")["status"] == "failed"
+
+
+def small_run_config(path: Path) -> Path:
+    """configs/tiny.yaml cut to the least that still trains, then samples."""
+    cfg = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
+    cfg["run"].update(seed_limit=8, rounds=1, sft_control=False)
+    cfg["eval"]["limit"] = 4
+    cfg["eval"]["decoding"]["max_tokens"] = 32
+    cfg["practice"]["decoding"]["max_tokens"] = 48
+    cfg["sft"].update(max_steps=2, save_steps=2)
+    cfg["kto"].update(max_steps=2, save_steps=2)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _wait_for_status(run_dir: Path, stage: str, status: str, proc: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        m = run_dir / "manifest.json"
+        try:
+            if m.exists() and (RunManifest(m).get(stage) or {}).get("status") == status:
+                return
+        except ValueError:  # caught mid-write
+            pass
+        assert proc.poll() is None, f"run ended before {stage} was {status}:\n{proc.stderr.read()[-3000:]}"
+        time.sleep(0.5)
+    pytest.fail(f"{stage} never {status}")
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_sampling_after_training_stops_the_run_and_a_rerun_resumes(tmp_path, gsm8k_dir):
+    """Ray Train installs its own SIGINT handler during SFT; Ctrl-C in the practice stage after it
+    must still stop the run. The signal goes to the whole process group, as a terminal sends it."""
+    cfg, run_dir = small_run_config(tmp_path / "run.yaml"), tmp_path / "run"
+    env = {**os.environ, "RAY_ADDRESS": "local"}
+    cmd = ORCA_MATH + ["run", "--config", str(cfg), "--out", str(run_dir)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_status(run_dir, "practice-1", "running", proc, timeout_s=600)
+        time.sleep(3)  # into the sampling itself
+        sent = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        rc = proc.wait(timeout=120)
+        stop_s = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stderr = proc.stderr.read()
+    print(f"stopped {stop_s:.1f}s after SIGINT")
+    assert stop_s < STOP_S, stderr[-3000:]
+    assert rc == 130
+    line = last_line(stderr)
+    assert line.startswith("orca-math run: stopped by SIGINT after ") and "in stage practice-1" in line, line
+    assert line.endswith("rerun the same command to resume")
+    manifest = RunManifest(run_dir / "manifest.json")
+    assert manifest.get("practice-1")["status"] != "done" and "judge-1" not in manifest.stages
+    trained = {s: manifest.get(s)["finished_at"] for s in ("sft", "eval-M1")}
+
+    rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    manifest = RunManifest(run_dir / "manifest.json")
+    assert {s: manifest.get(s)["finished_at"] for s in trained} == trained  # kept, not redone
+    assert all(manifest.get(s)["status"] == "done" for s in ("practice-1", "judge-1", "prefs-1", "kto-1", "eval-M2"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_training_stops_the_run_within_seconds(tmp_path, gsm8k_dir, sig):
+    """During SFT Ray Train's own SIGINT handler is in place (it aborts the workers, then exits 0);
+    SIGTERM (a scheduler, `timeout`) must not wait for Ray's 30 s node drain. Both stop the run
+    like Ctrl-C anywhere else."""
+    cfg, run_dir = small_run_config(tmp_path / "run.yaml"), tmp_path / "run"
+    proc = subprocess.Popen(ORCA_MATH + ["run", "--config", str(cfg), "--out", str(run_dir)], cwd=REPO,
+                            env={**os.environ, "RAY_ADDRESS": "local"}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_status(run_dir, "sft", "running", proc, timeout_s=300)
+        time.sleep(5)  # Ray Train's workers are up
+        sent = time.monotonic()
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)  # what a terminal's Ctrl-C does
+        else:
+            proc.send_signal(sig)
+        rc = proc.wait(timeout=120)
+        stop_s = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stderr = proc.stderr.read()
+    print(f"stopped {stop_s:.1f}s after {sig.name}")
+    assert stop_s < STOP_S and rc == 130, stderr[-3000:]
+    line = last_line(stderr)
+    assert line.startswith(f"orca-math run: stopped by {sig.name} after ") and "in stage sft" in line, line
+    assert RunManifest(run_dir / "manifest.json").get("sft")["status"] != "done"
