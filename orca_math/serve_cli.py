@@ -14,6 +14,7 @@ import threading
 from orca_math.config import add_config_flags, config_from_args, load_stage_config
 from orca_math.judge.config import JudgeConfig
 from orca_math.serve_config import ServeConfig
+from orca_math.teacher.serving import SHUTDOWN_S, delete_app
 from orca_math.teacher.config import TeacherConfig
 
 
@@ -42,10 +43,6 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000, help="HTTP port")
 
 
-# Seconds a stopping service gives Serve to delete its app on a shared cluster before leaving anyway.
-SHUTDOWN_S = 15
-
-
 def _wait_for_signal_then_shutdown(app_name: str) -> None:
     """Block until SIGINT/SIGTERM, then stop: within ``SHUTDOWN_S`` seconds, whatever Serve is doing.
 
@@ -66,7 +63,7 @@ def _wait_for_signal_then_shutdown(app_name: str) -> None:
             signal.signal(sig, handler)
         print("shutting down", flush=True)
         if not _started_here():
-            _delete_app(app_name, SHUTDOWN_S)
+            delete_app(app_name, SHUTDOWN_S)
         ray.shutdown()
 
 
@@ -76,23 +73,6 @@ def _started_here() -> bool:
 
     node = ray._private.worker._global_node  # no public API says who started the instance
     return bool(node is not None and getattr(node, "ray_init_cluster", False))
-
-
-def _delete_app(app_name: str, timeout_s: float) -> None:
-    """Delete ``app_name`` and, if no other app runs, Serve; stop waiting after ``timeout_s``."""
-    import time
-
-    from ray import serve
-
-    serve.delete(app_name, _blocking=False)
-    deadline = time.monotonic() + timeout_s
-    while app_name in serve.status().applications and time.monotonic() < deadline:
-        time.sleep(0.5)
-    if not serve.status().applications:
-        # Serve's own shutdown may wait 30 s for its controller: on our clock instead.
-        stopping = threading.Thread(target=serve.shutdown, daemon=True)
-        stopping.start()
-        stopping.join(max(deadline - time.monotonic(), 1.0))
 
 
 def run_serve_teacher_command(args: argparse.Namespace) -> int:

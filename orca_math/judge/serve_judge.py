@@ -34,7 +34,7 @@ from orca_math.judge.config import JudgeConfig, JudgeServeConfig
 from orca_math.judge.judging import JudgeItem, Verdict, judge_items
 from orca_math.teacher.client import TeacherClient
 from orca_math.teacher.config import TeacherConfig
-from orca_math.teacher.serving import deploy_and_wait, start_serve_http
+from orca_math.teacher.serving import SHUTDOWN_S, delete_app, deploy_and_wait, start_serve_http
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +219,8 @@ def release_judge() -> None:
     except RuntimeError:  # Serve was never started in this Ray instance
         return
     if JUDGE_APP in apps:
-        stop_judge()
-    if not serve.status().applications:
+        delete_app(JUDGE_APP, SHUTDOWN_S)  # bounded: this also runs while a Ctrl-C stops the run
+    elif not apps:
         serve.shutdown()
 
 

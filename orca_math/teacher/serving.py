@@ -9,11 +9,16 @@ ServeReadinessError naming what each deployment is waiting for, and is deleted a
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import urllib.error
 import urllib.request
 
 log = logging.getLogger(__name__)
+
+# Seconds a stopping app gives Serve to delete it before leaving anyway (a run being stopped, a
+# service shutting down): Serve's own delete and shutdown may wait a minute for replicas to drain.
+SHUTDOWN_S = 15
 
 
 class ServeReadinessError(RuntimeError):
@@ -91,3 +96,18 @@ def _http_ok(url: str, headers: dict[str, str] | None) -> bool:
             return r.status == 200
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
+
+
+def delete_app(app_name: str, timeout_s: float) -> None:
+    """Delete ``app_name`` and, if no other app runs, Serve; stop waiting after ``timeout_s``."""
+    from ray import serve
+
+    serve.delete(app_name, _blocking=False)
+    deadline = time.monotonic() + timeout_s
+    while app_name in serve.status().applications and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if not serve.status().applications:
+        # Serve's own shutdown may wait 30 s for its controller: on our clock instead.
+        stopping = threading.Thread(target=serve.shutdown, daemon=True)
+        stopping.start()
+        stopping.join(max(deadline - time.monotonic(), 1.0))
