@@ -82,6 +82,8 @@ class StageConfigs:
             from orca_math.world.generate import WorldConfig
 
             cfgs.world = load_stage_config(WorldConfig, path, "world")
+        # Evaluation is judged like practice: the run's judge section applies to both.
+        cfgs.eval = cfgs.eval.model_copy(update={"judge": cfgs.judge})
         if run.seed is not None:
             cfgs.reseed(run.seed)
         if cfgs.judge.method != "exact" and not isinstance(cfgs.teacher, TeacherConfig):
@@ -206,8 +208,18 @@ def _eval_stage(r: PipelineRunner, cfgs: StageConfigs, label: str, model: Path, 
     out = r.run_dir / "eval" / label
     # On the world the eval set is a stage's output: a new world re-evaluates every model.
     upstreams = [upstream] + (["world"] if cfgs.run.world else [])
-    r.stage(name, cfgs.eval, upstreams, {"model": str(model)}, out,
-            lambda resume: run_eval(str(model), cfgs.eval, out, stage=name, manifest=r.manifest))
+    teacher = cfgs.teacher if cfgs.judge.method != "exact" else None
+
+    def body(resume: bool) -> None:
+        from orca_math.judge.serve_judge import release_judge
+
+        try:
+            run_eval(str(model), cfgs.eval, out, stage=name, manifest=r.manifest, serve_cfg=cfgs.serve.judge,
+                     teacher_cfg=teacher)
+        finally:
+            release_judge()  # training comes next: its workers need the judge replicas' CPUs
+
+    r.stage(name, cfgs.eval, upstreams, {"model": str(model)}, out, body)
     return name
 
 
@@ -269,12 +281,12 @@ def run_pipeline(config: str | Path, run_dir: str | Path, overrides: dict[str, A
             model, model_stage = _round(r, cfgs, practice_cfg, k, rd, model, model_stage, problems, last,
                                         run_preference, models)
             evals.append((_eval_stage(r, cfgs, f"M{k + 1}", model, model_stage), f"M{k + 1}"))
+        if run.sft_control and run.rounds:
+            evals.append((_control_stage(r, cfgs, m1, problems, last, models, run_sft), "M1+SFT (control)"))
     finally:
         from orca_math.judge.serve_judge import release_judge
 
-        release_judge()
-    if run.sft_control and run.rounds:
-        evals.append((_control_stage(r, cfgs, m1, problems, last, models, run_sft), "M1+SFT (control)"))
+        release_judge()  # evals and judges share the judge app; a run leaves none behind
 
     results = []
     for stage, label in evals:

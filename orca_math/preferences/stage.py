@@ -24,7 +24,8 @@ def run_prefs(problems_path: str | Path, samples_path: str | Path, judgments_pat
     manifest = manifest or RunManifest(out_dir / "manifest.json")
     inputs = {"problems": str(problems_path), "samples": str(samples_path), "judgments": str(judgments_path)}
     with manifest.stage(stage, cfg, inputs) as entry:
-        samples = read_parquet(samples_path, SAMPLE)
+        # Practice writes its samples as parts in no set order; sorted, prefs draw the same pairs every time.
+        samples = sorted(read_parquet(samples_path, SAMPLE), key=lambda s: (s["problem_id"], s["sample_index"]))
         prefs = build_preferences(read_parquet(problems_path, PROBLEM), samples,
                                   read_parquet(judgments_path, JUDGMENT), cfg, round_k)
         paths = {

@@ -14,6 +14,11 @@ from orca_math.prompts import DEFAULT_STOP
 class VLLMEngineConfig(StageConfig):
     """One vLLM engine replica per Ray Data actor; ``concurrency`` replicas in all."""
 
+    kind: Literal["vllm", "canned"] = Field(
+        "vllm", description="vllm: the real engine. canned: deterministic canned completions, no model "
+        "(orca_math/sampling/canned.py), for benchmarks and tests of the data path only.")
+    canned_delay_s: float = Field(0.0, ge=0, description="canned only: seconds each batch takes, standing in "
+                                  "for generation time (tests that interrupt a stage mid-way).")
     model: str | None = Field(None, description="HF id or local folder; usually set per run (--model).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype. auto: bfloat16 on GPUs and on CPUs with native bf16 (AVX512_BF16, "
