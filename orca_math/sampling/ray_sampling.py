@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orca_math.sampling.config import DecodingConfig, VLLMEngineConfig
+from orca_math.sampling.config import VLLMEngineConfig
 from orca_math.sampling.vllm_sampler import VLLMSampler
 
 
