@@ -80,11 +80,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[2500, 25000, 250000])
     ap.add_argument("--out", default="/tmp/orca-scale")
-    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child mode: run one N, print JSON
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child mode: run one N
     args = ap.parse_args()
     out = Path(args.out)
-    if args.one:
-        print(json.dumps(run_chain(args.one, out / str(args.one))))
+    if args.one:  # the result goes to a file: Ray may print to stdout on its way out
+        result = run_chain(args.one, out / str(args.one))
+        (out / str(args.one) / "result.json").write_text(json.dumps(result))
         return 0
     bench_start = time.perf_counter()
     results = {}
@@ -97,7 +98,7 @@ def main() -> int:
         if child.returncode != 0:
             print(child.stderr[-4000:], file=sys.stderr)
             return child.returncode
-        r = json.loads(child.stdout.strip().splitlines()[-1])
+        r = json.loads((work / "result.json").read_text())
         results[n] = r
         print(f"N={n:>7} problems x {SAMPLES}: wall {r['wall_s']:7.1f}s (practice {r['practice_s']}s, judge "
               f"{r['judge_s']}s, prefs {r['prefs_s']}s), {r['rows_per_s']:9.1f} rows/s, "
