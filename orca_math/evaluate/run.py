@@ -1,4 +1,4 @@
-"""Evaluation on Ray: read problems, sample greedily with vLLM in Ray Data, score, write results."""
+"""Evaluation on Ray: problems stream through the engine (greedy) and the judge app, committed per batch."""
 
 from __future__ import annotations
 
@@ -7,64 +7,109 @@ import logging
 import time
 from pathlib import Path
 
-from orca_math.evaluate.stage import EvalConfig, accuracy, data_hash, score_samples
+from orca_math.evaluate.stage import EvalConfig, data_hash, score_samples
+from orca_math.judge.config import JudgeServeConfig
 from orca_math.manifest import RunManifest
 from orca_math.prompts import prompt_rows
-from orca_math.ray_runtime import ensure_ray
-from orca_math.records import write_parquet, write_quarantine
-from orca_math.sampling.ray_sampling import sample_rows
-from orca_math.schema import EVAL_RESULT
+from orca_math.records import StageOutput, write_parquet
+from orca_math.sampling.config import DecodingConfig, VLLMEngineConfig
+from orca_math.sampling.ray_sampling import engine_resources, sampler_class
+from orca_math.schema import EVAL_RESULT, PROBLEM
 from orca_math.seeds import read_problems, resolve_data_spec
+from orca_math.streaming import CommitBatches, StageParts, stream_stage
+from orca_math.teacher.config import TeacherConfig
 
 log = logging.getLogger(__name__)
 
 
-def run_eval(model: str, cfg: EvalConfig, out_dir: str | Path, stage: str = "eval",
-             manifest: RunManifest | None = None) -> dict:
-    """Evaluate ``model`` and write ``results.parquet``, ``quarantine.parquet``, ``summary.json``.
+class EvalBatches(CommitBatches):
+    """``map_batches`` callable holding one engine: problems -> completions -> the judge's verdicts, committed."""
 
-    Returns the summary (accuracy, n, model, data hash, wall time, ...).
+    def __init__(self, parts: StageParts, engine: VLLMEngineConfig, decoding: DecodingConfig,
+                 prompt_template: str, model: str, app_name: str):
+        from orca_math.judge.serve_judge import judge_handle
+
+        super().__init__(parts, "id")
+        self.sampler = sampler_class(engine)(engine, decoding, model)
+        self.template, self.model = prompt_template, model
+        self.handle = judge_handle(app_name)
+
+    def _judge(self, items: list[dict]) -> list[dict]:
+        from orca_math.judge.serve_judge import judge_batch_via_handle
+
+        return judge_batch_via_handle(self.handle, items)
+
+    def process(self, problems: list[dict]) -> tuple[StageOutput, dict[str, int]]:
+        cols = self.sampler({"problem_id": [p["id"] for p in problems],
+                             "prompt": [r["prompt"] for r in prompt_rows(problems, self.template)],
+                             "question": [p["question"] for p in problems],
+                             "reference_answer": [p["reference_answer"] for p in problems]})
+        samples = [dict(zip(cols, values)) for values in zip(*cols.values())]
+        scored = score_samples(problems, samples, self.model, judge=self._judge)
+        return scored, {"correct": sum(r["correct"] for r in scored.rows),
+                        "no_answer": sum(r["extracted_answer"] is None for r in scored.rows),
+                        "completion_tokens": sum(r["completion_tokens"] or 0 for r in scored.rows)}
+
+
+def run_eval(model: str, cfg: EvalConfig, out_dir: str | Path, stage: str = "eval",
+             manifest: RunManifest | None = None, serve_cfg: JudgeServeConfig | None = None,
+             teacher_cfg: TeacherConfig | None = None) -> dict:
+    """Evaluate ``model``; write ``results.parquet/``, ``quarantine.parquet/``, ``summary.json``.
+
+    The eval set is read and checked once (``problems.parquet``; rows that cannot be problems are
+    quarantined), then streams: each batch is sampled, judged by the judge app with ``cfg.judge``
+    (started here if it is not running; ``teacher_cfg`` for the llm methods) and committed; a
+    rerun after a crash evaluates only the problems not yet committed. Returns the summary
+    (accuracy, n, model, data hash, wall time, ...).
     """
+    from orca_math.judge.judge_samples import ensure_judge_app
+    from orca_math.ray_runtime import ensure_ray
+
     out_dir = Path(out_dir)
     manifest = manifest or RunManifest(out_dir / "manifest.json")
     engine = cfg.engine.model_copy(update={"model": model})
     data = resolve_data_spec(cfg.data)
     started = time.perf_counter()
     with manifest.stage(stage, cfg, {"model": model, "data": data}) as entry:
+        parts = StageParts(out_dir, "results.parquet", EVAL_RESULT)
+        # The eval set is small and fixed (GSM8K test: 1,319); reading it checks every source
+        # format in one place. Its read quarantine is a part of its own.
         read = read_problems(data, limit=cfg.limit, stage=stage)
-        problems = read.rows
-        log.info("%s: %d problems from %s (%d quarantined on read)", stage, len(problems), data, len(read.quarantined))
+        problems_path = write_parquet(read.rows, PROBLEM, out_dir / "problems.parquet")
+        parts.commit([], StageOutput([], read.quarantined, len(read.quarantined)), key="read")
+        n, hashed = len(read.rows), data_hash(read.rows)
+        del read
+        log.info("%s: %d problems from %s", stage, n, data)
         ensure_ray()
-        sample_start = time.perf_counter()
-        samples = sample_rows(prompt_rows(problems, cfg.prompt_template), engine, cfg.decoding, model_name=model)
-        sample_s = time.perf_counter() - sample_start
-        scored = score_samples(problems, samples, model)
-        n = len(problems)
+        app = ensure_judge_app(cfg.judge, serve_cfg, teacher_cfg)
+        engine = engine.on_cluster()
+        result = stream_stage(
+            problems_path, parts, EvalBatches,
+            {"engine": engine, "decoding": cfg.decoding, "prompt_template": cfg.prompt_template,
+             "model": model, "app_name": app},
+            batch_size=engine.batch_size, concurrency=engine.concurrency, **engine_resources(engine))
+        s = result.summary
         summary = {
             "stage": stage,
             "model": model,
             "data": data,
-            "data_hash": data_hash(problems),
+            "data_hash": hashed,
             "n": n,
-            "correct": sum(r["correct"] for r in scored.rows),
-            "accuracy": accuracy(scored.rows, n),
-            "no_answer": sum(r["extracted_answer"] is None for r in scored.rows),
-            "read_quarantined": len(read.quarantined),
-            "scored_quarantined": len(scored.quarantined),
-            "completion_tokens": sum(r["completion_tokens"] or 0 for r in scored.rows),
-            "sampling_s": round(sample_s, 3),
+            "correct": s.stats["correct"],
+            "accuracy": s.stats["correct"] / n if n else 0.0,  # quarantined problems count as wrong
+            "no_answer": s.stats["no_answer"],
+            "judge_method": cfg.judge.method,
+            "rows_quarantined": s.rows_quarantined,
+            "completion_tokens": s.stats["completion_tokens"],
+            "rows_restored": result.rows_restored,
+            "rows_computed": result.rows_computed,
             "wall_s": round(time.perf_counter() - started, 3),
         }
-        write_parquet(scored.rows, EVAL_RESULT, out_dir / "results.parquet")
-        write_quarantine(read.quarantined + scored.quarantined, out_dir / "quarantine.parquet")
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         entry.update(
             engine=engine.choice_record(),
-            outputs={"results": str(out_dir / "results.parquet"), "summary": str(out_dir / "summary.json")},
-            rows_in=read.rows_in,
-            rows_out=len(scored.rows),
-            rows_quarantined=len(read.quarantined) + len(scored.quarantined),
-            quarantine_reasons={**read.reasons(), **scored.reasons()},
-            accuracy=summary["accuracy"],
+            outputs={"results": str(parts.data_dir), "quarantine": str(parts.quarantine_dir),
+                     "summary": str(out_dir / "summary.json")},
+            accuracy=summary["accuracy"], **result.manifest_fields(),
         )
     return summary

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import Callable, Sequence
 
 from pydantic import Field
 
-from orca_math.answers import extract_answer, is_correct
 from orca_math.config import StageConfig
+from orca_math.judge.config import JudgeConfig
+from orca_math.judge.judging import JudgeItem, judge_items_sync
 from orca_math.prompts import DEFAULT_PROMPT_TEMPLATE
 from orca_math.records import StageOutput, quarantine_row
 from orca_math.sampling.config import GREEDY, DecodingConfig, VLLMEngineConfig
@@ -22,7 +23,9 @@ class EvalConfig(StageConfig):
     prompt_template: str = Field(DEFAULT_PROMPT_TEMPLATE, description="Must contain {question}.")
     decoding: DecodingConfig = Field(GREEDY, description="Greedy, one sample: pass@1.")
     engine: VLLMEngineConfig = Field(default_factory=VLLMEngineConfig)
-    judge_method: Literal["exact"] = Field("exact", description="How completions are scored.")
+    judge: JudgeConfig = Field(
+        default_factory=JudgeConfig, description="How completions are judged: the judge service, as in practice "
+        "(exact | llm | exact_then_llm). A run and `orca-math eval --config` use the config's `judge:` section.")
 
 
 def data_hash(problems: list[dict]) -> str:
@@ -33,32 +36,51 @@ def data_hash(problems: list[dict]) -> str:
     return h.hexdigest()[:16]
 
 
-def score_samples(problems: list[dict], samples: list[dict], model: str) -> StageOutput:
-    """Eval-result rows: each problem's first sample checked against its reference answer.
+Judge = Callable[[Sequence[dict]], list[dict]]  # items (question, reference, candidate) -> verdict dicts
 
-    A problem without a sample (the engine dropped it) is quarantined, never counted as right
-    or silently left out of the denominator.
+
+def judge_exact_in_process(items: Sequence[dict]) -> list[dict]:
+    """The judge's exact method without the service (for pure callers and tests)."""
+    return [v.to_dict() for v in judge_items_sync(
+        [JudgeItem(i["question"], i["reference"], i["candidate"]) for i in items], JudgeConfig(method="exact"))]
+
+
+def score_samples(problems: list[dict], samples: list[dict], model: str,
+                  judge: Judge = judge_exact_in_process) -> StageOutput:
+    """Eval-result rows: each problem's first sample, judged against its reference answer.
+
+    A problem without a sample (the engine dropped it) or whose sample the judge could not decide
+    (teacher error) is quarantined, never counted as right or silently left out of the denominator.
     """
     by_problem: dict[str, dict] = {}
     for s in sorted(samples, key=lambda s: s["sample_index"]):
         by_problem.setdefault(s["problem_id"], s)
     out = StageOutput(rows_in=len(problems))
-    for i, p in enumerate(problems):
+    answered = []
+    for p in problems:
         s = by_problem.get(p["id"])
         if s is None:
-            out.quarantined.append(quarantine_row("eval", p["source"], i, "completion", "no sample returned", p))
-            continue
-        out.rows.append({
+            out.quarantined.append(quarantine_row("eval", p["source"], None, "completion", "no sample returned", p))
+        else:
+            answered.append((p, s))
+    verdicts = judge([{"question": p["question"], "reference": p["reference_answer"], "candidate": s["text"]}
+                      for p, s in answered]) if answered else []
+    for (p, s), v in zip(answered, verdicts, strict=True):
+        row = {
             "problem_id": p["id"],
             "model": model,
             "question": p["question"],
             "reference_answer": p["reference_answer"],
             "completion": s["text"],
-            "extracted_answer": extract_answer(s["text"]),
-            "correct": is_correct(s["text"], p["reference_answer"]),
-            "method": "exact",
+            "extracted_answer": v["extracted"],
+            "correct": v["correct"],
+            "method": v["method"],
             "completion_tokens": s.get("completion_tokens"),
-        })
+        }
+        if v.get("error") is not None or v["correct"] is None:
+            out.quarantined.append(quarantine_row("eval", "judge", None, "correct", f"not judged: {v.get('error')}", row))
+        else:
+            out.rows.append(row)
     return out.check_counts()
 
 

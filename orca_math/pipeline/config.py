@@ -107,6 +107,8 @@ class StageConfigs:
             from orca_math.world.generate import WorldConfig
 
             cfgs.world = load_stage_config(WorldConfig, path, "world")
+        # Evaluation is judged like practice: the run's judge section applies to both.
+        cfgs.eval = cfgs.eval.model_copy(update={"judge": cfgs.judge})
         if run.seed is not None:
             cfgs.reseed(run.seed)
         if cfgs.judge.method != "exact" and not isinstance(cfgs.teacher, TeacherConfig):

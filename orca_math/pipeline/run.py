@@ -29,6 +29,7 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
     """Every stage ``cfgs`` asks for, in the order they run."""
     from orca_math.evaluate.run import run_eval
     from orca_math.judge.judge_samples import run_judge
+    from orca_math.judge.serve_judge import release_judge
     from orca_math.practice.stage import run_practice
     from orca_math.preferences.stage import run_prefs
     from orca_math.seeds.stage import SeedsConfig, run_seeds
@@ -77,12 +78,19 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
                             out=run_dir / "solve", after=last))
         problems, last = run_dir / "solve" / "problems", ("solve",)
 
+    judge_teacher = cfgs.teacher if cfgs.judge.method != "exact" else None
+
     def evaluate(label: str, model: Path | str, after: tuple[str, ...]) -> None:
+        def body(c: StageContext) -> None:
+            try:
+                run_eval(str(model), eval_cfg, c.out, c.name, c.manifest, serve_cfg=cfgs.serve.judge,
+                         teacher_cfg=judge_teacher)
+            finally:
+                release_judge()  # training comes next: its workers need the judge replicas' CPUs
+
         # On the world the eval set is a stage's output: a new world re-evaluates every model.
-        stages.append(Stage(f"eval-{label}", eval_cfg, lambda c: run_eval(str(model), eval_cfg, c.out, c.name,
-                                                                          c.manifest) and None,
-                            out=run_dir / "eval" / label, after=after + (("world",) if run.world else ()),
-                            inputs={"model": str(model)}))
+        stages.append(Stage(f"eval-{label}", eval_cfg, body, out=run_dir / "eval" / label,
+                            after=after + (("world",) if run.world else ()), inputs={"model": str(model)}))
 
     if run.eval_base:
         evaluate("M0", m0, student)
@@ -97,14 +105,13 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
         practice_cfg = cfgs.practice.model_copy(update={"limit": run.practice_limit or cfgs.practice.limit})
         if run.practice_fresh and practice_cfg.limit:
             practice_cfg = practice_cfg.model_copy(update={"offset": (k - 1) * practice_cfg.limit})
-        teacher = cfgs.teacher if cfgs.judge.method != "exact" else None
         stages.extend([
             Stage(f"practice-{k}", practice_cfg, out=rd / "practice", after=(model_stage,) + last,
                   inputs={"model": str(model)},
                   run=lambda c: run_practice(str(model), problems, c.out, practice_cfg, stage=c.name,
                                              manifest=c.manifest, model_name=f"M{k}") and None),
             Stage(f"judge-{k}", cfgs.judge, out=rd / "judge", after=(f"practice-{k}",),
-                  run=lambda c: run_judge(samples, problems, c.out, cfgs.judge, cfgs.serve.judge, teacher,
+                  run=lambda c: run_judge(samples, problems, c.out, cfgs.judge, cfgs.serve.judge, judge_teacher,
                                           stage=c.name, manifest=c.manifest) and None),
             Stage(f"prefs-{k}", cfgs.prefs, out=prefs, after=(f"judge-{k}",),
                   run=lambda c: run_prefs(problems, samples, judgments, c.out, cfgs.prefs, round_k=k, stage=c.name,

@@ -5,14 +5,18 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import Field
 
 from orca_math.config import StageConfig
 from orca_math.manifest import RunManifest
 from orca_math.prompts import DEFAULT_PROMPT_TEMPLATE, prompt_rows
-from orca_math.records import StageOutput, quarantine_row, read_parquet, write_parquet, write_quarantine
+from orca_math.records import StageOutput, parquet_files, quarantine_row
 from orca_math.sampling.config import DecodingConfig, VLLMEngineConfig
+from orca_math.sampling.ray_sampling import engine_resources, sampler_class
 from orca_math.schema import PROBLEM, SAMPLE
+from orca_math.streaming import CommitBatches, StageParts, stream_stage
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,38 @@ def practice_slice(problems: list[dict], offset: int, limit: int | None) -> list
     return (problems[start:] + problems[:start])[:n]
 
 
+def write_practice_slice(problems_path: str | Path, offset: int, limit: int | None, dest: str | Path) -> int:
+    """Write :func:`practice_slice` of a problems file or folder to ``dest``, batch by batch.
+
+    The driver holds one record batch at a time, never the set; returns the rows written.
+    """
+    files = parquet_files(problems_path)
+    total = sum(pq.read_metadata(f).num_rows for f in files)
+    n = 0 if total == 0 else (total if limit is None else min(limit, total))
+    start = offset % total if total else 0
+    # Global row ranges to keep, in output order: [start, end) then the wrap-around from 0.
+    ranges = [(start, min(start + n, total))] + ([(0, start + n - total)] if start + n > total else [])
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    with pq.ParquetWriter(tmp, PROBLEM) as writer:
+        for lo, hi in ranges:
+            seen = 0
+            for f in files:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=8192):
+                    b_lo, b_hi = max(lo - seen, 0), min(hi - seen, batch.num_rows)
+                    seen += batch.num_rows
+                    if b_lo < b_hi:
+                        t = pa.Table.from_batches([batch.slice(b_lo, b_hi - b_lo)])
+                        writer.write_table(t.select(PROBLEM.names).cast(PROBLEM))
+                    if seen >= hi:
+                        break
+                if seen >= hi:
+                    break
+    tmp.replace(dest)
+    return n
+
+
 def check_samples(problems: list[dict], samples: list[dict], n: int) -> StageOutput:
     """Keep every sample of a known problem; quarantine empty ones. Rows in = samples returned.
 
@@ -45,11 +81,11 @@ def check_samples(problems: list[dict], samples: list[dict], n: int) -> StageOut
     known = {p["id"] for p in problems}
     out = StageOutput(rows_in=len(samples))
     per_problem: dict[str, int] = {}
-    for i, s in enumerate(samples):
+    for s in samples:
         if s["problem_id"] not in known:
-            out.quarantined.append(quarantine_row("practice", "vllm", i, "problem_id", "unknown problem", s))
+            out.quarantined.append(quarantine_row("practice", "vllm", None, "problem_id", "unknown problem", s))
         elif not s["text"].strip():
-            out.quarantined.append(quarantine_row("practice", "vllm", i, "text", "empty completion", s))
+            out.quarantined.append(quarantine_row("practice", "vllm", None, "text", "empty completion", s))
         else:
             out.rows.append(s)
             per_problem[s["problem_id"]] = per_problem.get(s["problem_id"], 0) + 1
@@ -59,30 +95,52 @@ def check_samples(problems: list[dict], samples: list[dict], n: int) -> StageOut
     return out.check_counts()
 
 
+class PracticeBatches(CommitBatches):
+    """``map_batches`` callable holding one engine: a batch of problems -> their samples, committed."""
+
+    def __init__(self, parts: StageParts, engine: VLLMEngineConfig, decoding: DecodingConfig,
+                 prompt_template: str, model_name: str):
+        super().__init__(parts, "id")
+        self.sampler = sampler_class(engine)(engine, decoding, model_name)
+        self.n, self.template = decoding.n, prompt_template
+
+    def process(self, problems: list[dict]) -> tuple[StageOutput, dict[str, int]]:
+        cols = self.sampler({"problem_id": [p["id"] for p in problems],
+                             "prompt": [r["prompt"] for r in prompt_rows(problems, self.template)],
+                             "question": [p["question"] for p in problems],
+                             "reference_answer": [p["reference_answer"] for p in problems]})
+        samples = [dict(zip(cols, values)) for values in zip(*cols.values())]
+        checked = check_samples(problems, samples, self.n)
+        checked.rows.sort(key=lambda s: (s["problem_id"], s["sample_index"]))
+        return checked, {"problems": len(problems)}
+
+
 def run_practice(model: str, problems_path: str | Path, out_dir: str | Path, cfg: PracticeConfig,
                  stage: str = "practice", manifest: RunManifest | None = None, model_name: str | None = None) -> Path:
-    """Sample ``cfg.decoding.n`` solutions per problem; write ``samples.parquet`` (+ quarantine).
+    """Sample ``cfg.decoding.n`` solutions per problem into ``samples.parquet/`` (+ ``quarantine.parquet/``).
 
+    Streams: the problems are read by Ray Data, sampled in batches, and each batch is committed
+    as one part; a rerun after a crash samples only the problems not yet committed.
     ``model_name`` (default: ``model``) goes into each sample's id and ``model`` column; a run
     passes its label (``M1``) so ids do not depend on where the run folder lives.
     """
     from orca_math.ray_runtime import ensure_ray
-    from orca_math.sampling.ray_sampling import sample_rows
 
     out_dir = Path(out_dir)
     manifest = manifest or RunManifest(out_dir / "manifest.json")
     engine = cfg.engine.model_copy(update={"model": model})
     with manifest.stage(stage, cfg, {"model": str(model), "problems": str(problems_path)}) as entry:
-        problems = read_parquet(problems_path, PROBLEM)
-        problems = practice_slice(problems, cfg.offset, cfg.limit)
+        selected = out_dir / "problems.parquet"
+        n_problems = write_practice_slice(problems_path, cfg.offset, cfg.limit, selected)
         ensure_ray()
-        log.info("%s: %d problems x %d samples from %s", stage, len(problems), cfg.decoding.n, model)
-        samples = sample_rows(prompt_rows(problems, cfg.prompt_template), engine, cfg.decoding,
-                              model_name=model_name or str(model))
-        checked = check_samples(problems, samples, cfg.decoding.n)
-        path = write_parquet(sorted(checked.rows, key=lambda s: (s["problem_id"], s["sample_index"])),
-                             SAMPLE, out_dir / "samples.parquet")
-        write_quarantine(checked.quarantined, out_dir / "quarantine.parquet")
-        entry.update(outputs={"samples": str(path)}, problems=len(problems), engine=engine.choice_record(),
-                     **checked.counts())
-    return path
+        log.info("%s: %d problems x %d samples from %s", stage, n_problems, cfg.decoding.n, model)
+        engine = engine.on_cluster()
+        parts = StageParts(out_dir, "samples.parquet", SAMPLE)
+        result = stream_stage(
+            selected, parts, PracticeBatches,
+            {"engine": engine, "decoding": cfg.decoding, "prompt_template": cfg.prompt_template,
+             "model_name": model_name or str(model)},
+            batch_size=engine.batch_size, concurrency=engine.concurrency, **engine_resources(engine))
+        entry.update(outputs={"samples": str(parts.data_dir), "quarantine": str(parts.quarantine_dir)},
+                     problems=n_problems, engine=engine.choice_record(), **result.manifest_fields())
+    return parts.data_dir

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import Field
@@ -45,8 +46,28 @@ class Preferences:
     report: dict
 
 
-def _pick(items: list, k: int | None, rng: random.Random) -> list:
+def _pick(items: Sequence, k: int | None, rng: random.Random) -> Sequence:
     return items if k is None or len(items) <= k else rng.sample(items, k)
+
+
+class _Without(Sequence):
+    """``items`` less the one at ``skip`` (None: none), without copying: each borrowing problem
+    draws from every other problem's negatives, and a copy per problem made that quadratic."""
+
+    def __init__(self, items: list, skip: int | None):
+        self.items, self.skip = items, skip
+
+    def __len__(self) -> int:
+        return len(self.items) - (self.skip is not None)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.items[i + (self.skip is not None and i >= self.skip)]
 
 
 def build_preferences(problems: list[dict], samples: list[dict], judgments: list[dict],
@@ -86,7 +107,8 @@ def build_preferences(problems: list[dict], samples: list[dict], judgments: list
               "problems_mastered_skipped": 0}
     hist: Counter = Counter()
     pairs, examples = [], []
-    negative_pool = [pid for pid in neg if neg[pid]]
+    negative_pool = sorted(pid for pid in neg if neg[pid])
+    pool_index = {pid: i for i, pid in enumerate(negative_pool)}
     for p in practiced:
         pid = p["id"]
         hist[len(pos[pid])] += 1
@@ -99,8 +121,8 @@ def build_preferences(problems: list[dict], samples: list[dict], judgments: list
         positives = _pick(positives, cfg.max_positives_per_problem, rng)
         negatives = [(t, "student") for t in neg[pid]]
         if not negatives and cfg.borrow_negatives:
-            donors = [d for d in negative_pool if d != pid]
-            for d in _pick(sorted(donors), cfg.borrow_negatives, rng):
+            donors = _Without(negative_pool, pool_index.get(pid))  # the sorted pool, less this problem
+            for d in _pick(donors, cfg.borrow_negatives, rng):
                 negatives.append((rng.choice(neg[d]), "borrowed"))
             if negatives:
                 report["problems_borrowing"] += 1

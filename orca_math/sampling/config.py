@@ -16,8 +16,13 @@ class VLLMEngineConfig(StageConfig):
 
     execution_fields = frozenset({"use_gpu", "tensor_parallel_size", "gpu_memory_utilization", "num_cpus_per_engine",
                                   "cpu_kvcache_space_gib", "concurrency", "batch_size", "enforce_eager",
-                                  "in_process_engine", "resources"})
+                                  "in_process_engine", "resources", "canned_delay_s"})
 
+    kind: Literal["vllm", "canned"] = Field(
+        "vllm", description="vllm: the real engine. canned: deterministic canned completions, no model "
+        "(orca_math/sampling/canned.py), for benchmarks and tests of the data path only.")
+    canned_delay_s: float = Field(0.0, ge=0, description="canned only: seconds each batch takes, standing in "
+                                  "for generation time (tests that interrupt a stage mid-way).")
     model: str | None = Field(None, description="HF id or local folder; usually set per run (--model).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype. auto: bfloat16 on GPUs and on CPUs with native bf16 (AVX512_BF16, "

@@ -1,10 +1,10 @@
-"""Fan student sampling out over Ray Data: one vLLM engine per actor, ``concurrency`` actors."""
+"""Student sampling on Ray Data: one engine per actor, ``concurrency`` actors, and their resources."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from orca_math.sampling.config import DecodingConfig, VLLMEngineConfig
+from orca_math.sampling.config import VLLMEngineConfig
 from orca_math.sampling.vllm_sampler import VLLMSampler
 
 
@@ -35,24 +35,10 @@ def engine_resources(engine: VLLMEngineConfig) -> dict[str, Any]:
     return {"num_cpus": 0, "num_gpus": 0, "ray_remote_args_fn": placement}
 
 
-def sample_dataset(ds, engine: VLLMEngineConfig, decoding: DecodingConfig, model_name: str | None = None):
-    """``ds`` with columns ``problem_id``, ``prompt`` -> a Dataset of sample-schema rows (lazy)."""
-    engine = engine.on_cluster()
-    return ds.map_batches(
-        VLLMSampler,
-        fn_constructor_kwargs={"engine": engine, "decoding": decoding, "model_name": model_name},
-        batch_size=engine.batch_size,
-        concurrency=engine.concurrency,
-        **engine_resources(engine),
-    )
+def sampler_class(engine: VLLMEngineConfig) -> type:
+    """The ``map_batches`` sampler for ``engine.kind``: vLLM, or the canned stand-in."""
+    if engine.kind == "canned":
+        from orca_math.sampling.canned import CannedSampler
 
-
-def sample_rows(rows: list[dict], engine: VLLMEngineConfig, decoding: DecodingConfig,
-                model_name: str | None = None) -> list[dict]:
-    """Sample every prompt in ``rows`` (dicts with ``problem_id``, ``prompt``) through Ray Data."""
-    import ray.data
-
-    if not rows:
-        return []
-    ds = ray.data.from_items([{"problem_id": r["problem_id"], "prompt": r["prompt"]} for r in rows])
-    return sample_dataset(ds, engine, decoding, model_name).take_all()
+        return CannedSampler
+    return VLLMSampler
