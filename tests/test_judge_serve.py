@@ -104,21 +104,6 @@ def test_handle_call_without_http(judge_url):
     assert all(v["error"] is None and v["prompt_tokens"] == 0 for v in verdicts)
 
 
-def test_ray_data_judges_rows_through_the_handle(judge_url):
-    import ray.data
-
-    from orca_math.judge.judge_samples import JudgeViaHandle
-    from orca_math.judge.serve_judge import JUDGE_APP
-
-    rows = [{**item, "row": i} for i, item in enumerate(ITEMS * 5)]
-    out = ray.data.from_items(rows).map_batches(
-        JudgeViaHandle, fn_constructor_kwargs={"app_name": JUDGE_APP}, batch_size=6, concurrency=1,
-        num_cpus=0.25).take_all()
-    out.sort(key=lambda r: r["row"])
-    assert [(r["correct"], r["extracted"]) for r in out] == EXPECTED * 5
-    assert {r["method"] for r in out} == {"exact"} and all(r["error"] is None for r in out)
-
-
 def test_a_second_app_on_another_port_reports_where_serve_really_listens(serve_port, judge_url):
     """Serve has one HTTP port per Ray instance: asking for another must not return a dead URL."""
     from orca_math.judge.serve_judge import start_judge, stop_judge

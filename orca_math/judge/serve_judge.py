@@ -10,7 +10,7 @@ From Ray (e.g. a Ray Data ``map_batches`` UDF), without HTTP::
 
     handle = judge_handle()                              # serve.get_app_handle("orca-judge")
     verdicts = judge_batch_via_handle(handle, items)     # or: await handle.judge.remote(items)
-    ds = ds.map_batches(JudgeViaHandle, fn_constructor_kwargs={"app_name": JUDGE_APP})  # judge_samples
+    # the judge stage's Ray Data UDF: judge_samples.JudgeBatches
 
 Every item goes through one ``@serve.batch`` method, so items from many small requests are
 judged together, and autoscaling follows the requests in flight per replica. A verdict with
