@@ -52,7 +52,7 @@ class _Clock:
 
 class _TimedTeacher:
     def __init__(self, clock: _Clock, delay_s: float):
-        from orca_math.agents.scripted import ScriptedTeacher
+        from orca_math.generate.scripted import ScriptedTeacher
 
         self.clock, self.inner = clock, ScriptedTeacher(delay_s=delay_s)
 
@@ -82,7 +82,7 @@ def _serve(clock: _Clock, delay_s: float, port_out, stop) -> None:
 
 
 def _config(base_url: str, in_flight: int, limit: int, workers: int = 1):
-    from orca_math.agents.config import ExecutionConfig, GenerateConfig
+    from orca_math.generate.config import ExecutionConfig, GenerateConfig
     from orca_math.teacher import TeacherConfig
 
     teacher = TeacherConfig(base_url=base_url, model="scripted", api_key_env=None,
@@ -96,7 +96,7 @@ def _config(base_url: str, in_flight: int, limit: int, workers: int = 1):
 def bench_openai(base_url: str, in_flight: int) -> None:
     import openai
 
-    from orca_math.agents import prompts
+    from orca_math.generate import prompts
 
     messages = [{"role": "system", "content": prompts.SOLVER_SYSTEM}, {"role": "user", "content": "What is 2 + 2?"}]
     n = 10 * SEEDS_PER_SLOT * in_flight  # about as many requests as the flows send
@@ -116,8 +116,8 @@ def bench_openai(base_url: str, in_flight: int) -> None:
 
 
 def bench_flows(base_url: str, in_flight: int) -> None:
-    from orca_math.agents.backend import build_backend, close_backend
-    from orca_math.agents.pipeline import run_seed_batch
+    from orca_math.generate.backend import build_backend, close_backend
+    from orca_math.generate.stage import run_seed_batch
     from orca_math.seeds import read_problems
 
     seeds = read_problems("gsm8k-train", limit=max(3, SEEDS_PER_SLOT * in_flight)).rows
@@ -132,7 +132,7 @@ def bench_flows(base_url: str, in_flight: int) -> None:
 
 
 def bench_pipeline(base_url: str, in_flight: int, workers: int = 1) -> None:
-    from orca_math.agents.pipeline import run_generate
+    from orca_math.generate.stage import run_generate
 
     cfg = _config(base_url, in_flight, max(3, SEEDS_PER_SLOT * in_flight), workers)
     with tempfile.TemporaryDirectory() as out:

@@ -20,7 +20,7 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 
 def _prompts(k: int) -> list[dict]:
-    from orca_math.prompts import render_prompt
+    from orca_math.common.prompts import render_prompt
     from orca_math.seeds import read_problems
 
     problems = read_problems("gsm8k-test", limit=k).rows
@@ -31,7 +31,7 @@ class TimedSampler:
     """VLLMSampler that also reports when each batch's generate call ran (wall clock)."""
 
     def __init__(self, **kwargs):
-        from orca_math.sampling.vllm_sampler import VLLMSampler
+        from orca_math.common.sampling.vllm_sampler import VLLMSampler
 
         t = time.time()
         self.inner = VLLMSampler(**kwargs)
@@ -49,7 +49,7 @@ class TimedSampler:
 def bench_bare(engine, decoding, rows) -> dict:
     from vllm import LLM
 
-    from orca_math.sampling.vllm_sampler import apply_engine_process_mode, engine_kwargs, sampling_params
+    from orca_math.common.sampling.vllm_sampler import apply_engine_process_mode, engine_kwargs, sampling_params
 
     apply_engine_process_mode(engine)
     t0 = time.perf_counter()
@@ -69,7 +69,7 @@ def bench_ray_data(engine, decoding, rows) -> dict:
     import ray
     import ray.data
 
-    from orca_math.sampling.ray_sampling import engine_resources
+    from orca_math.common.sampling.ray_sampling import engine_resources
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, ignore_reinit_error=True)
     t0 = time.perf_counter()
@@ -85,8 +85,8 @@ def bench_ray_data(engine, decoding, rows) -> dict:
 
 
 def main() -> None:
-    from orca_math.sampling.config import DecodingConfig, VLLMEngineConfig
-    from orca_math.tiny_model import build_tiny_model
+    from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
+    from orca_math.tiny_model.core import build_tiny_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="default: a freshly built tiny model")

@@ -33,7 +33,7 @@ def write_problems(n: int, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from orca_math.schema import PROBLEM, empty_provenance
+    from orca_math.common.schema import PROBLEM, empty_provenance
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with pq.ParquetWriter(path, PROBLEM) as w:
@@ -50,10 +50,10 @@ def run_chain(n: int, work: Path) -> dict:
     import ray
 
     from orca_math.judge.config import JudgeConfig, JudgeServeConfig
-    from orca_math.judge.judge_samples import ensure_judge_app, run_judge
+    from orca_math.judge.stage import ensure_judge_app, run_judge
     from orca_math.practice.stage import PracticeConfig, run_practice
-    from orca_math.preferences.build import PreferenceConfig
-    from orca_math.preferences.stage import run_prefs
+    from orca_math.prefs.core import PreferenceConfig
+    from orca_math.prefs.stage import run_prefs
 
     problems = work / "problems.parquet"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -26,7 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 
 def sft_columns(model: str, n: int, cfg) -> dict[str, list]:
     from orca_math.seeds import read_problems
-    from orca_math.train.rows import SFT_COLUMNS, sft_rows, tokenizer_counter, trl_columns
+    from orca_math.train.core import SFT_COLUMNS, sft_rows, tokenizer_counter, trl_columns
     from orca_math.train.trainers import load_tokenizer
 
     problems = read_problems("gsm8k-train", limit=n).rows
@@ -67,8 +67,8 @@ def bench_ray(model: str, columns: dict, cfg, work: Path) -> dict:
 def main() -> None:
     import ray
 
-    from orca_math.config import load_stage_config
-    from orca_math.tiny_model import build_tiny_model
+    from orca_math.common.config import load_stage_config
+    from orca_math.tiny_model.core import build_tiny_model
     from orca_math.train.config import SFTTrainConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

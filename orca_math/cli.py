@@ -25,13 +25,13 @@ import traceback
 from pathlib import Path
 
 COMMAND_MODULES = [
-    "orca_math.tiny_model_cli",
+    "orca_math.tiny_model.cli",
     "orca_math.evaluate.cli",
     "orca_math.world.cli",
-    "orca_math.agents.cli",
+    "orca_math.generate.cli",
     "orca_math.train.cli",
-    "orca_math.serve_cli",
-    "orca_math.pipeline.cli",
+    "orca_math.serve.cli",
+    "orca_math.run.cli",
     "orca_math.demo",
 ]
 
@@ -101,7 +101,7 @@ def output_folder(args: argparse.Namespace) -> Path | None:
 
 def unfinished_stage(folder: Path | None) -> str | None:
     """The stage the folder's manifest shows started and not done (the latest one, if several)."""
-    from orca_math.manifest import RunManifest
+    from orca_math.common.manifest import RunManifest
 
     if folder is None or not (folder / "manifest.json").exists():
         return None

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import IO, Callable
 
-from orca_math.config import add_config_flags, config_from_args, resolve_config_path
-from orca_math.pipeline.cli import add_run_config_flags
-from orca_math.pipeline.config import RunConfig
+from orca_math.common.config import add_config_flags, config_from_args, resolve_config_path
+from orca_math.run.cli import add_run_config_flags
+from orca_math.run.config import RunConfig
 
 DEMO_CONFIG = "configs/demo.yaml"
 LOG_NAME = "logs/demo.log"
@@ -222,9 +222,9 @@ def run(args: argparse.Namespace) -> int:
     # The demo runs one heavy stage at a time, so each may use every core: without this Ray pins a
     # 1-CPU training worker to one thread. Set before Ray starts so its workers inherit it.
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-    from orca_math.manifest import RunManifest
-    from orca_math.pipeline.config import StageConfigs
-    from orca_math.pipeline.run import planned_stages, run_pipeline
+    from orca_math.common.manifest import RunManifest
+    from orca_math.run.config import StageConfigs
+    from orca_math.run.recipe import planned_stages, run_pipeline
 
     out = Path(args.out)
     config = resolve_config_path(config_from_args(args))
@@ -247,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(results: list[dict], out: Path, algo: str, started: float, terminal: IO[str]) -> int:
-    from orca_math.manifest import RunManifest
+    from orca_math.common.manifest import RunManifest
 
     manifest = RunManifest(out / "manifest.json").data
     say: Callable[[str], None] = lambda line: print(line, file=terminal, flush=True)  # noqa: E731

@@ -23,7 +23,7 @@ def gsm8k_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A tiny Llama (hidden 128, 2 heads -> head_dim 64) saved as an HF folder."""
-    from orca_math.tiny_model import build_tiny_model
+    from orca_math.tiny_model.core import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
 

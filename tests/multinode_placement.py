@@ -20,8 +20,8 @@ from pathlib import Path
 
 import ray
 
-from orca_math.sampling.config import VLLMEngineConfig
-from orca_math.sampling.ray_sampling import engine_resources
+from orca_math.common.sampling.config import VLLMEngineConfig
+from orca_math.common.sampling.ray_sampling import engine_resources
 from orca_math.train.config import TrainScalingConfig
 
 ENGINE = VLLMEngineConfig(use_gpu=False, num_cpus_per_engine=1, concurrency=2, batch_size=4,

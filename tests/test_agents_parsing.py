@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orca_math.agents import prompts
-from orca_math.agents.parsing import (
+from orca_math.generate import prompts
+from orca_math.generate.parsing import (
     ReplyParseError,
     Unsolvable,
     parse_answer_text,

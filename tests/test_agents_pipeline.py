@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from orca_math.agents.config import ExecutionConfig, GenerateConfig, SolveStageConfig, load_with_teacher, output_hash
-from orca_math.agents.parts import PartStore, PartStoreError
-from orca_math.agents.prompts import PROMPT_VERSION
-from orca_math.agents.scripted import ScriptedTeacher
-from orca_math.generation import Flow, SeedOutput
-from orca_math.records import read_parquet
-from orca_math.schema import PROBLEM, QUARANTINE
+from orca_math.generate.config import ExecutionConfig, GenerateConfig, SolveStageConfig, load_with_teacher, output_hash
+from orca_math.generate.parts import PartStore, PartStoreError
+from orca_math.generate.prompts import PROMPT_VERSION
+from orca_math.generate.scripted import ScriptedTeacher
+from orca_math.generate.contract import Flow, SeedOutput
+from orca_math.common.records import read_parquet
+from orca_math.common.schema import PROBLEM, QUARANTINE
 from orca_math.seeds import read_problems
 from orca_math.teacher import TeacherConfig
 from orca_math.teacher.scripted import ScriptedEndpoint
@@ -84,9 +84,9 @@ def test_generate_config_takes_the_shared_teacher_section_and_flags_win(tmp_path
 
 def test_final_pass_dedups_and_decontaminates_committed_parts_and_counts_by_flow(tmp_path, gsm8k_dir):
     """All seeds committed: no Ray, only the final pass (what a resumed run ends with)."""
-    from orca_math.agents.flows import problem_row, Candidate
-    from orca_math.agents.pipeline import run_generate
-    from orca_math.agents.parsing import Solution
+    from orca_math.generate.flows import problem_row, Candidate
+    from orca_math.generate.stage import run_generate
+    from orca_math.generate.parsing import Solution
 
     seeds = seed_rows(3)
     seeds[2]["provenance"] = {**seeds[2]["provenance"], "flow": Flow.ASK_ME_ANYTHING}  # a seed made by an older run
@@ -146,7 +146,7 @@ def seeds_covered(problems: list[dict], quarantined: list[dict]) -> Counter:
 
 @pytest.mark.slow
 def test_generate_on_ray_accounts_for_every_candidate_and_a_rerun_is_free(ray_local, tmp_path, gsm8k_dir):
-    from orca_math.agents.pipeline import run_generate
+    from orca_math.generate.stage import run_generate
 
     with ScriptedEndpoint(reply=ScriptedTeacher()) as ep:
         cfg = scripted_config(ep.base_url, limit=9)
@@ -185,7 +185,7 @@ def test_generate_on_ray_accounts_for_every_candidate_and_a_rerun_is_free(ray_lo
 
 @pytest.mark.slow
 def test_endpoint_outage_fails_the_run_without_losing_seeds_and_a_rerun_completes(ray_local, tmp_path, gsm8k_dir):
-    from orca_math.agents.pipeline import run_generate
+    from orca_math.generate.stage import run_generate
 
     with ScriptedEndpoint(reply=ScriptedTeacher()) as ep:
         cfg = scripted_config(ep.base_url, limit=6, seeds_per_part=2, parts_in_flight_per_worker=1)
@@ -228,7 +228,7 @@ def _kill_session(proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 def test_generate_killed_mid_run_resumes_to_the_same_result_as_an_uninterrupted_run(ray_local, tmp_path, gsm8k_dir):
-    from orca_math.agents.pipeline import run_generate
+    from orca_math.generate.stage import run_generate
 
     n = 8
     # Slow replies and one seed per part: parts commit one by one while the job is killed.
@@ -277,8 +277,8 @@ def test_generate_killed_mid_run_resumes_to_the_same_result_as_an_uninterrupted_
 
 @pytest.mark.slow
 def test_solve_keeps_teacher_solutions_that_match_gold(ray_local, tmp_path, gsm8k_dir):
-    from orca_math.agents.pipeline import run_solve
-    from orca_math.agents.scripted import answer_of
+    from orca_math.generate.stage import run_solve
+    from orca_math.generate.scripted import answer_of
 
     problems = seed_rows(6)
     # Give half the problems the answer the scripted teacher will find.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orca_math.answers import extract_answer, is_correct, normalize_number, reference_answer
+from orca_math.judge.answers import extract_answer, is_correct, normalize_number, reference_answer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DOCS = Path(__file__).parent.parent / "docs" / "judge.md"

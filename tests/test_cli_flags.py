@@ -2,13 +2,13 @@
 
 import pytest
 
-from orca_math.agents.config import GenerateConfig, load_with_teacher
+from orca_math.generate.config import GenerateConfig, load_with_teacher
 from orca_math.cli import build_parser
-from orca_math.config import config_from_args, load_stage_config
-from orca_math.evaluate.stage import EvalConfig
+from orca_math.common.config import config_from_args, load_stage_config
+from orca_math.evaluate.core import EvalConfig
 from orca_math.judge.config import JudgeConfig
-from orca_math.pipeline.run import StageConfigs
-from orca_math.serve_config import ServeConfig
+from orca_math.run.recipe import StageConfigs
+from orca_math.serve.config import ServeConfig
 from orca_math.teacher.config import TeacherConfig
 from orca_math.train.cli import _config as train_config
 

@@ -22,7 +22,7 @@ def cluster() -> dict:
 
 @pytest.fixture(scope="module")
 def recipe():
-    from orca_math.pipeline.config import StageConfigs
+    from orca_math.run.config import StageConfigs
 
     return StageConfigs.load(MISTRAL_YAML)
 
@@ -94,7 +94,7 @@ def test_mistral_recipe_is_the_papers(recipe):
 
 
 def test_mistral_recipe_runs_on_gpus_in_bf16_with_zero3(recipe, tmp_path):
-    from orca_math.sampling.vllm_sampler import engine_kwargs
+    from orca_math.common.sampling.vllm_sampler import engine_kwargs
     from orca_math.train.trainers import trl_kwargs
 
     for engine in (recipe.eval.engine, recipe.practice.engine):

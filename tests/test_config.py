@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orca_math.config import CONFIG_DIR, ConfigError, load_stage_config, load_yaml
-from orca_math.evaluate.stage import EvalConfig
-from orca_math.sampling.config import VLLMEngineConfig
-from orca_math.tiny_model import TinyModelConfig
+from orca_math.common.config import CONFIG_DIR, ConfigError, load_stage_config, load_yaml
+from orca_math.evaluate.core import EvalConfig
+from orca_math.common.sampling.config import VLLMEngineConfig
+from orca_math.tiny_model.core import TinyModelConfig
 from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig
 from orca_math.teacher.config import ProceduralTeacherConfig, load_teacher_config
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orca_math.config import load_yaml
+from orca_math.common.config import load_yaml
 from orca_math.demo import Progress, mcnemar_one_sided, noise_points, stage_counts, verdict
-from orca_math.manifest import RunManifest
-from orca_math.pipeline.config import StageConfigs
-from orca_math.pipeline.run import planned_stages, training_sequences
-from orca_math.records import read_parquet, read_table
-from orca_math.schema import JUDGMENT, KTO_EXAMPLE, PROBLEM, SAMPLE
+from orca_math.common.manifest import RunManifest
+from orca_math.run.config import StageConfigs
+from orca_math.run.recipe import planned_stages, training_sequences
+from orca_math.common.records import read_parquet, read_table
+from orca_math.common.schema import JUDGMENT, KTO_EXAMPLE, PROBLEM, SAMPLE
 from orca_math.world.generate import find_leaks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,7 +140,7 @@ def test_noise_is_two_standard_errors_of_the_difference():
 
 @pytest.mark.slow
 def test_short_demo_runs_every_stage(tmp_path, ray_local):
-    from orca_math.pipeline.run import run_pipeline
+    from orca_math.run.recipe import run_pipeline
 
     run_dir = tmp_path / "demo"
     results = run_pipeline(small_demo_config(tmp_path / "demo.yaml"), run_dir)

@@ -4,11 +4,11 @@ import logging
 
 import pytest
 
-from orca_math.hardware import (
+from orca_math.common.hardware import (
     ClusterTooSmallError, Machine, check_feasible, choose_attention, choose_precision, choose_vllm_dtype,
     resolve_use_gpu,
 )
-from orca_math.sampling.config import VLLMEngineConfig
+from orca_math.common.sampling.config import VLLMEngineConfig
 from orca_math.teacher.serve_teacher import TeacherServeConfig
 from orca_math.train.config import SFTTrainConfig, TrainScalingConfig
 
@@ -34,7 +34,7 @@ def test_auto_trains_fp32_on_an_avx2_only_cpu():
 
 
 def test_explicit_bf16_on_a_cpu_without_native_bf16_warns_of_the_slowdown(caplog):
-    with caplog.at_level(logging.WARNING, logger="orca_math.hardware"):
+    with caplog.at_level(logging.WARNING, logger="orca_math.common.hardware"):
         p = choose_precision(True, "auto", on_gpu=False, machine=AVX2_ONLY)
     assert p.bf16
     assert "20x slower" in caplog.text and "AMD EPYC 7R13" in caplog.text
@@ -123,7 +123,7 @@ def test_worker_resolution_records_the_choice(monkeypatch):
 def test_on_a_real_cpu_only_ray_cluster_auto_is_cpu_and_a_gpu_worker_fails_in_seconds(ray_local, tiny_model, tmp_path):
     import time
 
-    from orca_math.hardware import cluster_capacity
+    from orca_math.common.hardware import cluster_capacity
     from orca_math.train.ray_train import fit_on_ray
 
     assert cluster_capacity().get("GPU", 0) == 0 and resolve_use_gpu("auto") is False

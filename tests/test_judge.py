@@ -8,7 +8,7 @@ import pytest
 from fastapi import HTTPException
 
 from orca_math.judge import JudgeConfig, JudgeItem, judge_items_sync, parse_verdict
-from orca_math.judge.judging import JUDGE_SYSTEM_PROMPT
+from orca_math.judge.core import JUDGE_SYSTEM_PROMPT
 from orca_math.judge.serve_judge import parse_judge_request
 from orca_math.teacher import TeacherClient, TeacherConfig
 from orca_math.teacher.scripted import Fault, ScriptedEndpoint

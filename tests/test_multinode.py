@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from orca_math.sampling.config import VLLMEngineConfig
-from orca_math.sampling.ray_sampling import engine_resources
+from orca_math.common.sampling.config import VLLMEngineConfig
+from orca_math.common.sampling.ray_sampling import engine_resources
 from orca_math.train.config import TrainScalingConfig
 
 REPO = Path(__file__).resolve().parents[1]

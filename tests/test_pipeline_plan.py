@@ -6,12 +6,12 @@ import logging
 import pytest
 from pydantic import Field
 
-from orca_math.config import StageConfig
-from orca_math.manifest import RunManifest
-from orca_math.pipeline.results import results_markdown, write_results
-from orca_math.pipeline.runner import ManifestFormatError, Runner, Stage
-from orca_math.records import RowCountError
-from orca_math.sampling.config import VLLMEngineConfig
+from orca_math.common.config import StageConfig
+from orca_math.common.manifest import RunManifest
+from orca_math.run.results import results_markdown, write_results
+from orca_math.common.runner import ManifestFormatError, Runner, Stage
+from orca_math.common.records import RowCountError
+from orca_math.common.sampling.config import VLLMEngineConfig
 
 
 class ToyConfig(StageConfig):

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from orca_math.config import load_yaml
-from orca_math.manifest import RunManifest
-from orca_math.records import read_parquet
-from orca_math.schema import JUDGMENT, KTO_EXAMPLE, PREFERENCE_PAIR, PROBLEM, SAMPLE
+from orca_math.common.config import load_yaml
+from orca_math.common.manifest import RunManifest
+from orca_math.common.records import read_parquet
+from orca_math.common.schema import JUDGMENT, KTO_EXAMPLE, PREFERENCE_PAIR, PROBLEM, SAMPLE
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def run_config(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def finished_run(run_config, ray_local, gsm8k_dir, tmp_path_factory):
-    from orca_math.pipeline.run import run_pipeline
+    from orca_math.run.recipe import run_pipeline
 
     run_dir = tmp_path_factory.mktemp("run") / "r"
     start = time.perf_counter()
@@ -117,7 +117,7 @@ def test_every_sample_judged_and_every_pair_from_judged_samples(finished_run):
 
 
 def test_rerun_skips_finished_stages(finished_run, run_config):
-    from orca_math.pipeline.run import run_pipeline
+    from orca_math.run.recipe import run_pipeline
 
     run_dir, results = finished_run
     before = _finished_at(run_dir)
@@ -128,7 +128,7 @@ def test_rerun_skips_finished_stages(finished_run, run_config):
 
 
 def test_changing_a_stage_config_reruns_it_and_everything_after(finished_run, tmp_path):
-    from orca_math.pipeline.run import run_pipeline
+    from orca_math.run.recipe import run_pipeline
 
     run_dir, _ = finished_run
     copy = tmp_path / "r"
@@ -145,7 +145,7 @@ def test_changing_a_stage_config_reruns_it_and_everything_after(finished_run, tm
 
 def test_killed_run_resumes_to_the_same_outputs(finished_run, run_config, tmp_path):
     """SIGKILL the whole job mid-practice, rerun: same row ids as the uninterrupted run, no duplicates."""
-    from orca_math.pipeline.run import run_pipeline
+    from orca_math.run.recipe import run_pipeline
 
     reference, _ = finished_run
     run_dir = tmp_path / "killed"

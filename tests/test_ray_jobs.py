@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orca_math.config import load_yaml
-from orca_math.manifest import RunManifest
+from orca_math.common.config import load_yaml
+from orca_math.common.manifest import RunManifest
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -149,7 +149,7 @@ def test_run_as_a_ray_job_writes_results_and_exports_metrics(ray_head, gsm8k_dir
 
 def test_stage_metrics_export_from_a_driver(ray_local):
     """`ray.util.metrics` recorded in a driver process (not a task or actor) reach the node's exporter."""
-    from orca_math.pipeline import metrics
+    from orca_math.common import metrics
 
     stage = f"eval-driver-{os.getpid()}"
     metrics.stage_started(stage)

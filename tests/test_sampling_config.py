@@ -3,10 +3,10 @@
 import os
 from types import SimpleNamespace
 
-from orca_math.hardware import this_machine
-from orca_math.sampling.config import DecodingConfig, VLLMEngineConfig
-from orca_math.sampling.ray_sampling import engine_resources
-from orca_math.sampling.vllm_sampler import engine_kwargs, request_seed, samples_from_outputs
+from orca_math.common.hardware import this_machine
+from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
+from orca_math.common.sampling.ray_sampling import engine_resources
+from orca_math.common.sampling.vllm_sampler import engine_kwargs, request_seed, samples_from_outputs
 
 
 def test_cpu_engine_requests_no_gpu():
@@ -59,7 +59,7 @@ def test_every_completion_becomes_a_sample_row():
 
 
 def test_engine_core_runs_in_process_on_cpu_and_where_vllm_puts_it_on_gpu(monkeypatch):
-    from orca_math.sampling.vllm_sampler import apply_engine_process_mode
+    from orca_math.common.sampling.vllm_sampler import apply_engine_process_mode
 
     assert VLLMEngineConfig(use_gpu=False).engine_in_process() is True
     assert VLLMEngineConfig(use_gpu=True).engine_in_process() is None

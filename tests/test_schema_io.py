@@ -4,8 +4,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from orca_math import schema
-from orca_math.records import RecordError, RowCountError, StageOutput, read_parquet, read_table, write_parquet
+from orca_math.common import schema
+from orca_math.common.records import RecordError, RowCountError, StageOutput, read_parquet, read_table, write_parquet
 
 EXAMPLES = {
     "problem": {

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orca_math.manifest import RunManifest
+from orca_math.common.manifest import RunManifest
 
 REPO = Path(__file__).resolve().parents[1]
 STOP_S = 30  # what a user waits after Ctrl-C at most
@@ -91,7 +91,7 @@ def test_the_line_names_the_run_stage_that_failed(tmp_path):
     import argparse
 
     from orca_math.cli import failure_line
-    from orca_math.records import RecordError
+    from orca_math.common.records import RecordError
 
     (tmp_path / "manifest.json").write_text(json.dumps({"stages": {
         "sft": {"status": "done", "started_at": 1}, "practice-1": {"status": "failed", "started_at": 2}}}))

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from orca_math.evaluate.stage import EvalConfig
+from orca_math.evaluate.core import EvalConfig
 from orca_math.judge.config import JudgeConfig, JudgeServeConfig
-from orca_math.manifest import RunManifest
+from orca_math.common.manifest import RunManifest
 from orca_math.practice.stage import PracticeConfig
-from orca_math.records import read_parquet, write_parquet
-from orca_math.schema import EVAL_RESULT, JUDGMENT, PROBLEM, QUARANTINE, SAMPLE, empty_provenance, stable_id
+from orca_math.common.records import read_parquet, write_parquet
+from orca_math.common.schema import EVAL_RESULT, JUDGMENT, PROBLEM, QUARANTINE, SAMPLE, empty_provenance, stable_id
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ SLOW_JUDGE = JudgeServeConfig(min_replicas=1, max_replicas=1, num_cpus=0.25, max
 # What the killed driver runs: one stage, its arguments as JSON.
 STAGE_MAIN = """
 import json, sys
-from orca_math.evaluate.stage import EvalConfig
+from orca_math.evaluate.core import EvalConfig
 from orca_math.judge.config import JudgeConfig, JudgeServeConfig
 from orca_math.practice.stage import PracticeConfig
 stage, a = sys.argv[1], json.loads(sys.argv[2])
@@ -46,11 +46,11 @@ if stage == "practice":
     from orca_math.practice.stage import run_practice
     run_practice("canned", a["problems"], a["out"], PracticeConfig.model_validate(a["cfg"]), model_name="M1")
 elif stage == "judge":
-    from orca_math.judge.judge_samples import run_judge
+    from orca_math.judge.stage import run_judge
     run_judge(a["samples"], a["problems"], a["out"], JudgeConfig(), JudgeServeConfig.model_validate(a["serve"]),
               batch_size=16)
 else:
-    from orca_math.evaluate.run import run_eval
+    from orca_math.evaluate.stage import run_eval
     run_eval("canned", EvalConfig.model_validate(a["cfg"]), a["out"], serve_cfg=JudgeServeConfig.model_validate(a["serve"]))
 """
 
@@ -65,7 +65,7 @@ def problems(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def judge_app(ray_local):
-    from orca_math.judge.judge_samples import ensure_judge_app
+    from orca_math.judge.stage import ensure_judge_app
     from orca_math.judge.serve_judge import release_judge
 
     ensure_judge_app(JudgeConfig(), SLOW_JUDGE)
@@ -90,7 +90,7 @@ def driver_never_collects(monkeypatch):
                 m.setattr(ray.data.Dataset, name, refuse(f"Dataset.{name}"))
             for name in ("from_items", "from_pandas", "from_arrow"):
                 m.setattr(ray.data, name, refuse(f"ray.data.{name}"))
-            m.setattr("orca_math.records.read_table", refuse("records.read_table"))
+            m.setattr("orca_math.common.records.read_table", refuse("records.read_table"))
             return stage_fn(*args, **kwargs)
 
     return run
@@ -163,7 +163,7 @@ def test_practice_killed_mid_way_resumes_to_the_uninterrupted_samples(problems, 
 
 def test_judge_killed_mid_way_resumes_to_the_uninterrupted_verdicts(problems, tmp_path, judge_app,
                                                                      driver_never_collects):
-    from orca_math.judge.judge_samples import run_judge
+    from orca_math.judge.stage import run_judge
 
     pids = [f"p{i:04d}" for i in range(N_PROBLEMS)] + [f"gone{i}" for i in range(8)]  # 8 unknown problems
     samples = [{"sample_id": stable_id("M1", pid, k), "problem_id": pid, "model": "M1", "sample_index": k,
@@ -188,7 +188,7 @@ def test_judge_killed_mid_way_resumes_to_the_uninterrupted_verdicts(problems, tm
 
 def test_eval_killed_mid_way_resumes_to_the_uninterrupted_results(problems, tmp_path, judge_app,
                                                                    driver_never_collects):
-    from orca_math.evaluate.run import run_eval
+    from orca_math.evaluate.stage import run_eval
 
     cfg = EvalConfig.model_validate({"data": str(problems), "engine": ENGINE})
     ref, killed = tmp_path / "ref", tmp_path / "killed"

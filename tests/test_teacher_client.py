@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from orca_math.agents.clients import autogen_model_client
+from orca_math.generate.clients import autogen_model_client
 from orca_math.teacher import TeacherClient, TeacherConfig, TeacherError, TeacherUsage, merge_usage
 from orca_math.teacher.scripted import Fault, ScriptedEndpoint
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from orca_math.agents.clients import autogen_model_client
+from orca_math.generate.clients import autogen_model_client
 from orca_math.teacher import TeacherClient, TeacherConfig
 from orca_math.teacher.scripted import free_port
 from orca_math.teacher.serve_teacher import TeacherServeConfig, served_model_id
@@ -96,7 +96,7 @@ def test_a_gpu_teacher_on_a_cpu_cluster_fails_in_seconds_naming_the_setting(serv
     """accelerator: gpu where no node has or can get a GPU: refused before anything is deployed."""
     from ray import serve
 
-    from orca_math.hardware import ClusterTooSmallError
+    from orca_math.common.hardware import ClusterTooSmallError
     from orca_math.teacher.serve_teacher import start_teacher
 
     started = time.monotonic()

@@ -3,7 +3,7 @@
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from orca_math.cli import main
-from orca_math.prompts import render_prompt
+from orca_math.common.prompts import render_prompt
 
 
 def test_tiny_model_loads_with_transformers(tiny_model):

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from orca_math.config import ConfigError, load_stage_config
-from orca_math.prompts import render_prompt
-from orca_math.records import read_parquet, write_parquet
-from orca_math.schema import PROBLEM, QUARANTINE, empty_provenance
+from orca_math.common.config import ConfigError, load_stage_config
+from orca_math.common.prompts import render_prompt
+from orca_math.common.records import read_parquet, write_parquet
+from orca_math.common.schema import PROBLEM, QUARANTINE, empty_provenance
 from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig, TrainScalingConfig
 from orca_math.train.curves import final_metrics, loss_curve, plot_curves
 from orca_math.train.ray_train import ResumeError, _prepare_run_dir
-from orca_math.train.rows import (
+from orca_math.train.core import (
     CHOSEN_EQUALS_REJECTED,
     EMPTY_COMPLETION,
     NOT_A_POSITIVE,
@@ -256,7 +256,7 @@ def test_sft_labels_mask_the_prompt_and_keep_the_solution(tiny_model, tmp_path):
 
 
 def test_sft_without_trainable_rows_fails_with_the_quarantine_written(tiny_model, tmp_path):
-    from orca_math.train.run import TrainDataError, run_sft
+    from orca_math.train.stage import TrainDataError, run_sft
 
     data = tmp_path / "problems.parquet"
     rows = [{"id": f"p{i}", "question": f"What is {i}?", "reference_solution": None, "reference_answer": str(i),

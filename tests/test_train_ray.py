@@ -18,12 +18,12 @@ from statistics import mean
 import pytest
 import yaml
 
-from orca_math.config import REPO_ROOT, load_stage_config, load_yaml
-from orca_math.prompts import render_prompt
-from orca_math.records import write_parquet
-from orca_math.schema import KTO_EXAMPLE, PREFERENCE_PAIR, PROBLEM, empty_provenance, stable_id
+from orca_math.common.config import REPO_ROOT, load_stage_config, load_yaml
+from orca_math.common.prompts import render_prompt
+from orca_math.common.records import write_parquet
+from orca_math.common.schema import KTO_EXAMPLE, PREFERENCE_PAIR, PROBLEM, empty_provenance, stable_id
 from orca_math.train import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig, run_preference, run_sft
-from orca_math.train.rows import CHOSEN_EQUALS_REJECTED, EMPTY_COMPLETION, PROMPT_TOO_LONG
+from orca_math.train.core import CHOSEN_EQUALS_REJECTED, EMPTY_COMPLETION, PROMPT_TOO_LONG
 
 pytestmark = pytest.mark.slow
 

@@ -14,10 +14,10 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from orca_math.answers import is_correct
-from orca_math.config import ConfigError, load_stage_config
-from orca_math.records import read_parquet, write_parquet
-from orca_math.schema import PROBLEM
+from orca_math.judge.answers import is_correct
+from orca_math.common.config import ConfigError, load_stage_config
+from orca_math.common.records import read_parquet, write_parquet
+from orca_math.common.schema import PROBLEM
 from orca_math.world.generate import (
     SPLIT_OFFSETS, WorldConfig, add_distractor, find_leaks, generate_problems, is_heldout, words_and_numbers,
     program_from_row, program_seed, random_program, scale_numbers,
@@ -245,7 +245,7 @@ def test_restricting_kinds_restricts_programs():
 
 def test_cli_world_writes_the_split_and_a_manifest(tmp_path):
     import orca_math.cli
-    from orca_math.manifest import RunManifest
+    from orca_math.common.manifest import RunManifest
     from orca_math.world import cli
 
     assert orca_math.cli.COMMAND_MODULES.count("orca_math.world.cli") == 1

@@ -15,9 +15,9 @@ import re
 
 import pytest
 
-from orca_math.generation import Flow, Reason
-from orca_math.records import read_parquet, to_table
-from orca_math.schema import PROBLEM, QUARANTINE, stable_id
+from orca_math.generate.contract import Flow, Reason
+from orca_math.common.records import read_parquet, to_table
+from orca_math.common.schema import PROBLEM, QUARANTINE, stable_id
 from orca_math.world.generate import (
     WorldConfig, add_distractor, append_random_step, find_leaks, generate_problems, is_heldout, problem_row,
     program_from_row,
@@ -237,8 +237,8 @@ def test_solve_keeps_a_world_problem_with_its_answer_and_rejects_a_wrong_referen
 
 
 def test_world_teach_cli_writes_problems_quarantine_and_a_manifest_that_adds_up(tmp_path, seeds):
-    from orca_math.manifest import RunManifest
-    from orca_math.records import write_parquet
+    from orca_math.common.manifest import RunManifest
+    from orca_math.common.records import write_parquet
     from orca_math.world import cli
 
     seeds_file = write_parquet(seeds[:30], PROBLEM, tmp_path / "seeds.parquet")
@@ -254,7 +254,7 @@ def test_world_teach_cli_writes_problems_quarantine_and_a_manifest_that_adds_up(
     assert entry["seeds_in"] == 30 and entry["config"]["max_value"] == 40  # the demo preset's teacher
 
 
-# -------------------------------------------------- the seam with the LLM pipeline (orca_math/agents)
+# -------------------------------------------------- the seam with the LLM pipeline (orca_math/generate)
 
 
 def test_generated_rows_take_their_ids_from_seed_flow_round_index_and_question():
@@ -294,7 +294,7 @@ def test_an_endpoint_teacher_may_name_its_kind_and_keeps_the_config_hash_it_had_
 
 
 def test_config_files_name_their_teacher_kind():
-    from orca_math.config import ConfigError
+    from orca_math.common.config import ConfigError
     from orca_math.teacher.config import TeacherConfig, load_teacher_config
     from orca_math.world.cli import load_procedural_teacher
 
@@ -305,8 +305,8 @@ def test_config_files_name_their_teacher_kind():
 
 
 def test_the_procedural_backend_runs_in_the_generate_pipelines_batch_runner(seeds):
-    pipeline = pytest.importorskip("orca_math.agents.pipeline")
-    from orca_math.agents.config import GenerateConfig
+    pipeline = pytest.importorskip("orca_math.generate.stage")
+    from orca_math.generate.config import GenerateConfig
     from orca_math.world.teacher import ProceduralBackend
 
     cfg = GenerateConfig.model_construct(teacher=TEACHER)

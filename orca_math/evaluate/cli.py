@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from orca_math.config import add_config_flags, config_from_args, load_stage_config
-from orca_math.evaluate.stage import EvalConfig
+from orca_math.common.config import add_config_flags, config_from_args, load_stage_config
+from orca_math.evaluate.core import EvalConfig
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -18,10 +18,10 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from orca_math.evaluate.run import run_eval
+    from orca_math.evaluate.stage import run_eval
     from orca_math.judge.config import JudgeConfig
     from orca_math.judge.serve_judge import release_judge
-    from orca_math.serve_config import ServeConfig
+    from orca_math.serve.config import ServeConfig
     from orca_math.teacher.config import TeacherConfig
 
     config = config_from_args(args)

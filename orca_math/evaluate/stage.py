@@ -1,90 +1,115 @@
-"""Evaluation: greedy pass@1 of a model on a problem set, as pure functions over records."""
+"""Evaluation on Ray: problems stream through the engine (greedy) and the judge app, committed per batch."""
 
 from __future__ import annotations
 
-import hashlib
-from typing import Callable, Sequence
+import json
+import logging
+import time
+from pathlib import Path
 
-from pydantic import Field
+from orca_math.evaluate.core import EvalConfig, data_hash, score_samples
+from orca_math.judge.config import JudgeServeConfig
+from orca_math.common.manifest import RunManifest
+from orca_math.common.prompts import prompt_rows
+from orca_math.common.records import StageOutput, write_parquet
+from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
+from orca_math.common.sampling.ray_sampling import engine_resources, sampler_class
+from orca_math.common.schema import EVAL_RESULT, PROBLEM
+from orca_math.seeds import read_problems, resolve_data_spec
+from orca_math.common.streaming import CommitBatches, StageParts, stream_stage
+from orca_math.teacher.config import TeacherConfig
 
-from orca_math.config import StageConfig
-from orca_math.judge.config import JudgeConfig
-from orca_math.judge.judging import JudgeItem, judge_items_sync
-from orca_math.prompts import DEFAULT_PROMPT_TEMPLATE
-from orca_math.records import StageOutput, quarantine_row
-from orca_math.sampling.config import GREEDY, DecodingConfig, VLLMEngineConfig
-
-
-class EvalConfig(StageConfig):
-    """Pass@1 evaluation. Defaults: the paper's GSM8K test protocol (greedy, full 1,319 problems)."""
-
-    data: str = Field("gsm8k-test", description="gsm8k-test, a JSONL/Parquet path, or hf:ID[:CONFIG]:SPLIT.")
-    limit: int | None = Field(None, ge=1, description="Evaluate only the first N problems.")
-    prompt_template: str = Field(DEFAULT_PROMPT_TEMPLATE, description="Must contain {question}.")
-    decoding: DecodingConfig = Field(GREEDY, description="Greedy, one sample: pass@1.")
-    engine: VLLMEngineConfig = Field(default_factory=VLLMEngineConfig)
-    judge: JudgeConfig = Field(
-        default_factory=JudgeConfig, description="How completions are judged: the judge service, as in practice "
-        "(exact | llm | exact_then_llm). A run and `orca-math eval --config` use the config's `judge:` section.")
+log = logging.getLogger(__name__)
 
 
-def data_hash(problems: list[dict]) -> str:
-    """Hash of the evaluated set (ids and answers), so results name exactly what they measured."""
-    h = hashlib.sha256()
-    for p in sorted(problems, key=lambda p: p["id"]):
-        h.update(f"{p['id']}\x1f{p['reference_answer']}\n".encode())
-    return h.hexdigest()[:16]
+class EvalBatches(CommitBatches):
+    """``map_batches`` callable holding one engine: problems -> completions -> the judge's verdicts, committed."""
+
+    def __init__(self, parts: StageParts, engine: VLLMEngineConfig, decoding: DecodingConfig,
+                 prompt_template: str, model: str, app_name: str):
+        from orca_math.judge.serve_judge import judge_handle
+
+        super().__init__(parts, "id")
+        self.sampler = sampler_class(engine)(engine, decoding, model)
+        self.template, self.model = prompt_template, model
+        self.handle = judge_handle(app_name)
+
+    def _judge(self, items: list[dict]) -> list[dict]:
+        from orca_math.judge.serve_judge import judge_batch_via_handle
+
+        return judge_batch_via_handle(self.handle, items)
+
+    def process(self, problems: list[dict]) -> tuple[StageOutput, dict[str, int]]:
+        cols = self.sampler({"problem_id": [p["id"] for p in problems],
+                             "prompt": [r["prompt"] for r in prompt_rows(problems, self.template)],
+                             "question": [p["question"] for p in problems],
+                             "reference_answer": [p["reference_answer"] for p in problems]})
+        samples = [dict(zip(cols, values)) for values in zip(*cols.values())]
+        scored = score_samples(problems, samples, self.model, judge=self._judge)
+        return scored, {"correct": sum(r["correct"] for r in scored.rows),
+                        "no_answer": sum(r["extracted_answer"] is None for r in scored.rows),
+                        "completion_tokens": sum(r["completion_tokens"] or 0 for r in scored.rows)}
 
 
-Judge = Callable[[Sequence[dict]], list[dict]]  # items (question, reference, candidate) -> verdict dicts
+def run_eval(model: str, cfg: EvalConfig, out_dir: str | Path, stage: str = "eval",
+             manifest: RunManifest | None = None, serve_cfg: JudgeServeConfig | None = None,
+             teacher_cfg: TeacherConfig | None = None) -> dict:
+    """Evaluate ``model``; write ``results.parquet/``, ``quarantine.parquet/``, ``summary.json``.
 
-
-def judge_exact_in_process(items: Sequence[dict]) -> list[dict]:
-    """The judge's exact method without the service (for pure callers and tests)."""
-    return [v.to_dict() for v in judge_items_sync(
-        [JudgeItem(i["question"], i["reference"], i["candidate"]) for i in items], JudgeConfig(method="exact"))]
-
-
-def score_samples(problems: list[dict], samples: list[dict], model: str,
-                  judge: Judge = judge_exact_in_process) -> StageOutput:
-    """Eval-result rows: each problem's first sample, judged against its reference answer.
-
-    A problem without a sample (the engine dropped it) or whose sample the judge could not decide
-    (teacher error) is quarantined, never counted as right or silently left out of the denominator.
+    The eval set is read and checked once (``problems.parquet``; rows that cannot be problems are
+    quarantined), then streams: each batch is sampled, judged by the judge app with ``cfg.judge``
+    (started here if it is not running; ``teacher_cfg`` for the llm methods) and committed; a
+    rerun after a crash evaluates only the problems not yet committed. Returns the summary
+    (accuracy, n, model, data hash, wall time, ...).
     """
-    by_problem: dict[str, dict] = {}
-    for s in sorted(samples, key=lambda s: s["sample_index"]):
-        by_problem.setdefault(s["problem_id"], s)
-    out = StageOutput(rows_in=len(problems))
-    answered = []
-    for p in problems:
-        s = by_problem.get(p["id"])
-        if s is None:
-            out.quarantined.append(quarantine_row("eval", p["source"], None, "completion", "no sample returned", p))
-        else:
-            answered.append((p, s))
-    verdicts = judge([{"question": p["question"], "reference": p["reference_answer"], "candidate": s["text"]}
-                      for p, s in answered]) if answered else []
-    for (p, s), v in zip(answered, verdicts, strict=True):
-        row = {
-            "problem_id": p["id"],
+    from orca_math.judge.stage import ensure_judge_app
+    from orca_math.common.ray_runtime import ensure_ray
+
+    out_dir = Path(out_dir)
+    manifest = manifest or RunManifest(out_dir / "manifest.json")
+    engine = cfg.engine.model_copy(update={"model": model})
+    data = resolve_data_spec(cfg.data)
+    started = time.perf_counter()
+    with manifest.stage(stage, cfg, {"model": model, "data": data}) as entry:
+        parts = StageParts(out_dir, "results.parquet", EVAL_RESULT)
+        # The eval set is small and fixed (GSM8K test: 1,319); reading it checks every source
+        # format in one place. Its read quarantine is a part of its own.
+        read = read_problems(data, limit=cfg.limit, stage=stage)
+        problems_path = write_parquet(read.rows, PROBLEM, out_dir / "problems.parquet")
+        parts.commit([], StageOutput([], read.quarantined, len(read.quarantined)), key="read")
+        n, hashed = len(read.rows), data_hash(read.rows)
+        del read
+        log.info("%s: %d problems from %s", stage, n, data)
+        ensure_ray()
+        app = ensure_judge_app(cfg.judge, serve_cfg, teacher_cfg)
+        engine = engine.on_cluster()
+        result = stream_stage(
+            problems_path, parts, EvalBatches,
+            {"engine": engine, "decoding": cfg.decoding, "prompt_template": cfg.prompt_template,
+             "model": model, "app_name": app},
+            batch_size=engine.batch_size, concurrency=engine.concurrency, **engine_resources(engine))
+        s = result.summary
+        summary = {
+            "stage": stage,
             "model": model,
-            "question": p["question"],
-            "reference_answer": p["reference_answer"],
-            "completion": s["text"],
-            "extracted_answer": v["extracted"],
-            "correct": v["correct"],
-            "method": v["method"],
-            "completion_tokens": s.get("completion_tokens"),
+            "data": data,
+            "data_hash": hashed,
+            "n": n,
+            "correct": s.stats["correct"],
+            "accuracy": s.stats["correct"] / n if n else 0.0,  # quarantined problems count as wrong
+            "no_answer": s.stats["no_answer"],
+            "judge_method": cfg.judge.method,
+            "rows_quarantined": s.rows_quarantined,
+            "completion_tokens": s.stats["completion_tokens"],
+            "rows_restored": result.rows_restored,
+            "rows_computed": result.rows_computed,
+            "wall_s": round(time.perf_counter() - started, 3),
         }
-        if v.get("error") is not None or v["correct"] is None:
-            out.quarantined.append(quarantine_row("eval", "judge", None, "correct", f"not judged: {v.get('error')}", row))
-        else:
-            out.rows.append(row)
-    return out.check_counts()
-
-
-def accuracy(results: list[dict], n_total: int | None = None) -> float:
-    """Pass@1 over ``n_total`` problems (quarantined ones count as wrong)."""
-    n = n_total if n_total is not None else len(results)
-    return sum(r["correct"] for r in results) / n if n else 0.0
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        entry.update(
+            engine=engine.choice_record(),
+            outputs={"results": str(parts.data_dir), "quarantine": str(parts.quarantine_dir),
+                     "summary": str(out_dir / "summary.json")},
+            accuracy=summary["accuracy"], **result.manifest_fields(),
+        )
+    return summary

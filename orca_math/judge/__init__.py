@@ -5,7 +5,7 @@ Pure functions in ``judging`` (``judge_items``), the Ray Serve service in ``serv
 """
 
 from orca_math.judge.config import JudgeConfig, JudgeServeConfig
-from orca_math.judge.judging import JudgeItem, Verdict, judge_exact, judge_items, judge_items_sync, parse_verdict
+from orca_math.judge.core import JudgeItem, Verdict, judge_exact, judge_items, judge_items_sync, parse_verdict
 
 __all__ = ["JudgeConfig", "JudgeItem", "JudgeServeConfig", "Verdict", "judge_exact", "judge_items",
            "judge_items_sync", "parse_verdict"]

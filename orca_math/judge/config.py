@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from orca_math.config import StageConfig
+from orca_math.common.config import StageConfig
 
 JudgeMethod = Literal["exact", "llm", "exact_then_llm"]
 
@@ -14,7 +14,7 @@ JudgeMethod = Literal["exact", "llm", "exact_then_llm"]
 class JudgeConfig(StageConfig):
     """How one (question, reference, candidate) item is judged.
 
-    ``exact``: the answer checker (orca_math.answers), fast and free. ``llm``: the paper's
+    ``exact``: the answer checker (orca_math.judge.answers), fast and free. ``llm``: the paper's
     "GPT-4-based exact match", the teacher compares final answers and replies
     ``Final Verdict: Correct|Incorrect`` (Orca-Math used it to label practice samples).
     ``exact_then_llm``: the checker, and the teacher only where it cannot decide (no answer

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from ray import serve
 
 from orca_math.judge.config import JudgeConfig, JudgeServeConfig
-from orca_math.judge.judging import JudgeItem, Verdict, judge_items
+from orca_math.judge.core import JudgeItem, Verdict, judge_items
 from orca_math.teacher.client import TeacherClient
 from orca_math.teacher.config import TeacherConfig
 from orca_math.teacher.serving import SHUTDOWN_S, delete_app, deploy_and_wait, start_serve_http
@@ -184,7 +184,7 @@ def start_judge(judge_cfg: JudgeConfig | None = None, serve_cfg: JudgeServeConfi
     Several judges (say exact and llm) can run at once under different ``app_name`` and
     ``serve_cfg.route_prefix``; one of the same name is replaced.
     """
-    from orca_math.ray_runtime import ensure_ray
+    from orca_math.common.ray_runtime import ensure_ray
 
     judge_cfg, serve_cfg = judge_cfg or JudgeConfig(), serve_cfg or JudgeServeConfig()
     application = build_judge_app(judge_cfg, serve_cfg, teacher_cfg)

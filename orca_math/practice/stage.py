@@ -9,14 +9,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from orca_math.config import StageConfig
-from orca_math.manifest import RunManifest
-from orca_math.prompts import DEFAULT_PROMPT_TEMPLATE, prompt_rows
-from orca_math.records import StageOutput, parquet_files, quarantine_row
-from orca_math.sampling.config import DecodingConfig, VLLMEngineConfig
-from orca_math.sampling.ray_sampling import engine_resources, sampler_class
-from orca_math.schema import PROBLEM, SAMPLE
-from orca_math.streaming import CommitBatches, StageParts, stream_stage
+from orca_math.common.config import StageConfig
+from orca_math.common.manifest import RunManifest
+from orca_math.common.prompts import DEFAULT_PROMPT_TEMPLATE, prompt_rows
+from orca_math.common.records import StageOutput, parquet_files, quarantine_row
+from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
+from orca_math.common.sampling.ray_sampling import engine_resources, sampler_class
+from orca_math.common.schema import PROBLEM, SAMPLE
+from orca_math.common.streaming import CommitBatches, StageParts, stream_stage
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def run_practice(model: str, problems_path: str | Path, out_dir: str | Path, cfg
     ``model_name`` (default: ``model``) goes into each sample's id and ``model`` column; a run
     passes its label (``M1``) so ids do not depend on where the run folder lives.
     """
-    from orca_math.ray_runtime import ensure_ray
+    from orca_math.common.ray_runtime import ensure_ray
 
     out_dir = Path(out_dir)
     manifest = manifest or RunManifest(out_dir / "manifest.json")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from pydantic import Field
 
-from orca_math.config import StageConfig
-from orca_math.records import write_parquet, write_quarantine
-from orca_math.schema import PROBLEM
+from orca_math.common.config import StageConfig
+from orca_math.common.records import write_parquet, write_quarantine
+from orca_math.common.schema import PROBLEM
 from orca_math.seeds.readers import read_problems
 
 

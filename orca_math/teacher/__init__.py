@@ -5,7 +5,7 @@ teacher, chosen by ``kind``), ``TeacherClient(cfg, stage).chat(messages)`` ->
 ``ChatResult(text, prompt_tokens, completion_tokens)``, ``client.usage()`` (per stage
 ``TeacherUsage``, summed with ``merge_usage``) for the manifest, and
 ``serve_teacher.start_teacher`` to host a model yourself on Ray Serve. AutoGen agents reach the
-same client through ``orca_math.agents.clients.autogen_model_client``.
+same client through ``orca_math.generate.clients.autogen_model_client``.
 """
 
 from orca_math.teacher.client import ChatResult, TeacherClient, TeacherError, TeacherUsage, merge_usage

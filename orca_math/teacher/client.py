@@ -5,7 +5,7 @@
     client.usage()   # {"agent_instruct": TeacherUsage(requests=1, prompt_tokens=.., completion_tokens=..)}
 
 Every stage that asks the teacher goes through this one client: the judge directly, the
-AgentInstruct flows through the AutoGen model client built on it (``orca_math/agents/clients.py``).
+AgentInstruct flows through the AutoGen model client built on it (``orca_math/generate/clients.py``).
 
 Retries (429, 5xx, timeouts, dropped connections; exponential backoff with jitter, honouring
 Retry-After) and the per-request timeout are the official ``openai`` client's, set from

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag
 
-from orca_math.config import StageConfig, load_stage_config, load_yaml
+from orca_math.common.config import StageConfig, load_stage_config, load_yaml
 
 
 class TeacherConfig(StageConfig):

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from orca_math.config import StageConfig
-from orca_math.hardware import check_feasible, choose_vllm_dtype, cluster_capacity, resolve_use_gpu, this_machine
+from orca_math.common.config import StageConfig
+from orca_math.common.hardware import check_feasible, choose_vllm_dtype, cluster_capacity, resolve_use_gpu, this_machine
 from orca_math.teacher.serving import deploy_and_wait, start_serve_http
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def start_teacher(model: str, cfg: TeacherServeConfig | None = None, host: str =
     ServeReadinessError with what Serve reported, after deleting the half-started app. A
     second teacher needs its own ``app_name`` and ``cfg.route_prefix``.
     """
-    from orca_math.ray_runtime import ensure_ray
+    from orca_math.common.ray_runtime import ensure_ray
 
     ensure_ray()
     cfg = (cfg or TeacherServeConfig()).on_cluster()

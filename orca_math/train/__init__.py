@@ -6,6 +6,6 @@ rows as pure functions; ``trainers.py`` maps our configs onto TRL; ``ray_train.p
 """
 
 from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig, TrainScalingConfig
-from orca_math.train.run import run_preference, run_sft
+from orca_math.train.stage import run_preference, run_sft
 
 __all__ = ["DPOTrainConfig", "KTOTrainConfig", "SFTTrainConfig", "TrainScalingConfig", "run_preference", "run_sft"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from orca_math.config import add_config_flags, config_from_args, load_stage_config
+from orca_math.common.config import add_config_flags, config_from_args, load_stage_config
 from orca_math.train.config import CONFIG_CLASSES, TrainConfigBase
 
 # Named flags for the fields every trainer has; `--set SECTION.KEY=VALUE` reaches the rest.
@@ -44,7 +44,7 @@ def _config(algo: str, args: argparse.Namespace):
 
 
 def _print_result(stage: str, out: str) -> None:
-    from orca_math.train.run import train_summary
+    from orca_math.train.stage import train_summary
 
     entry = train_summary(out, stage)
     m = entry.get("metrics", {})
@@ -54,7 +54,7 @@ def _print_result(stage: str, out: str) -> None:
 
 
 def run_sft_command(args: argparse.Namespace) -> int:
-    from orca_math.train.run import run_sft
+    from orca_math.train.stage import run_sft
 
     run_sft(args.model, args.data, args.out, _config("sft", args))
     _print_result("sft", args.out)
@@ -62,7 +62,7 @@ def run_sft_command(args: argparse.Namespace) -> int:
 
 
 def run_pref_command(args: argparse.Namespace) -> int:
-    from orca_math.train.run import run_preference
+    from orca_math.train.stage import run_preference
 
     run_preference(args.algo, args.model, args.data, args.out, _config(args.algo, args))
     _print_result(args.algo, args.out)

@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from orca_math.config import StageConfig
-from orca_math.hardware import Auto
-from orca_math.prompts import DEFAULT_PROMPT_TEMPLATE
+from orca_math.common.config import StageConfig
+from orca_math.common.hardware import Auto
+from orca_math.common.prompts import DEFAULT_PROMPT_TEMPLATE
 
 DPOLoss = Literal["sigmoid", "hinge", "ipo", "robust", "sft"]
 
@@ -114,7 +114,7 @@ class TrainConfigBase(StageConfig):
     )
     bf16: bool | Auto = Field(
         "auto", description="bf16 mixed precision. auto: on GPUs that support it, and on CPUs with native bf16 "
-        "(AVX512_BF16, AMX); fp32 on other CPUs, where emulated bf16 is ~20x slower (orca_math/hardware.py).",
+        "(AVX512_BF16, AMX); fp32 on other CPUs, where emulated bf16 is ~20x slower (orca_math/common/hardware.py).",
     )
     fp16: bool | Auto = Field("auto", description="fp16 mixed precision. auto: on GPUs without bf16 only.")
     gradient_checkpointing: bool = Field(True, description="Recompute activations in backward to save memory.")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from orca_math.train.config import CONFIG_CLASSES, TrainConfigBase
-from orca_math.hardware import check_feasible, cluster_capacity, resolve_use_gpu
+from orca_math.common.hardware import check_feasible, cluster_capacity, resolve_use_gpu
 from orca_math.train.trainers import build_trainer, deepspeed_dict, resolve_on_worker
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ def fit_on_ray(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
-    from orca_math.ray_runtime import ensure_ray
+    from orca_math.common.ray_runtime import ensure_ray
 
     # Ray Train's print patch tees every print into its logger: HF's log lines show twice and the
     # stdout that `datasets` captures while hashing functions leaks into the logs. Users may re-enable.

@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from orca_math.hardware import choose_attention, choose_precision, this_machine
-from orca_math.prompts import CHAT_TEMPLATE
+from orca_math.common.hardware import choose_attention, choose_precision, this_machine
+from orca_math.common.prompts import CHAT_TEMPLATE
 from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig, TrainConfigBase
-from orca_math.train.rows import DPO_COLUMNS, KTO_COLUMNS, SFT_COLUMNS
+from orca_math.train.core import DPO_COLUMNS, KTO_COLUMNS, SFT_COLUMNS
 
 TRL_COLUMNS = {"sft": SFT_COLUMNS, "dpo": DPO_COLUMNS, "kto": KTO_COLUMNS}
 

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from orca_math.config import ConfigError, add_config_flags, config_from_args, load_stage_config, resolve_config_path
+from orca_math.common.config import ConfigError, add_config_flags, config_from_args, load_stage_config, resolve_config_path
 from orca_math.world.generate import WorldConfig
 from orca_math.teacher.config import ProceduralTeacherConfig
 
@@ -35,7 +35,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def run_world(args: argparse.Namespace) -> int:
-    from orca_math.pipeline.runner import Stage, run_stage
+    from orca_math.common.runner import Stage, run_stage
     from orca_math.world.stage import write_world
 
     cfg = load_stage_config(WorldConfig, config_from_args(args), "world")
@@ -61,9 +61,9 @@ def load_procedural_teacher(path: str | None):
 
 
 def run_world_teach(args: argparse.Namespace) -> int:
-    from orca_math.pipeline.runner import Stage, run_stage
-    from orca_math.records import read_parquet, write_parquet, write_quarantine
-    from orca_math.schema import PROBLEM
+    from orca_math.common.runner import Stage, run_stage
+    from orca_math.common.records import read_parquet, write_parquet, write_quarantine
+    from orca_math.common.schema import PROBLEM
     from orca_math.world.teacher import FlowSettings, teach_seeds
 
     cfg = load_procedural_teacher(config_from_args(args))

@@ -20,9 +20,9 @@ from typing import Iterable, Literal
 
 from pydantic import Field, model_validator
 
-from orca_math.config import StageConfig
-from orca_math.records import StageOutput, quarantine_row
-from orca_math.schema import empty_provenance, stable_id
+from orca_math.common.config import StageConfig
+from orca_math.common.records import StageOutput, quarantine_row
+from orca_math.common.schema import empty_provenance, stable_id
 from orca_math.world.program import WORLD_VERSION, Distractor, Program, ProgramError, State, Step
 from orca_math.world.render import render_question
 from orca_math.world.solve import solution_errors, solve

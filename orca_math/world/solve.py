@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from orca_math.answers import extract_answer, is_correct
+from orca_math.judge.answers import extract_answer, is_correct
 from orca_math.world.program import Program, ProgramError
 from orca_math.world.render import render_solution
 from orca_math.world.steps import evaluate_expression, expression

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orca_math.records import write_parquet, write_quarantine
-from orca_math.schema import PROBLEM
+from orca_math.common.records import write_parquet, write_quarantine
+from orca_math.common.schema import PROBLEM
 from orca_math.world.generate import Split, WorldConfig, find_leaks, generate_problems
 
 

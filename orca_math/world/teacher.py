@@ -1,6 +1,6 @@
 """The symbolic teacher: the three AgentInstruct flows of Orca-Math, run on world programs.
 
-Where the LLM teacher (``orca_math/agents/``) reads a seed's text, this one reads the seed's
+Where the LLM teacher (``orca_math/generate/``) reads a seed's text, this one reads the seed's
 program (``provenance.origin``) and does the same jobs exactly:
 
 1. **Ask Me Anything** (:func:`ask_me_anything`): the seed's statement holds one intermediate
@@ -13,9 +13,9 @@ program (``provenance.origin``) and does the same jobs exactly:
    ``#### N``, kept only if it survives the independent check (``solution_errors``).
 
 :func:`expand_seed` runs them on one seed row and returns what the LLM backend returns, the
-generation contract's :class:`~orca_math.generation.SeedOutput`: problem rows, quarantine rows
-with :class:`~orca_math.generation.Reason` s, and per-flow counts. :class:`ProceduralBackend` is
-a :class:`~orca_math.generation.SeedBackend`, so the ``generate`` pipeline (Ray Data, resume,
+generation contract's :class:`~orca_math.generate.contract.SeedOutput`: problem rows, quarantine rows
+with :class:`~orca_math.generate.contract.Reason` s, and per-flow counts. :class:`ProceduralBackend` is
+a :class:`~orca_math.generate.contract.SeedBackend`, so the ``generate`` pipeline (Ray Data, resume,
 dedup) runs it like the LLM teacher when ``teacher: {kind: procedural}``.
 Randomness is drawn per (seed, flow) from ``teacher.seed``: outputs do not depend on batching.
 """
@@ -27,8 +27,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from orca_math.answers import is_correct
-from orca_math.generation import (
+from orca_math.judge.answers import is_correct
+from orca_math.generate.contract import (
     GENERATED_SOURCE,
     STAGE,
     Flow,
@@ -37,8 +37,8 @@ from orca_math.generation import (
     flow_quarantine,
     generated_problem_id,
 )
-from orca_math.records import quarantine_row
-from orca_math.schema import empty_provenance, stable_id
+from orca_math.common.records import quarantine_row
+from orca_math.common.schema import empty_provenance, stable_id
 from orca_math.teacher.config import ProceduralTeacherConfig
 from orca_math.world.generate import (
     ORIGIN_PREFIX, add_distractor, append_random_step, is_heldout, program_from_row, scale_numbers, words_and_numbers,
@@ -65,7 +65,7 @@ class FlowSettings:
 
     @classmethod
     def from_generate_config(cls, cfg) -> "FlowSettings":
-        """Read an ``orca_math.agents.config.GenerateConfig``."""
+        """Read an ``orca_math.generate.config.GenerateConfig``."""
         se = cfg.suggester_editor
         return cls(ask_me_anything=cfg.ask_me_anything.enabled, suggester_editor_rounds=se.rounds if se.enabled else 0,
                    keep_all_rounds=se.keep_all_rounds, include_seeds=cfg.include_seeds,
@@ -308,7 +308,7 @@ def solve_problem(problem: dict, cfg: ProceduralTeacherConfig, max_solution_char
 
 
 class ProceduralBackend:
-    """The :class:`~orca_math.generation.SeedBackend` of ``generate`` for ``teacher: {kind: procedural}``."""
+    """The :class:`~orca_math.generate.contract.SeedBackend` of ``generate`` for ``teacher: {kind: procedural}``."""
 
     def __init__(self, cfg):
         self.teacher: ProceduralTeacherConfig = cfg.teacher
@@ -321,7 +321,7 @@ class ProceduralBackend:
 
 
 class ProceduralSolveBackend:
-    """The :class:`~orca_math.generation.SeedBackend` of ``solve``: world problems get their program's solution."""
+    """The :class:`~orca_math.generate.contract.SeedBackend` of ``solve``: world problems get their program's solution."""
 
     def __init__(self, cfg):
         self.teacher: ProceduralTeacherConfig = cfg.teacher

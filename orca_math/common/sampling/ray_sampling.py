@@ -1,0 +1,44 @@
+"""Student sampling on Ray Data: one engine per actor, ``concurrency`` actors, and their resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orca_math.common.sampling.config import VLLMEngineConfig
+from orca_math.common.sampling.vllm_sampler import VLLMSampler
+
+
+def engine_resources(engine: VLLMEngineConfig) -> dict[str, Any]:
+    """Ray resources for one engine actor.
+
+    CPU: ``num_cpus`` only (asking for a GPU there waits forever). GPU, TP=1: one GPU per actor.
+    GPU, TP>1: the actor holds no GPU itself; it runs in a placement group of TP GPU bundles that
+    vLLM's Ray executor fills with its workers. ``engine.resources`` (custom resources such as
+    ``{sampler: 1}``) go on the actor, or on the first bundle of the TP group: STRICT_PACK then
+    keeps the whole engine on a node that has them.
+    """
+    custom = {"resources": dict(engine.resources)} if engine.resources else {}
+    if not engine.use_gpu:
+        return {"num_cpus": engine.num_cpus_per_engine, **custom}
+    if engine.tensor_parallel_size == 1:
+        return {"num_cpus": 1, "num_gpus": 1, **custom}
+
+    def placement() -> dict[str, Any]:
+        import ray
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        bundles = [{"GPU": 1, "CPU": 1} for _ in range(engine.tensor_parallel_size)]
+        bundles[0].update(engine.resources)
+        pg = ray.util.placement_group(bundles, strategy="STRICT_PACK")
+        return {"scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)}
+
+    return {"num_cpus": 0, "num_gpus": 0, "ray_remote_args_fn": placement}
+
+
+def sampler_class(engine: VLLMEngineConfig) -> type:
+    """The ``map_batches`` sampler for ``engine.kind``: vLLM, or the canned stand-in."""
+    if engine.kind == "canned":
+        from orca_math.common.sampling.canned import CannedSampler
+
+        return CannedSampler
+    return VLLMSampler

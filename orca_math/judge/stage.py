@@ -1,0 +1,126 @@
+"""The judge stage: every practice sample judged against its problem's teacher answer.
+
+Samples stream through Ray Data to the judge deployment by Serve handle (no HTTP), in batches that
+are committed as they finish (a rerun judges only what is missing); the deployment autoscales with
+the load. A sample the judge could not decide (teacher error,
+unparseable verdict) is quarantined with the reason, never marked right or wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping
+
+from orca_math.judge.config import JudgeConfig, JudgeServeConfig
+from orca_math.common.manifest import RunManifest
+from orca_math.common.records import StageOutput, quarantine_row, read_table
+from orca_math.common.schema import JUDGMENT, PROBLEM
+from orca_math.common.streaming import CommitBatches, StageParts, stream_stage
+from orca_math.teacher.config import TeacherConfig
+
+log = logging.getLogger(__name__)
+
+
+def judge_requests(samples: list[dict], problems: list[dict] | Mapping[str, dict]) -> StageOutput:
+    """Samples -> rows carrying what the judge needs; samples of unknown problems are quarantined.
+
+    ``problems``: a list, or a mapping id -> problem (question, reference_answer).
+    """
+    by_id = problems if isinstance(problems, Mapping) else {p["id"]: p for p in problems}
+    out = StageOutput(rows_in=len(samples))
+    for s in samples:
+        p = by_id.get(s["problem_id"])
+        if p is None:
+            out.quarantined.append(quarantine_row("judge", "samples", None, "problem_id", "unknown problem", s))
+            continue
+        out.rows.append({"sample_id": s["sample_id"], "problem_id": s["problem_id"], "question": p["question"],
+                         "reference": p["reference_answer"], "candidate": s["text"]})
+    return out.check_counts()
+
+
+def judgments_from_verdicts(requests: list[dict], verdicts: list[dict]) -> StageOutput:
+    """Judgment rows, one per decided request; undecided ones are quarantined with the judge's error."""
+    if len(requests) != len(verdicts):
+        raise ValueError(f"{len(requests)} requests but {len(verdicts)} verdicts")
+    out = StageOutput(rows_in=len(requests))
+    for r, v in zip(requests, verdicts):
+        if v.get("error") is not None or v.get("correct") is None:
+            out.quarantined.append(quarantine_row("judge", "judge", None, "correct", f"not judged: {v.get('error')}", r))
+            continue
+        out.rows.append({"sample_id": r["sample_id"], "problem_id": r["problem_id"], "correct": bool(v["correct"]),
+                         "method": v["method"], "extracted_answer": v.get("extracted")})
+    return out.check_counts()
+
+
+def problems_by_id(problems_path: str | Path) -> dict[str, dict]:
+    """id -> {question, reference_answer} for every problem (loaded by each judging worker)."""
+    t = read_table(problems_path, PROBLEM).select(["id", "question", "reference_answer"])
+    return {pid: {"question": q, "reference_answer": a} for pid, q, a in zip(*(c.to_pylist() for c in t.columns))}
+
+
+def ensure_judge_app(judge_cfg: JudgeConfig, serve_cfg: JudgeServeConfig | None = None,
+                     teacher_cfg: TeacherConfig | None = None) -> str:
+    """Start the judge app on the current Ray instance unless it runs; return its name."""
+    from ray import serve
+
+    from orca_math.judge.serve_judge import JUDGE_APP, start_judge
+
+    if JUDGE_APP not in serve.status().applications:
+        start_judge(judge_cfg, serve_cfg or JudgeServeConfig(), teacher_cfg)
+    return JUDGE_APP
+
+
+class JudgeBatches(CommitBatches):
+    """``map_batches`` callable: a batch of samples -> judgments from the judge app, committed."""
+
+    def __init__(self, parts: StageParts, problems_path: str, app_name: str):
+        from orca_math.judge.serve_judge import judge_handle
+
+        super().__init__(parts, "sample_id")
+        self.problems = problems_by_id(problems_path)
+        self.handle = judge_handle(app_name)
+
+    def process(self, samples: list[dict]) -> tuple[StageOutput, dict[str, int]]:
+        from orca_math.judge.serve_judge import judge_batch_via_handle
+
+        reqs = judge_requests(samples, self.problems)
+        verdicts = judge_batch_via_handle(self.handle, reqs.rows) if reqs.rows else []
+        judged = judgments_from_verdicts(reqs.rows, verdicts)
+        out = StageOutput(judged.rows, reqs.quarantined + judged.quarantined, len(samples))
+        return out, {"correct": sum(j["correct"] for j in judged.rows),
+                     "teacher_prompt_tokens": sum(v["prompt_tokens"] for v in verdicts),
+                     "teacher_completion_tokens": sum(v["completion_tokens"] for v in verdicts)}
+
+
+def run_judge(samples_path: str | Path, problems_path: str | Path, out_dir: str | Path, judge_cfg: JudgeConfig,
+              serve_cfg: JudgeServeConfig, teacher_cfg: TeacherConfig | None = None, stage: str = "judge",
+              manifest: RunManifest | None = None, batch_size: int = 256, concurrency: int = 2) -> Path:
+    """Judge every sample into ``judgments.parquet/`` (+ ``quarantine.parquet/``). Starts the judge app if needed.
+
+    Streams: samples are read by Ray Data and judged in batches, each batch committed as one
+    part; a rerun after a crash judges only the samples not yet committed.
+    """
+    from orca_math.common.ray_runtime import ensure_ray
+
+    out_dir = Path(out_dir)
+    manifest = manifest or RunManifest(out_dir / "manifest.json")
+    inputs = {"samples": str(samples_path), "problems": str(problems_path)}
+    with manifest.stage(stage, judge_cfg, inputs) as entry:
+        ensure_ray()
+        app = ensure_judge_app(judge_cfg, serve_cfg, teacher_cfg)
+        parts = StageParts(out_dir, "judgments.parquet", JUDGMENT)
+        result = stream_stage(samples_path, parts, JudgeBatches,
+                              {"problems_path": str(problems_path), "app_name": app},
+                              batch_size=batch_size, concurrency=concurrency, num_cpus=0)  # the replicas work
+        stats = result.summary.stats
+        log.info("%s: %d samples judged, %d correct, %d quarantined (%d restored, %d computed)", stage,
+                 result.summary.rows_out, stats["correct"], result.summary.rows_quarantined,
+                 result.rows_restored, result.rows_computed)
+        entry.update(
+            outputs={"judgments": str(parts.data_dir), "quarantine": str(parts.quarantine_dir)},
+            correct=stats["correct"], **result.manifest_fields(),
+            teacher_tokens={"prompt": stats["teacher_prompt_tokens"],
+                            "completion": stats["teacher_completion_tokens"]},
+        )
+    return parts.data_dir

@@ -1,0 +1,210 @@
+"""``orca-math run``: the whole recipe, resumable, as one declared list of stages.
+
+[student] -> [world] -> seeds -> [generate] -> [solve] -> [eval-M0] -> sft (M1) -> eval-M1 ->
+for each round k: practice-k -> judge-k -> prefs-k -> dpo|kto|rft-k (M_{k+1}) -> eval-M{k+1}
+-> [sft-control -> eval-M1-sft-control]. Then the results table.
+
+:func:`recipe` builds that list; :class:`~orca_math.common.runner.Runner` runs it, skipping
+what finished, resuming what was interrupted and redoing what changed (one signature per stage,
+see ``runner.py``). Every stage writes under ``RUN_DIR`` and records itself in
+``RUN_DIR/manifest.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from orca_math.common.config import resolve_config_path
+from orca_math.run.config import StageConfigs
+from orca_math.run.results import write_results
+from orca_math.common.runner import Runner, Stage, StageContext
+
+TRAINING_DATA = {"kto": "kto.parquet", "dpo": "pairs.parquet", "rft": "positives.parquet"}
+
+
+def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
+    """Every stage ``cfgs`` asks for, in the order they run."""
+    from orca_math.evaluate.stage import run_eval
+    from orca_math.judge.stage import run_judge
+    from orca_math.judge.serve_judge import release_judge
+    from orca_math.practice.stage import run_practice
+    from orca_math.prefs.stage import run_prefs
+    from orca_math.seeds.stage import SeedsConfig, run_seeds
+    from orca_math.tiny_model.core import build_tiny_model
+    from orca_math.train.stage import preference_stage, sft_stage
+    from orca_math.world.stage import world_paths, write_world
+
+    run, algo = cfgs.run, cfgs.run.preference_algo
+    models = run_dir / "models"
+    stages: list[Stage] = []
+
+    # The student M0: built here (tiny) or named (an HF id / folder, an input of the stages that read it).
+    m0: Path | str = run.student
+    student = ()
+    if run.student == "tiny":
+        m0, student = models / "M0", ("student",)
+        stages.append(Stage("student", cfgs.tiny_model, lambda c: build_tiny_model(c.out, cfgs.tiny_model) and None,
+                            out=m0))
+
+    # The problem set SFT and practice use: the seeds as given, or AgentInstruct's output.
+    spec, last = run.problems or run.seeds, ()
+    eval_cfg = cfgs.eval
+    if run.world:
+        train, test = world_paths(run_dir / "world")
+        stages.append(Stage("world", cfgs.world, lambda c: write_world(cfgs.world, {"train": train, "test": test}),
+                            out=run_dir / "world"))
+        spec, last = str(train), ("world",)
+        eval_cfg = eval_cfg.model_copy(update={"data": str(test)})
+    seeds_cfg = SeedsConfig(seeds=spec, seed_limit=run.seed_limit, problems=run.problems)
+    problems = run_dir / "seeds" / "problems.parquet"
+    stages.append(Stage("seeds", seeds_cfg, lambda c: run_seeds(spec, run.seed_limit, c.out), out=run_dir / "seeds",
+                        after=last))
+    last = ("seeds",)
+    if run.generate:
+        from orca_math.generate.stage import run_generate
+
+        gen_cfg = cfgs.generate.model_copy(update={"seeds": str(problems), "limit": None})
+        stages.append(Stage("generate", gen_cfg, lambda c: _own_entry(run_generate(gen_cfg, c.out, progress=False)),
+                            out=run_dir / "generate", after=last))
+        problems, last = run_dir / "generate" / "problems", ("generate",)
+    if run.solve:
+        from orca_math.generate.stage import run_solve
+
+        solve_cfg = cfgs.solve.model_copy(update={"data": str(problems), "limit": None})
+        stages.append(Stage("solve", solve_cfg, lambda c: _own_entry(run_solve(solve_cfg, c.out, progress=False)),
+                            out=run_dir / "solve", after=last))
+        problems, last = run_dir / "solve" / "problems", ("solve",)
+
+    judge_teacher = cfgs.teacher if cfgs.judge.method != "exact" else None
+
+    def evaluate(label: str, model: Path | str, after: tuple[str, ...]) -> None:
+        def body(c: StageContext) -> None:
+            try:
+                run_eval(str(model), eval_cfg, c.out, c.name, c.manifest, serve_cfg=cfgs.serve.judge,
+                         teacher_cfg=judge_teacher)
+            finally:
+                release_judge()  # training comes next: its workers need the judge replicas' CPUs
+
+        # On the world the eval set is a stage's output: a new world re-evaluates every model.
+        stages.append(Stage(f"eval-{label}", eval_cfg, body, out=run_dir / "eval" / label,
+                            after=after + (("world",) if run.world else ()), inputs={"model": str(model)}))
+
+    if run.eval_base:
+        evaluate("M0", m0, student)
+    m1 = models / "M1"
+    stages.append(replace(sft_stage(m0, problems, m1, cfgs.sft), after=student + last))
+    evaluate("M1", m1, ("sft",))
+
+    def practice_round(k: int, model: Path, model_stage: str) -> tuple[Path, str]:
+        """Round k: M_k practices, the judge marks its samples, preferences are built, M_k -> M_{k+1}."""
+        rd, nxt = run_dir / f"round{k}", models / f"M{k + 1}"
+        samples, judgments, prefs = rd / "practice" / "samples.parquet", rd / "judge" / "judgments.parquet", rd / "prefs"
+        practice_cfg = cfgs.practice.model_copy(update={"limit": run.practice_limit or cfgs.practice.limit})
+        if run.practice_fresh and practice_cfg.limit:
+            practice_cfg = practice_cfg.model_copy(update={"offset": (k - 1) * practice_cfg.limit})
+        stages.extend([
+            Stage(f"practice-{k}", practice_cfg, out=rd / "practice", after=(model_stage,) + last,
+                  inputs={"model": str(model)},
+                  run=lambda c: run_practice(str(model), problems, c.out, practice_cfg, stage=c.name,
+                                             manifest=c.manifest, model_name=f"M{k}") and None),
+            Stage(f"judge-{k}", cfgs.judge, out=rd / "judge", after=(f"practice-{k}",),
+                  run=lambda c: run_judge(samples, problems, c.out, cfgs.judge, cfgs.serve.judge, judge_teacher,
+                                          stage=c.name, manifest=c.manifest) and None),
+            Stage(f"prefs-{k}", cfgs.prefs, out=prefs, after=(f"judge-{k}",),
+                  run=lambda c: run_prefs(problems, samples, judgments, c.out, cfgs.prefs, round_k=k, stage=c.name,
+                                          manifest=c.manifest) and None),
+            replace(preference_stage(algo, model, prefs / TRAINING_DATA[algo], nxt, cfgs.pref_train, f"{algo}-{k}"),
+                    after=(f"prefs-{k}", model_stage)),
+        ])
+        evaluate(f"M{k + 1}", nxt, (f"{algo}-{k}",))
+        return nxt, f"{algo}-{k}"
+
+    model, model_stage = m1, "sft"
+    for k in range(1, run.rounds + 1):
+        model, model_stage = practice_round(k, model, model_stage)
+
+    if run.sft_control and run.rounds:
+        # The equal-compute control: M1 trained further with plain SFT on as many sequences as the
+        # rounds' training used. After RFT rounds (SFT too) it keeps their trainer settings, so the
+        # data is the only difference.
+        sft = cfgs.pref_train if algo == "rft" else cfgs.sft
+        rounds = tuple(f"{algo}-{k}" for k in range(1, run.rounds + 1))
+        out = models / "M1-sft-control"
+        stages.append(Stage("sft-control", sft, lambda c: _control(cfgs, sft, m1, problems, c), out=out,
+                            after=("sft",) + last + rounds, inputs={"model": str(m1), "data": str(problems)}))
+        evaluate("M1-sft-control", out, ("sft-control",))
+    return stages
+
+
+def planned_stages(cfgs: StageConfigs) -> list[str]:
+    """The names of the stages ``run_pipeline`` runs for ``cfgs``, in order."""
+    return [s.name for s in recipe(cfgs, Path("RUN_DIR"))]
+
+
+def run_pipeline(config: str | Path, run_dir: str | Path, overrides: dict[str, Any] | None = None,
+                 on_event: Callable[[str, str, dict], None] | None = None) -> list[dict]:
+    """Run (or resume) the recipe; return the results rows ``{stage, model, accuracy, n, results}``.
+
+    ``on_event(event, stage, entry)`` hears of every stage's start, end and skip."""
+    from orca_math.judge.serve_judge import release_judge
+    from orca_math.common.ray_runtime import ensure_ray
+
+    config = resolve_config_path(config)
+    cfgs = StageConfigs.load(config, overrides)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runner = Runner(run_dir, export_metrics=True, on_event=on_event)
+    runner.manifest.data["config_file"] = str(config)
+    ensure_ray()
+    stages = recipe(cfgs, run_dir)
+    try:
+        runner.run_all(stages)
+    finally:
+        release_judge()
+
+    results = []
+    for stage in (s for s in stages if s.name.startswith("eval-")):
+        e = runner.manifest.get(stage.name)
+        label = stage.name.removeprefix("eval-")
+        results.append({"stage": stage.name, "model": "M1+SFT (control)" if "control" in label else label,
+                        "accuracy": e["accuracy"], "n": e.get("rows_in", 0),
+                        "results": (e.get("outputs") or {}).get("results")})
+    metric = "world-test pass@1" if cfgs.run.world else "GSM8K pass@1"
+    md = write_results(results, run_dir, f"orca-math run: {Path(config).name}", metric)
+    print("\n" + md)
+    print(f"results: {run_dir / 'results.md'}, {run_dir / 'results.json'}, {run_dir / 'results.png'}")
+    return results
+
+
+def training_sequences(entry: dict, cfg, algo: str) -> int:
+    """Sequences a finished training stage pushed through the policy (forward + backward).
+
+    A DPO example is two sequences (chosen and rejected), a KTO one too (the completion and the
+    mismatched completion of its KL estimate); an SFT or RFT example is one.
+    """
+    per_step = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * cfg.scaling.num_workers
+    return entry["metrics"]["global_step"] * per_step * (1 if algo in ("sft", "rft") else 2)
+
+
+def _control(cfgs: StageConfigs, sft, m1: Path, problems: Path, c: StageContext) -> dict:
+    from orca_math.train.stage import sft_stage
+
+    algo = cfgs.run.preference_algo
+    spent = sum(training_sequences(c.manifest.get(f"{algo}-{k}"), cfgs.pref_train, algo)
+                for k in range(1, cfgs.run.rounds + 1))
+    per_step = sft.per_device_batch_size * sft.gradient_accumulation_steps * sft.scaling.num_workers
+    # Another data order than M1's SFT, so the extra steps see mostly problems M1 has not; the
+    # rounds' time caps summed, so the control may train as long as all rounds together.
+    cap = sft.max_time_s * cfgs.run.rounds if sft.max_time_s else None
+    control_cfg = sft.model_copy(update={"max_steps": max(1, math.ceil(spent / per_step)), "seed": sft.seed + 1,
+                                         "max_time_s": cap})
+    return {**sft_stage(m1, problems, c.out, control_cfg, c.name).run(c), "control_sequences": spent,
+            "config": control_cfg.model_dump(mode="json")}
+
+
+def _own_entry(entry: dict) -> dict:
+    """What a stage that keeps its own manifest (generate, solve) recorded, for the run's."""
+    return {k: v for k, v in entry.items() if k not in ("stage", "status", "signature", "config", "inputs")}

@@ -1,0 +1,181 @@
+"""The training stages: ``sft_stage`` and ``preference_stage`` (what the recipe runs), and
+``run_sft`` / ``run_preference`` (the same stage on its own, for the commands).
+
+Each one reads its input Parquet/JSONL, builds TRL rows (bad rows quarantined, with reasons),
+trains on Ray Train, and leaves ``out_dir`` as an HF model folder (weights, tokenizer, chat
+template) next to ``quarantine.parquet``, ``train_log.json`` and ``loss.png``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from orca_math.common.manifest import RunManifest
+from orca_math.common.runner import Stage, StageContext, run_stage
+from orca_math.common.records import RowCountError, StageOutput, parquet_files, read_table, write_quarantine
+from orca_math.common.schema import KTO_EXAMPLE, PREFERENCE_PAIR
+from orca_math.seeds import read_problems, resolve_data_spec
+from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig, TrainConfigBase
+from orca_math.train.curves import final_metrics, loss_curve, plot_curves
+from orca_math.train.core import dpo_rows, kto_rows, rft_rows, sft_rows, tokenizer_counter, trl_columns
+from orca_math.train.trainers import TRL_COLUMNS, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+class TrainDataError(ValueError):
+    """Training input that leaves nothing to train on; names the data and the quarantine reasons."""
+
+
+def model_ref(model: str | Path) -> str:
+    """A local model folder as an absolute path (Ray workers run elsewhere), an HF id unchanged."""
+    p = Path(model)
+    return str(p.resolve()) if p.exists() else str(model)
+
+
+def rows_hash(rows: list[dict]) -> str:
+    """Hash of the exact training rows, so a resumed run can tell its data has not changed."""
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(json.dumps(r, sort_keys=True, ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
+
+
+def read_records(path: str | Path, schema: pa.Schema, limit: int | None = None) -> list[tuple[str, int, dict]]:
+    """(file, row, record) for every row of a Parquet file or folder with ``schema``."""
+    out: list[tuple[str, int, dict]] = []
+    for f in parquet_files(path):
+        for i, rec in enumerate(read_table(f, schema).to_pylist()):
+            if limit is not None and len(out) >= limit:
+                return out
+            out.append((str(f), i, rec))
+    return out
+
+
+def _problem_source(problem: dict, spec: str, index: int) -> tuple[str, int]:
+    origin = (problem.get("provenance") or {}).get("origin") or ""
+    source, _, row = origin.rpartition(":")
+    return (source, int(row)) if source and row.isdigit() else (spec, index)
+
+
+def _train_and_record(
+    algo: str,
+    c: StageContext,
+    model: str,
+    data: str,
+    built: StageOutput,
+    read_quarantined: list[dict],
+    rows_in: int,
+    cfg: TrainConfigBase,
+) -> dict:
+    """Write the quarantine, train on Ray Train, and return the stage's manifest fields."""
+    from orca_math.train.ray_train import fit_on_ray
+
+    out_dir = c.out
+    quarantined = read_quarantined + built.quarantined
+    reasons = dict(Counter(q["reason"] for q in quarantined))
+    write_quarantine(quarantined, out_dir / "quarantine.parquet")
+    counts = {"rows_in": rows_in, "rows_out": len(built.rows), "rows_quarantined": len(quarantined),
+              "quarantine_reasons": reasons}
+    if rows_in != counts["rows_out"] + counts["rows_quarantined"]:
+        raise RowCountError(f"{c.name}: rows in != rows out + quarantined: {counts}")
+    c.manifest.update(c.name, **counts)  # visible while training runs, and kept if it fails
+    if not built.rows:
+        raise TrainDataError(f"{data}: no trainable rows ({len(quarantined)} quarantined: {reasons}); "
+                             f"see {out_dir / 'quarantine.parquet'}")
+    log.info("%s: %d training rows from %s, %d quarantined %s", c.name, len(built.rows), data, len(quarantined),
+             reasons)
+    train_log = fit_on_ray(algo, model, trl_columns(built.rows, TRL_COLUMNS[algo]), cfg, out_dir, resume=c.resume,
+                           run_name=c.name, data_hash=rows_hash(built.rows))
+    title = c.name if c.name == algo else f"{c.name} ({algo})"
+    plot = plot_curves(train_log["log_history"], out_dir / "loss.png", f"{title}, {len(built.rows)} rows")
+    metrics = final_metrics(train_log)
+    if algo == "kto":
+        labels = Counter(r["label"] for r in built.rows)
+        metrics.update(desirable=labels[True], undesirable=labels[False])
+    log.info("%s: done, step %d, loss %s -> %s, model in %s", c.name, metrics["global_step"],
+             metrics["first_loss"], metrics["last_loss"], out_dir)
+    return {
+        **counts,
+        "outputs": {"model": str(out_dir), "quarantine": str(out_dir / "quarantine.parquet"),
+                    "loss_plot": str(plot), "train_log": str(out_dir / "train_log.json")},
+        "loss_curve": loss_curve(train_log["log_history"]),
+        "metrics": metrics,
+        # What `auto` chose on the worker (bf16 or fp32, attention kernel) and why: its CPU/GPU.
+        "precision": train_log.get("precision"),
+    }
+
+
+def sft_stage(model: str | Path, data: str | Path, out_dir: str | Path, cfg: SFTTrainConfig,
+              name: str = "sft") -> Stage:
+    """SFT ``model`` on problems ``data`` (problem Parquet file/folder, GSM8K JSONL, gsm8k-train...) -> ``out_dir``.
+
+    The completion is each problem's ``reference_solution``; the loss covers only its tokens. A
+    rerun after a crash continues from the last Ray Train checkpoint in ``out_dir``.
+    """
+    model, spec = model_ref(model), resolve_data_spec(str(data))
+
+    def train(c: StageContext) -> dict:
+        read = read_problems(spec, limit=cfg.limit, stage=c.name)
+        problems = [(*_problem_source(p, spec, i), p) for i, p in enumerate(read.rows)]
+        built = sft_rows(problems, cfg.prompt_template, tokenizer_counter(load_tokenizer(model)),
+                         cfg.max_prompt_length, cfg.max_length, stage=c.name)
+        return _train_and_record("sft", c, model, spec, built, read.quarantined, read.rows_in, cfg)
+
+    return Stage(name, cfg, train, out=Path(out_dir), inputs={"model": model, "data": spec})
+
+
+def preference_stage(algo: Literal["dpo", "kto", "rft"], model: str | Path, data: str | Path, out_dir: str | Path,
+                     cfg: DPOTrainConfig | KTOTrainConfig | SFTTrainConfig, name: str | None = None) -> Stage:
+    """One round's training from ``model`` -> ``out_dir``: DPO on preference-pair Parquet, KTO on
+    KTO-example Parquet, or rejection-sampling fine-tuning (``rft``: SFT on positive KTO examples).
+
+    The frozen reference model of DPO/KTO is ``model`` itself (the round's starting model).
+    """
+    expected = {"dpo": DPOTrainConfig, "kto": KTOTrainConfig, "rft": SFTTrainConfig}.get(algo)
+    if expected is None:
+        raise ValueError(f"unknown round algo {algo!r}: use dpo, kto or rft")
+    if not isinstance(cfg, expected):
+        raise TypeError(f"{algo} needs a {expected.__name__}, got {type(cfg).__name__}")
+    model, data = model_ref(model), str(data)
+
+    def train(c: StageContext) -> dict:
+        count = tokenizer_counter(load_tokenizer(model))
+        records = read_records(data, PREFERENCE_PAIR if algo == "dpo" else KTO_EXAMPLE, cfg.limit)
+        if algo == "dpo":
+            built = dpo_rows(records, count, cfg.max_prompt_length, cfg.max_length, stage=c.name)
+        else:
+            build = kto_rows if algo == "kto" else rft_rows
+            built = build(records, count, cfg.max_prompt_length, cfg.max_length, seed=cfg.seed, stage=c.name)
+        return _train_and_record("sft" if algo == "rft" else algo, c, model, data, built, [], len(records), cfg)
+
+    return Stage(name or algo, cfg, train, out=Path(out_dir), inputs={"model": model, "data": data})
+
+
+def run_sft(model: str | Path, data: str | Path, out_dir: str | Path, cfg: SFTTrainConfig) -> Path:
+    """:func:`sft_stage` on its own (manifest in ``out_dir``): skipped if done, resumed if interrupted."""
+    run_stage(sft_stage(model, data, out_dir, cfg))
+    return Path(out_dir)
+
+
+def run_preference(algo: Literal["dpo", "kto", "rft"], model: str | Path, data: str | Path, out_dir: str | Path,
+                   cfg: DPOTrainConfig | KTOTrainConfig | SFTTrainConfig) -> Path:
+    """:func:`preference_stage` on its own (manifest in ``out_dir``): skipped if done, resumed if interrupted."""
+    run_stage(preference_stage(algo, model, data, out_dir, cfg))
+    return Path(out_dir)
+
+
+def train_summary(out_dir: str | Path, stage: str, manifest: RunManifest | None = None) -> dict[str, Any]:
+    """The manifest entry a training stage left (counts, metrics, loss curve, outputs)."""
+    manifest = manifest or RunManifest(Path(out_dir) / "manifest.json")
+    entry = manifest.get(stage)
+    if entry is None:
+        raise KeyError(f"{stage}: no such stage in {manifest.path}")
+    return entry
