@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orca_math.common.config import load_yaml
 from orca_math.common.manifest import RunManifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,7 +129,7 @@ def test_generate_with_the_teacher_down_ends_in_one_line_naming_the_endpoint(tmp
 
 def small_run_config(path: Path) -> Path:
     """configs/tiny.yaml cut to the least that still trains, then samples."""
-    cfg = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
+    cfg = load_yaml(REPO / "configs/tiny.yaml")  # extends resolved: every section in full
     cfg["run"].update(seed_limit=8, rounds=1, sft_control=False)
     cfg["eval"]["limit"] = 4
     cfg["eval"]["decoding"]["max_tokens"] = 32

@@ -155,8 +155,8 @@ class Runner:
             if not any(n.startswith("stage ") for n in getattr(e, "__notes__", ())):  # the innermost stage
                 e.add_note(f"stage {stage.name} failed; rerun the same command to resume ({self.run_dir})")
             raise
-        entry = self.manifest.update(stage.name, **fields, status="done", finished_at=time.time(),
-                                     wall_s=round(time.perf_counter() - started, 3))
+        entry = self.manifest.update(stage.name, **{**fields, "status": "done", "finished_at": time.time(),
+                                                    "wall_s": round(time.perf_counter() - started, 3)})
         if self.export_metrics:
             from orca_math.common import metrics
 
