@@ -7,7 +7,8 @@ import logging
 import time
 from pathlib import Path
 
-from orca_math.evaluate.core import EvalConfig, data_hash, score_samples
+from orca_math.evaluate.config import EvalConfig
+from orca_math.evaluate.core import data_hash, score_samples
 from orca_math.judge.config import JudgeServeConfig
 from orca_math.common.manifest import RunManifest
 from orca_math.common.prompts import prompt_rows

@@ -9,7 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 from orca_math.common.manifest import RunManifest
-from orca_math.prefs.core import PreferenceConfig, build_preferences
+from orca_math.prefs.config import PreferenceConfig
+from orca_math.prefs.core import build_preferences
 from orca_math.common.records import read_parquet, write_parquet, write_quarantine
 from orca_math.common.schema import JUDGMENT, KTO_EXAMPLE, PREFERENCE_PAIR, PROBLEM, SAMPLE
 

@@ -6,11 +6,11 @@ import argparse
 
 from orca_math.generate.config import GenerateConfig, SolveStageConfig
 from orca_math.common.config import add_config_flags, config_from_args, load_stage_config
-from orca_math.evaluate.core import EvalConfig
+from orca_math.evaluate.config import EvalConfig
 from orca_math.judge.config import JudgeConfig
 from orca_math.run.config import RunConfig
-from orca_math.practice.stage import PracticeConfig
-from orca_math.prefs.core import PreferenceConfig
+from orca_math.practice.config import PracticeConfig
+from orca_math.prefs.config import PreferenceConfig
 from orca_math.serve.config import ServeConfig
 from orca_math.teacher.config import TeacherConfig
 from orca_math.tiny_model.core import TinyModelConfig
