@@ -12,9 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orca_math.common.manifest import RunManifest
 from orca_math.common.prompts import prompt_rows
 from orca_math.common.records import StageOutput, parquet_files
+from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
 from orca_math.common.sampling.ray_sampling import engine_resources, sampler_class
 from orca_math.common.schema import PROBLEM, SAMPLE
@@ -77,8 +77,8 @@ class PracticeBatches(CommitBatches):
         return checked, {"problems": len(problems)}
 
 
-def run_practice(model: str, problems_path: str | Path, out_dir: str | Path, cfg: PracticeConfig,
-                 stage: str = "practice", manifest: RunManifest | None = None, model_name: str | None = None) -> Path:
+def practice_stage(model: str | Path, problems_path: str | Path, out_dir: str | Path, cfg: PracticeConfig,
+                   name: str = "practice", model_name: str | None = None) -> Stage:
     """Sample ``cfg.decoding.n`` solutions per problem into ``samples.parquet/`` (+ ``quarantine.parquet/``).
 
     Streams: the problems are read by Ray Data, sampled in batches, and each batch is committed
@@ -86,23 +86,33 @@ def run_practice(model: str, problems_path: str | Path, out_dir: str | Path, cfg
     ``model_name`` (default: ``model``) goes into each sample's id and ``model`` column; a run
     passes its label (``M1``) so ids do not depend on where the run folder lives.
     """
-    from orca_math.common.ray_runtime import ensure_ray
+    model, problems_path = str(model), str(problems_path)
+    model_name = model_name or model
 
-    out_dir = Path(out_dir)
-    manifest = manifest or RunManifest(out_dir / "manifest.json")
-    engine = cfg.engine.model_copy(update={"model": model})
-    with manifest.stage(stage, cfg, {"model": str(model), "problems": str(problems_path)}) as entry:
-        selected = out_dir / "problems.parquet"
+    def practice(c: StageContext) -> dict:
+        from orca_math.common.ray_runtime import ensure_ray
+
+        selected = c.out / "problems.parquet"
         n_problems = write_practice_slice(problems_path, cfg.offset, cfg.limit, selected)
         ensure_ray()
-        log.info("%s: %d problems x %d samples from %s", stage, n_problems, cfg.decoding.n, model)
-        engine = engine.on_cluster()
-        parts = StageParts(out_dir, "samples.parquet", SAMPLE)
+        log.info("%s: %d problems x %d samples from %s", c.name, n_problems, cfg.decoding.n, model)
+        engine = cfg.engine.model_copy(update={"model": model}).on_cluster()
+        parts = StageParts(c.out, "samples.parquet", SAMPLE)
         result = stream_stage(
             selected, parts, PracticeBatches,
             {"engine": engine, "decoding": cfg.decoding, "prompt_template": cfg.prompt_template,
-             "model_name": model_name or str(model)},
+             "model_name": model_name},
             batch_size=engine.batch_size, concurrency=engine.concurrency, **engine_resources(engine))
-        entry.update(outputs={"samples": str(parts.data_dir), "quarantine": str(parts.quarantine_dir)},
-                     problems=n_problems, engine=engine.choice_record(), **result.manifest_fields())
-    return parts.data_dir
+        return {"outputs": {"samples": str(parts.data_dir), "quarantine": str(parts.quarantine_dir)},
+                "problems": n_problems, "engine": engine.choice_record(), **result.manifest_fields()}
+
+    # The model's name is in every sample id: another name, other samples.
+    return Stage(name, cfg, practice, out=Path(out_dir),
+                 inputs={"model": model, "model_name": model_name, "problems": problems_path})
+
+
+def run_practice(model: str | Path, problems_path: str | Path, out_dir: str | Path, cfg: PracticeConfig,
+                 model_name: str | None = None) -> Path:
+    """:func:`practice_stage` on its own (manifest in ``out_dir``); returns the samples folder."""
+    run_stage(practice_stage(model, problems_path, out_dir, cfg, model_name=model_name))
+    return Path(out_dir) / "samples.parquet"
