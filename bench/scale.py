@@ -51,8 +51,9 @@ def run_chain(n: int, work: Path) -> dict:
 
     from orca_math.judge.config import JudgeConfig, JudgeServeConfig
     from orca_math.judge.stage import ensure_judge_app, run_judge
-    from orca_math.practice.stage import PracticeConfig, run_practice
-    from orca_math.prefs.core import PreferenceConfig
+    from orca_math.practice.config import PracticeConfig
+    from orca_math.practice.stage import run_practice
+    from orca_math.prefs.config import PreferenceConfig
     from orca_math.prefs.stage import run_prefs
 
     problems = work / "problems.parquet"

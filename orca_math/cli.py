@@ -24,12 +24,17 @@ import time
 import traceback
 from pathlib import Path
 
+# The stages in recipe order (eval runs after every model; train has sft and each round's train-pref),
+# then the services, the whole recipe and the demo.
 COMMAND_MODULES = [
     "orca_math.tiny_model.cli",
-    "orca_math.evaluate.cli",
     "orca_math.world.cli",
     "orca_math.generate.cli",
+    "orca_math.evaluate.cli",
     "orca_math.train.cli",
+    "orca_math.practice.cli",
+    "orca_math.judge.cli",
+    "orca_math.prefs.cli",
     "orca_math.serve.cli",
     "orca_math.run.cli",
     "orca_math.demo",

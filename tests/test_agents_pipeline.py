@@ -85,8 +85,10 @@ def test_generate_config_takes_the_shared_teacher_section_and_flags_win(tmp_path
 def test_final_pass_dedups_and_decontaminates_committed_parts_and_counts_by_flow(tmp_path, gsm8k_dir):
     """All seeds committed: no Ray, only the final pass (what a resumed run ends with)."""
     from orca_math.generate.flows import problem_row, Candidate
-    from orca_math.generate.stage import run_generate
+    from orca_math.common.manifest import RunManifest
+    from orca_math.common.runner import StageContext
     from orca_math.generate.parsing import Solution
+    from orca_math.generate.stage import generate_stage
 
     seeds = seed_rows(3)
     seeds[2]["provenance"] = {**seeds[2]["provenance"], "flow": Flow.ASK_ME_ANYTHING}  # a seed made by an older run
@@ -107,7 +109,9 @@ def test_final_pass_dedups_and_decontaminates_committed_parts_and_counts_by_flow
         out.keep(flow, problem_row(Candidate(read[0], q, flow, 1, i), sol, "t"))
     store.commit(read, out, output_hash(cfg))
 
-    summary = run_generate(cfg, tmp_path / "out", progress=False)
+    out_dir = tmp_path / "out"  # the stage resuming (the runner would clear a folder it has no entry for)
+    summary = generate_stage(cfg, out_dir, progress=False).run(
+        StageContext("generate", out_dir, resume=True, manifest=RunManifest(out_dir / "manifest.json")))
     assert summary["seeds_this_run"] == 0 and summary["seeds_resumed"] == 3
     assert (summary["candidates"], summary["kept"], summary["quarantined"]) == (6, 4, 2)
     assert (summary["removed_duplicates"], summary["removed_contaminated"]) == (1, 1)
@@ -117,7 +121,7 @@ def test_final_pass_dedups_and_decontaminates_committed_parts_and_counts_by_flow
         Flow.ASK_ME_ANYTHING: {"candidates": 2, "kept": 1, "duplicate": 1},
         Flow.SUGGESTER_EDITOR: {"candidates": 1, "kept": 0, "contaminated": 1},
     }
-    problems, quarantined, _ = read_outputs(tmp_path / "out")
+    problems = read_parquet(out_dir / "problems", PROBLEM)
     assert {p["question"] for p in problems} == {s["question"] for s in read} | {generated[2][0]}
 
 
@@ -177,10 +181,10 @@ def test_generate_on_ray_accounts_for_every_candidate_and_a_rerun_is_free(ray_lo
         assert set(rounds) <= {1, 2} and rounds[2] > 0
         assert all(p["reference_solution"].endswith(f"#### {p['reference_answer']}") for p in problems)
 
-        # Everything is committed: a rerun sends no request and writes the same outputs.
+        # The stage is done: a rerun is skipped, sends no request and leaves the outputs as they were.
         again = run_generate(cfg, tmp_path / "out", progress=False)
-        assert ep.hits == hits and again["seeds_resumed"] == 9 and again["seeds_this_run"] == 0
-        assert read_outputs(tmp_path / "out")[:2] == (problems, quarantined)
+        assert ep.hits == hits and again == summary
+        assert read_outputs(tmp_path / "out") == (problems, quarantined, manifest)
 
 
 @pytest.mark.slow

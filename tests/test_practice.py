@@ -1,6 +1,7 @@
 """Which problems a practice round takes (pure, no Ray)."""
 
-from orca_math.practice.stage import PracticeConfig, practice_slice
+from orca_math.practice.config import PracticeConfig
+from orca_math.practice.core import practice_slice
 
 PROBLEMS = [{"id": str(i)} for i in range(10)]
 

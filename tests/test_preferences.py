@@ -2,7 +2,8 @@
 
 import pytest
 
-from orca_math.prefs.core import PreferenceConfig, build_preferences
+from orca_math.prefs.config import PreferenceConfig
+from orca_math.prefs.core import build_preferences
 from orca_math.common.records import write_parquet
 from orca_math.common.schema import KTO_EXAMPLE, PREFERENCE_PAIR
 

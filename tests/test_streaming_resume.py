@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from orca_math.evaluate.core import EvalConfig
+from orca_math.evaluate.config import EvalConfig
 from orca_math.judge.config import JudgeConfig, JudgeServeConfig
 from orca_math.common.manifest import RunManifest
-from orca_math.practice.stage import PracticeConfig
+from orca_math.practice.config import PracticeConfig
 from orca_math.common.records import read_parquet, write_parquet
 from orca_math.common.schema import EVAL_RESULT, JUDGMENT, PROBLEM, QUARANTINE, SAMPLE, empty_provenance, stable_id
 
@@ -38,9 +38,9 @@ SLOW_JUDGE = JudgeServeConfig(min_replicas=1, max_replicas=1, num_cpus=0.25, max
 # What the killed driver runs: one stage, its arguments as JSON.
 STAGE_MAIN = """
 import json, sys
-from orca_math.evaluate.core import EvalConfig
+from orca_math.evaluate.config import EvalConfig
 from orca_math.judge.config import JudgeConfig, JudgeServeConfig
-from orca_math.practice.stage import PracticeConfig
+from orca_math.practice.config import PracticeConfig
 stage, a = sys.argv[1], json.loads(sys.argv[2])
 if stage == "practice":
     from orca_math.practice.stage import run_practice

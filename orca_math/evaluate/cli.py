@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from orca_math.common.config import add_config_flags, config_from_args, load_stage_config
-from orca_math.evaluate.core import EvalConfig
+from orca_math.evaluate.config import EvalConfig
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:

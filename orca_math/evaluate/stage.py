@@ -1,4 +1,8 @@
-"""Evaluation on Ray: problems stream through the engine (greedy) and the judge app, committed per batch."""
+"""The eval stage: problems stream through the engine (greedy) and the judge app, committed per batch.
+
+``eval_stage`` is what the recipe runs (``eval-M1``, ...), ``run_eval`` the same stage on its own
+(``orca-math eval``).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ import logging
 import time
 from pathlib import Path
 
-from orca_math.evaluate.core import EvalConfig, data_hash, score_samples
+from orca_math.evaluate.config import EvalConfig
+from orca_math.evaluate.core import data_hash, score_samples
 from orca_math.judge.config import JudgeServeConfig
-from orca_math.common.manifest import RunManifest
 from orca_math.common.prompts import prompt_rows
 from orca_math.common.records import StageOutput, write_parquet
+from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
 from orca_math.common.sampling.ray_sampling import engine_resources, sampler_class
 from orca_math.common.schema import EVAL_RESULT, PROBLEM
@@ -51,38 +56,35 @@ class EvalBatches(CommitBatches):
                         "completion_tokens": sum(r["completion_tokens"] or 0 for r in scored.rows)}
 
 
-def run_eval(model: str, cfg: EvalConfig, out_dir: str | Path, stage: str = "eval",
-             manifest: RunManifest | None = None, serve_cfg: JudgeServeConfig | None = None,
-             teacher_cfg: TeacherConfig | None = None) -> dict:
+def eval_stage(model: str | Path, cfg: EvalConfig, out_dir: str | Path, name: str = "eval",
+               serve_cfg: JudgeServeConfig | None = None, teacher_cfg: TeacherConfig | None = None) -> Stage:
     """Evaluate ``model``; write ``results.parquet/``, ``quarantine.parquet/``, ``summary.json``.
 
     The eval set is read and checked once (``problems.parquet``; rows that cannot be problems are
     quarantined), then streams: each batch is sampled, judged by the judge app with ``cfg.judge``
     (started here if it is not running; ``teacher_cfg`` for the llm methods) and committed; a
-    rerun after a crash evaluates only the problems not yet committed. Returns the summary
-    (accuracy, n, model, data hash, wall time, ...).
+    rerun after a crash evaluates only the problems not yet committed. ``summary.json`` holds
+    the summary (accuracy, n, model, data hash, wall time, ...).
     """
-    from orca_math.judge.stage import ensure_judge_app
-    from orca_math.common.ray_runtime import ensure_ray
+    model, data = str(model), resolve_data_spec(cfg.data)
 
-    out_dir = Path(out_dir)
-    manifest = manifest or RunManifest(out_dir / "manifest.json")
-    engine = cfg.engine.model_copy(update={"model": model})
-    data = resolve_data_spec(cfg.data)
-    started = time.perf_counter()
-    with manifest.stage(stage, cfg, {"model": model, "data": data}) as entry:
-        parts = StageParts(out_dir, "results.parquet", EVAL_RESULT)
+    def evaluate(c: StageContext) -> dict:
+        from orca_math.judge.stage import ensure_judge_app
+        from orca_math.common.ray_runtime import ensure_ray
+
+        started = time.perf_counter()
+        parts = StageParts(c.out, "results.parquet", EVAL_RESULT)
         # The eval set is small and fixed (GSM8K test: 1,319); reading it checks every source
         # format in one place. Its read quarantine is a part of its own.
-        read = read_problems(data, limit=cfg.limit, stage=stage)
-        problems_path = write_parquet(read.rows, PROBLEM, out_dir / "problems.parquet")
+        read = read_problems(data, limit=cfg.limit, stage=c.name)
+        problems_path = write_parquet(read.rows, PROBLEM, c.out / "problems.parquet")
         parts.commit([], StageOutput([], read.quarantined, len(read.quarantined)), key="read")
         n, hashed = len(read.rows), data_hash(read.rows)
         del read
-        log.info("%s: %d problems from %s", stage, n, data)
+        log.info("%s: %d problems from %s", c.name, n, data)
         ensure_ray()
         app = ensure_judge_app(cfg.judge, serve_cfg, teacher_cfg)
-        engine = engine.on_cluster()
+        engine = cfg.engine.model_copy(update={"model": model}).on_cluster()
         result = stream_stage(
             problems_path, parts, EvalBatches,
             {"engine": engine, "decoding": cfg.decoding, "prompt_template": cfg.prompt_template,
@@ -90,7 +92,7 @@ def run_eval(model: str, cfg: EvalConfig, out_dir: str | Path, stage: str = "eva
             batch_size=engine.batch_size, concurrency=engine.concurrency, **engine_resources(engine))
         s = result.summary
         summary = {
-            "stage": stage,
+            "stage": c.name,
             "model": model,
             "data": data,
             "data_hash": hashed,
@@ -105,11 +107,19 @@ def run_eval(model: str, cfg: EvalConfig, out_dir: str | Path, stage: str = "eva
             "rows_computed": result.rows_computed,
             "wall_s": round(time.perf_counter() - started, 3),
         }
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        entry.update(
-            engine=engine.choice_record(),
-            outputs={"results": str(parts.data_dir), "quarantine": str(parts.quarantine_dir),
-                     "summary": str(out_dir / "summary.json")},
-            accuracy=summary["accuracy"], **result.manifest_fields(),
-        )
-    return summary
+        (c.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return {"engine": engine.choice_record(),
+                "outputs": {"results": str(parts.data_dir), "quarantine": str(parts.quarantine_dir),
+                            "summary": str(c.out / "summary.json")},
+                "accuracy": summary["accuracy"], **result.manifest_fields()}
+
+    # The eval set as named (gsm8k-test), not where this machine keeps it: a run folder moved to
+    # another machine keeps its evals.
+    return Stage(name, cfg, evaluate, out=Path(out_dir), inputs={"model": model, "data": cfg.data})
+
+
+def run_eval(model: str | Path, cfg: EvalConfig, out_dir: str | Path, serve_cfg: JudgeServeConfig | None = None,
+             teacher_cfg: TeacherConfig | None = None) -> dict:
+    """:func:`eval_stage` on its own (manifest in ``out_dir``); returns its ``summary.json``."""
+    run_stage(eval_stage(model, cfg, out_dir, serve_cfg=serve_cfg, teacher_cfg=teacher_cfg))
+    return json.loads((Path(out_dir) / "summary.json").read_text())

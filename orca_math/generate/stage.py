@@ -7,6 +7,7 @@ Outputs of ``generate`` in ``OUT/``:
   quarantine/seeds.parquet    seed rows that could not be read
   parts/part-*/               committed batches (the resume state)
   manifest.json               seeds_in, candidates, kept, quarantined, reasons, teacher usage per flow
+                              (``orca-math generate``; a run records them in its own manifest)
 
 ``candidates == kept + quarantined`` is checked before anything is written.
 """
@@ -28,8 +29,8 @@ from orca_math.generate.config import GenerateConfig, SolveStageConfig, output_h
 from orca_math.generate.parts import PartsContent, PartStore
 from orca_math.generate.prompts import PROMPT_VERSION
 from orca_math.generate.contract import FLOW_ORDER, Flow, SeedBackend, SeedOutput
-from orca_math.common.manifest import RunManifest
 from orca_math.common.records import RowCountError, to_table, write_parquet, write_quarantine
+from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.schema import PROBLEM
 from orca_math.seeds import read_problems, resolve_data_spec
 from orca_math.seeds.dedup import decontaminate, deduplicate, load_eval_sets
@@ -146,20 +147,22 @@ def _by_flow(content: PartsContent, removed: list[tuple[str, str]]) -> dict[str,
     return {flow: dict(sorted(c.items())) for flow, c in sorted(table.items())}
 
 
-def run_generate(cfg: GenerateConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """The whole ``generate`` stage (resumes from committed parts); returns the manifest entry."""
-    out_dir = Path(out_dir)
-    manifest = RunManifest(out_dir / "manifest.json")
+def generate_stage(cfg: GenerateConfig, out_dir: str | Path, progress: bool = True, name: str = "generate") -> Stage:
+    """The whole ``generate`` stage: seeds -> committed parts -> dedup, decontamination -> ``problems/``.
+
+    A rerun after a crash runs only the seeds without a committed part.
+    """
     seeds_spec = resolve_data_spec(cfg.seeds)
     out_hash = output_hash(cfg)
-    store = PartStore(out_dir / "parts")
-    with manifest.stage("generate", cfg, {"seeds": seeds_spec}) as entry:
+
+    def generate(c: StageContext) -> dict:
         started = time.perf_counter()
+        store = PartStore(c.out / "parts")
         read = read_problems(seeds_spec, limit=cfg.limit, stage="generate.seeds")
         stale = store.remove_incomplete()
         committed = store.committed_seeds(out_hash)
         pending = [s for s in read.rows if s["id"] not in committed]
-        log.info("generate: %d seeds read (%d unreadable), %d already committed, %d to do%s",
+        log.info("%s: %d seeds read (%d unreadable), %d already committed, %d to do%s", c.name,
                  read.rows_in, len(read.quarantined), len(read.rows) - len(pending), len(pending),
                  f", {stale} crashed batch(es) discarded" if stale else "")
         processed = process_seeds(pending, cfg, store.root, out_hash, progress) if pending else 0
@@ -176,50 +179,50 @@ def run_generate(cfg: GenerateConfig, out_dir: str | Path, progress: bool = True
         kept = decontam.rows
         quarantined = content.quarantined + deduped.quarantined + decontam.quarantined
         if content.candidates != len(kept) + len(quarantined):
-            raise RowCountError(f"generate: candidates ({content.candidates}) != kept ({len(kept)}) "
+            raise RowCountError(f"{c.name}: candidates ({content.candidates}) != kept ({len(kept)}) "
                                 f"+ quarantined ({len(quarantined)})")
         removed = [(_flow_of(problems[q["row"]], seed_ids), q["reason"]) for q in deduped.quarantined]
         removed += [(_flow_of(deduped.rows[q["row"]], seed_ids), q["reason"]) for q in decontam.quarantined]
 
-        problem_files = _write_problems(kept, out_dir / "problems")
-        write_quarantine(quarantined, out_dir / "quarantine" / "candidates.parquet")
-        write_quarantine(read.quarantined, out_dir / "quarantine" / "seeds.parquet")
+        problem_files = _write_problems(kept, c.out / "problems")
+        write_quarantine(quarantined, c.out / "quarantine" / "candidates.parquet")
+        write_quarantine(read.quarantined, c.out / "quarantine" / "seeds.parquet")
         reasons = dict(sorted(Counter(q["reason"] for q in quarantined).items()))
-        entry.update(
-            outputs={"problems": str(out_dir / "problems"), "quarantine": str(out_dir / "quarantine"),
-                     "problem_files": problem_files},
-            seeds_in=read.rows_in,
-            seeds_unreadable=len(read.quarantined),
-            seeds_done=len(content.seeds),
-            seeds_this_run=processed,
-            seeds_resumed=len(read.rows) - len(pending),
-            candidates=content.candidates,
-            kept=len(kept),
-            quarantined=len(quarantined),
-            quarantine_reasons=reasons,
-            rows_in=content.candidates, rows_out=len(kept), rows_quarantined=len(quarantined),
-            by_flow=_by_flow(content, removed),
-            removed_duplicates=len(deduped.quarantined),
-            removed_contaminated=len(decontam.quarantined),
-            contaminated_by_eval_set=decontam.removed_by_eval_set,
-            teacher_model=cfg.teacher.model,
-            teacher_usage=_usage_dict(content),
-            prompt_version=PROMPT_VERSION,
-            output_hash=out_hash,
-            parts=content.parts,
-            generation_s=round(generation_s, 3),
-        )
-    return dict(manifest.get("generate"))
+        return {
+            "outputs": {"problems": str(c.out / "problems"), "quarantine": str(c.out / "quarantine"),
+                        "problem_files": problem_files},
+            "seeds_in": read.rows_in,
+            "seeds_unreadable": len(read.quarantined),
+            "seeds_done": len(content.seeds),
+            "seeds_this_run": processed,
+            "seeds_resumed": len(read.rows) - len(pending),
+            "candidates": content.candidates,
+            "kept": len(kept),
+            "quarantined": len(quarantined),
+            "quarantine_reasons": reasons,
+            "rows_in": content.candidates, "rows_out": len(kept), "rows_quarantined": len(quarantined),
+            "by_flow": _by_flow(content, removed),
+            "removed_duplicates": len(deduped.quarantined),
+            "removed_contaminated": len(decontam.quarantined),
+            "contaminated_by_eval_set": decontam.removed_by_eval_set,
+            "teacher_model": cfg.teacher.model,
+            "teacher_usage": _usage_dict(content),
+            "prompt_version": PROMPT_VERSION,
+            "output_hash": out_hash,
+            "parts": content.parts,
+            "generation_s": round(generation_s, 3),
+        }
+
+    return Stage(name, cfg, generate, out=Path(out_dir), inputs={"seeds": seeds_spec})
 
 
-def run_solve(cfg: SolveStageConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+def solve_stage(cfg: SolveStageConfig, out_dir: str | Path, progress: bool = True, name: str = "solve") -> Stage:
     """The ``solve`` stage: teacher solutions for an existing problem set (resumable like generate)."""
-    out_dir = Path(out_dir)
-    manifest = RunManifest(out_dir / "manifest.json")
     data_spec = resolve_data_spec(cfg.data)
     out_hash = output_hash(cfg)
-    store = PartStore(out_dir / "parts")
-    with manifest.stage("solve", cfg, {"data": data_spec}) as entry:
+
+    def solve(c: StageContext) -> dict:
+        store = PartStore(c.out / "parts")
         read = read_problems(data_spec, limit=cfg.limit, stage="solve.read")
         store.remove_incomplete()
         committed = store.committed_seeds(out_hash)
@@ -228,27 +231,38 @@ def run_solve(cfg: SolveStageConfig, out_dir: str | Path, progress: bool = True)
         content = store.read_all()
         kept = sorted(content.problems, key=lambda p: p["id"])
         if content.candidates != len(kept) + len(content.quarantined):
-            raise RowCountError(f"solve: problems ({content.candidates}) != kept ({len(kept)}) "
+            raise RowCountError(f"{c.name}: problems ({content.candidates}) != kept ({len(kept)}) "
                                 f"+ quarantined ({len(content.quarantined)})")
-        problem_files = _write_problems(kept, out_dir / "problems")
-        write_quarantine(content.quarantined, out_dir / "quarantine" / "candidates.parquet")
-        write_quarantine(read.quarantined, out_dir / "quarantine" / "seeds.parquet")
-        entry.update(
-            outputs={"problems": str(out_dir / "problems"), "quarantine": str(out_dir / "quarantine"),
-                     "problem_files": problem_files},
-            seeds_in=read.rows_in,
-            seeds_unreadable=len(read.quarantined),
-            seeds_done=len(content.seeds),
-            seeds_this_run=processed,
-            candidates=content.candidates,
-            kept=len(kept),
-            quarantined=len(content.quarantined),
-            quarantine_reasons=dict(sorted(Counter(q["reason"] for q in content.quarantined).items())),
-            rows_in=content.candidates, rows_out=len(kept), rows_quarantined=len(content.quarantined),
-            teacher_model=cfg.teacher.model,
-            teacher_usage=_usage_dict(content),
-            prompt_version=PROMPT_VERSION,
-            output_hash=out_hash,
-            parts=content.parts,
-        )
-    return dict(manifest.get("solve"))
+        problem_files = _write_problems(kept, c.out / "problems")
+        write_quarantine(content.quarantined, c.out / "quarantine" / "candidates.parquet")
+        write_quarantine(read.quarantined, c.out / "quarantine" / "seeds.parquet")
+        return {
+            "outputs": {"problems": str(c.out / "problems"), "quarantine": str(c.out / "quarantine"),
+                        "problem_files": problem_files},
+            "seeds_in": read.rows_in,
+            "seeds_unreadable": len(read.quarantined),
+            "seeds_done": len(content.seeds),
+            "seeds_this_run": processed,
+            "candidates": content.candidates,
+            "kept": len(kept),
+            "quarantined": len(content.quarantined),
+            "quarantine_reasons": dict(sorted(Counter(q["reason"] for q in content.quarantined).items())),
+            "rows_in": content.candidates, "rows_out": len(kept), "rows_quarantined": len(content.quarantined),
+            "teacher_model": cfg.teacher.model,
+            "teacher_usage": _usage_dict(content),
+            "prompt_version": PROMPT_VERSION,
+            "output_hash": out_hash,
+            "parts": content.parts,
+        }
+
+    return Stage(name, cfg, solve, out=Path(out_dir), inputs={"data": data_spec})
+
+
+def run_generate(cfg: GenerateConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """:func:`generate_stage` on its own (manifest in ``out_dir``); returns its manifest entry."""
+    return dict(run_stage(generate_stage(cfg, out_dir, progress)))
+
+
+def run_solve(cfg: SolveStageConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """:func:`solve_stage` on its own (manifest in ``out_dir``); returns its manifest entry."""
+    return dict(run_stage(solve_stage(cfg, out_dir, progress)))

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Mapping
 
 from orca_math.judge.config import JudgeConfig, JudgeServeConfig
-from orca_math.common.manifest import RunManifest
 from orca_math.common.records import StageOutput, quarantine_row, read_table
+from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.schema import JUDGMENT, PROBLEM
 from orca_math.common.streaming import CommitBatches, StageParts, stream_stage
 from orca_math.teacher.config import TeacherConfig
@@ -93,34 +93,40 @@ class JudgeBatches(CommitBatches):
                      "teacher_completion_tokens": sum(v["completion_tokens"] for v in verdicts)}
 
 
-def run_judge(samples_path: str | Path, problems_path: str | Path, out_dir: str | Path, judge_cfg: JudgeConfig,
-              serve_cfg: JudgeServeConfig, teacher_cfg: TeacherConfig | None = None, stage: str = "judge",
-              manifest: RunManifest | None = None, batch_size: int = 256, concurrency: int = 2) -> Path:
+def judge_stage(samples_path: str | Path, problems_path: str | Path, out_dir: str | Path, judge_cfg: JudgeConfig,
+                serve_cfg: JudgeServeConfig, teacher_cfg: TeacherConfig | None = None, name: str = "judge",
+                batch_size: int = 256, concurrency: int = 2) -> Stage:
     """Judge every sample into ``judgments.parquet/`` (+ ``quarantine.parquet/``). Starts the judge app if needed.
 
     Streams: samples are read by Ray Data and judged in batches, each batch committed as one
     part; a rerun after a crash judges only the samples not yet committed.
     """
-    from orca_math.common.ray_runtime import ensure_ray
+    samples_path, problems_path = str(samples_path), str(problems_path)
 
-    out_dir = Path(out_dir)
-    manifest = manifest or RunManifest(out_dir / "manifest.json")
-    inputs = {"samples": str(samples_path), "problems": str(problems_path)}
-    with manifest.stage(stage, judge_cfg, inputs) as entry:
+    def judge(c: StageContext) -> dict:
+        from orca_math.common.ray_runtime import ensure_ray
+
         ensure_ray()
         app = ensure_judge_app(judge_cfg, serve_cfg, teacher_cfg)
-        parts = StageParts(out_dir, "judgments.parquet", JUDGMENT)
-        result = stream_stage(samples_path, parts, JudgeBatches,
-                              {"problems_path": str(problems_path), "app_name": app},
+        parts = StageParts(c.out, "judgments.parquet", JUDGMENT)
+        result = stream_stage(samples_path, parts, JudgeBatches, {"problems_path": problems_path, "app_name": app},
                               batch_size=batch_size, concurrency=concurrency, num_cpus=0)  # the replicas work
         stats = result.summary.stats
-        log.info("%s: %d samples judged, %d correct, %d quarantined (%d restored, %d computed)", stage,
+        log.info("%s: %d samples judged, %d correct, %d quarantined (%d restored, %d computed)", c.name,
                  result.summary.rows_out, stats["correct"], result.summary.rows_quarantined,
                  result.rows_restored, result.rows_computed)
-        entry.update(
-            outputs={"judgments": str(parts.data_dir), "quarantine": str(parts.quarantine_dir)},
-            correct=stats["correct"], **result.manifest_fields(),
-            teacher_tokens={"prompt": stats["teacher_prompt_tokens"],
-                            "completion": stats["teacher_completion_tokens"]},
-        )
-    return parts.data_dir
+        return {"outputs": {"judgments": str(parts.data_dir), "quarantine": str(parts.quarantine_dir)},
+                "correct": stats["correct"], **result.manifest_fields(),
+                "teacher_tokens": {"prompt": stats["teacher_prompt_tokens"],
+                                   "completion": stats["teacher_completion_tokens"]}}
+
+    return Stage(name, judge_cfg, judge, out=Path(out_dir), inputs={"samples": samples_path, "problems": problems_path})
+
+
+def run_judge(samples_path: str | Path, problems_path: str | Path, out_dir: str | Path, judge_cfg: JudgeConfig,
+              serve_cfg: JudgeServeConfig, teacher_cfg: TeacherConfig | None = None, batch_size: int = 256,
+              concurrency: int = 2) -> Path:
+    """:func:`judge_stage` on its own (manifest in ``out_dir``); returns the judgments folder."""
+    run_stage(judge_stage(samples_path, problems_path, out_dir, judge_cfg, serve_cfg, teacher_cfg,
+                          batch_size=batch_size, concurrency=concurrency))
+    return Path(out_dir) / "judgments.parquet"

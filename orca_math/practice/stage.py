@@ -1,4 +1,8 @@
-"""Practice sampling: N solutions per problem from the current student M_k, every one kept."""
+"""The practice stage: N solutions per problem from the current student M_k, every one kept.
+
+The Ray/IO shell around ``core`` (which problems, which samples are kept): the round's problems
+are written once, then stream through the engine in batches, each committed as one part.
+"""
 
 from __future__ import annotations
 
@@ -7,41 +11,22 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import Field
 
-from orca_math.common.config import StageConfig
-from orca_math.common.manifest import RunManifest
-from orca_math.common.prompts import DEFAULT_PROMPT_TEMPLATE, prompt_rows
-from orca_math.common.records import StageOutput, parquet_files, quarantine_row
+from orca_math.common.prompts import prompt_rows
+from orca_math.common.records import StageOutput, parquet_files
+from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
 from orca_math.common.sampling.ray_sampling import engine_resources, sampler_class
 from orca_math.common.schema import PROBLEM, SAMPLE
 from orca_math.common.streaming import CommitBatches, StageParts, stream_stage
+from orca_math.practice.config import PracticeConfig
+from orca_math.practice.core import check_samples
 
 log = logging.getLogger(__name__)
 
 
-class PracticeConfig(StageConfig):
-    """Student practice. Defaults are the paper's: 4 samples, temperature 0.7, top_p 0.95."""
-
-    prompt_template: str = Field(DEFAULT_PROMPT_TEMPLATE, description="Same format as SFT and eval.")
-    decoding: DecodingConfig = Field(default_factory=DecodingConfig)
-    engine: VLLMEngineConfig = Field(default_factory=VLLMEngineConfig)
-    offset: int = Field(0, ge=0, description="Skip the first N problems (a run moves it on each round).")
-    limit: int | None = Field(None, ge=1, description="Practice on N problems only (after the offset).")
-
-
-def practice_slice(problems: list[dict], offset: int, limit: int | None) -> list[dict]:
-    """``limit`` problems from ``offset`` on, wrapping around to the start when the set runs out."""
-    if not problems:
-        return []
-    n = len(problems) if limit is None else min(limit, len(problems))
-    start = offset % len(problems)
-    return (problems[start:] + problems[:start])[:n]
-
-
 def write_practice_slice(problems_path: str | Path, offset: int, limit: int | None, dest: str | Path) -> int:
-    """Write :func:`practice_slice` of a problems file or folder to ``dest``, batch by batch.
+    """Write :func:`~orca_math.practice.core.practice_slice` of a problems file or folder to ``dest``, batch by batch.
 
     The driver holds one record batch at a time, never the set; returns the rows written.
     """
@@ -72,29 +57,6 @@ def write_practice_slice(problems_path: str | Path, offset: int, limit: int | No
     return n
 
 
-def check_samples(problems: list[dict], samples: list[dict], n: int) -> StageOutput:
-    """Keep every sample of a known problem; quarantine empty ones. Rows in = samples returned.
-
-    A problem that came back with fewer than ``n`` samples is logged, not padded: the judge and
-    the preference builder work per sample.
-    """
-    known = {p["id"] for p in problems}
-    out = StageOutput(rows_in=len(samples))
-    per_problem: dict[str, int] = {}
-    for s in samples:
-        if s["problem_id"] not in known:
-            out.quarantined.append(quarantine_row("practice", "vllm", None, "problem_id", "unknown problem", s))
-        elif not s["text"].strip():
-            out.quarantined.append(quarantine_row("practice", "vllm", None, "text", "empty completion", s))
-        else:
-            out.rows.append(s)
-            per_problem[s["problem_id"]] = per_problem.get(s["problem_id"], 0) + 1
-    short = [pid for pid in known if per_problem.get(pid, 0) < n]
-    if short:
-        log.warning("practice: %d problems have fewer than %d usable samples", len(short), n)
-    return out.check_counts()
-
-
 class PracticeBatches(CommitBatches):
     """``map_batches`` callable holding one engine: a batch of problems -> their samples, committed."""
 
@@ -115,8 +77,8 @@ class PracticeBatches(CommitBatches):
         return checked, {"problems": len(problems)}
 
 
-def run_practice(model: str, problems_path: str | Path, out_dir: str | Path, cfg: PracticeConfig,
-                 stage: str = "practice", manifest: RunManifest | None = None, model_name: str | None = None) -> Path:
+def practice_stage(model: str | Path, problems_path: str | Path, out_dir: str | Path, cfg: PracticeConfig,
+                   name: str = "practice", model_name: str | None = None) -> Stage:
     """Sample ``cfg.decoding.n`` solutions per problem into ``samples.parquet/`` (+ ``quarantine.parquet/``).
 
     Streams: the problems are read by Ray Data, sampled in batches, and each batch is committed
@@ -124,23 +86,33 @@ def run_practice(model: str, problems_path: str | Path, out_dir: str | Path, cfg
     ``model_name`` (default: ``model``) goes into each sample's id and ``model`` column; a run
     passes its label (``M1``) so ids do not depend on where the run folder lives.
     """
-    from orca_math.common.ray_runtime import ensure_ray
+    model, problems_path = str(model), str(problems_path)
+    model_name = model_name or model
 
-    out_dir = Path(out_dir)
-    manifest = manifest or RunManifest(out_dir / "manifest.json")
-    engine = cfg.engine.model_copy(update={"model": model})
-    with manifest.stage(stage, cfg, {"model": str(model), "problems": str(problems_path)}) as entry:
-        selected = out_dir / "problems.parquet"
+    def practice(c: StageContext) -> dict:
+        from orca_math.common.ray_runtime import ensure_ray
+
+        selected = c.out / "problems.parquet"
         n_problems = write_practice_slice(problems_path, cfg.offset, cfg.limit, selected)
         ensure_ray()
-        log.info("%s: %d problems x %d samples from %s", stage, n_problems, cfg.decoding.n, model)
-        engine = engine.on_cluster()
-        parts = StageParts(out_dir, "samples.parquet", SAMPLE)
+        log.info("%s: %d problems x %d samples from %s", c.name, n_problems, cfg.decoding.n, model)
+        engine = cfg.engine.model_copy(update={"model": model}).on_cluster()
+        parts = StageParts(c.out, "samples.parquet", SAMPLE)
         result = stream_stage(
             selected, parts, PracticeBatches,
             {"engine": engine, "decoding": cfg.decoding, "prompt_template": cfg.prompt_template,
-             "model_name": model_name or str(model)},
+             "model_name": model_name},
             batch_size=engine.batch_size, concurrency=engine.concurrency, **engine_resources(engine))
-        entry.update(outputs={"samples": str(parts.data_dir), "quarantine": str(parts.quarantine_dir)},
-                     problems=n_problems, engine=engine.choice_record(), **result.manifest_fields())
-    return parts.data_dir
+        return {"outputs": {"samples": str(parts.data_dir), "quarantine": str(parts.quarantine_dir)},
+                "problems": n_problems, "engine": engine.choice_record(), **result.manifest_fields()}
+
+    # The model's name is in every sample id: another name, other samples.
+    return Stage(name, cfg, practice, out=Path(out_dir),
+                 inputs={"model": model, "model_name": model_name, "problems": problems_path})
+
+
+def run_practice(model: str | Path, problems_path: str | Path, out_dir: str | Path, cfg: PracticeConfig,
+                 model_name: str | None = None) -> Path:
+    """:func:`practice_stage` on its own (manifest in ``out_dir``); returns the samples folder."""
+    run_stage(practice_stage(model, problems_path, out_dir, cfg, model_name=model_name))
+    return Path(out_dir) / "samples.parquet"

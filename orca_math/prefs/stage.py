@@ -8,9 +8,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from orca_math.common.manifest import RunManifest
-from orca_math.prefs.core import PreferenceConfig, build_preferences
+from orca_math.prefs.config import PreferenceConfig
+from orca_math.prefs.core import build_preferences
 from orca_math.common.records import read_parquet, write_parquet, write_quarantine
+from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.schema import JUDGMENT, KTO_EXAMPLE, PREFERENCE_PAIR, PROBLEM, SAMPLE
 
 log = logging.getLogger(__name__)
@@ -38,27 +39,35 @@ def write_preferences(problems_path: str | Path, samples_path: str | Path, judgm
                    "quarantine_reasons": dict(Counter(q["reason"] for q in prefs.quarantined))}
 
 
-def run_prefs(problems_path: str | Path, samples_path: str | Path, judgments_path: str | Path,
-              out_dir: str | Path, cfg: PreferenceConfig, round_k: int = 1, stage: str = "prefs",
-              manifest: RunManifest | None = None) -> dict[str, Path]:
+def prefs_stage(problems_path: str | Path, samples_path: str | Path, judgments_path: str | Path,
+                out_dir: str | Path, cfg: PreferenceConfig, round_k: int = 1, name: str = "prefs") -> Stage:
     """Write ``pairs.parquet`` (DPO), ``kto.parquet`` (KTO), ``positives.parquet`` (the KTO examples
     labelled true, for rejection-sampling fine-tuning), ``quarantine.parquet``, ``report.json``.
 
     Not streamed: borrowing negatives draws from every problem's negatives, so one process holds
     the round. Where Ray runs, that process is a Ray task, not the driver.
     """
-    out_dir = Path(out_dir)
-    manifest = manifest or RunManifest(out_dir / "manifest.json")
-    inputs = {"problems": str(problems_path), "samples": str(samples_path), "judgments": str(judgments_path)}
-    with manifest.stage(stage, cfg, inputs) as entry:
-        args = (problems_path, samples_path, judgments_path, out_dir, cfg, round_k)
+    inputs = {"problems": str(problems_path), "samples": str(samples_path), "judgments": str(judgments_path),
+              "round": str(round_k)}  # the round is in every pair and example id
+
+    def build(c: StageContext) -> dict:
+        args = (problems_path, samples_path, judgments_path, c.out, cfg, round_k)
         ray = sys.modules.get("ray")
         if ray is not None and ray.is_initialized():
             # num_cpus=0: judge replicas may hold every CPU of a small cluster until they scale down.
             paths, counts = ray.get(ray.remote(write_preferences).options(num_cpus=0).remote(*args))
         else:
             paths, counts = write_preferences(*args)
-        log.info("%s: %s", stage, counts["report"])
-        entry.update(outputs={k: str(v) for k, v in paths.items()}, rows_restored=0,
-                     rows_computed=counts["rows_in"], **counts)
-    return paths
+        log.info("%s: %s", c.name, counts["report"])
+        return {"outputs": {k: str(v) for k, v in paths.items()}, "rows_restored": 0,
+                "rows_computed": counts["rows_in"], **counts}
+
+    return Stage(name, cfg, build, out=Path(out_dir), inputs=inputs)
+
+
+def run_prefs(problems_path: str | Path, samples_path: str | Path, judgments_path: str | Path,
+              out_dir: str | Path, cfg: PreferenceConfig, round_k: int = 1) -> dict[str, Path]:
+    """:func:`prefs_stage` on its own (manifest in ``out_dir``); returns its files by name
+    (``pairs``, ``kto``, ``positives``, ``quarantine``)."""
+    entry = run_stage(prefs_stage(problems_path, samples_path, judgments_path, out_dir, cfg, round_k))
+    return {k: Path(v) for k, v in entry["outputs"].items()}

@@ -10,10 +10,10 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from orca_math.common.config import ConfigError, StageConfig, load_stage_config
-from orca_math.evaluate.core import EvalConfig
+from orca_math.evaluate.config import EvalConfig
 from orca_math.judge.config import JudgeConfig
-from orca_math.practice.stage import PracticeConfig
-from orca_math.prefs.core import PreferenceConfig
+from orca_math.practice.config import PracticeConfig
+from orca_math.prefs.config import PreferenceConfig
 from orca_math.teacher.config import TeacherConfig, load_teacher_config
 from orca_math.tiny_model.core import TinyModelConfig
 

@@ -27,11 +27,11 @@ TRAINING_DATA = {"kto": "kto.parquet", "dpo": "pairs.parquet", "rft": "positives
 
 def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
     """Every stage ``cfgs`` asks for, in the order they run."""
-    from orca_math.evaluate.stage import run_eval
-    from orca_math.judge.stage import run_judge
+    from orca_math.evaluate.stage import eval_stage
+    from orca_math.judge.stage import judge_stage
     from orca_math.judge.serve_judge import release_judge
-    from orca_math.practice.stage import run_practice
-    from orca_math.prefs.stage import run_prefs
+    from orca_math.practice.stage import practice_stage
+    from orca_math.prefs.stage import prefs_stage
     from orca_math.seeds.stage import SeedsConfig, run_seeds
     from orca_math.tiny_model.core import build_tiny_model
     from orca_math.train.stage import preference_stage, sft_stage
@@ -46,8 +46,11 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
     student = ()
     if run.student == "tiny":
         m0, student = models / "M0", ("student",)
-        stages.append(Stage("student", cfgs.tiny_model, lambda c: build_tiny_model(c.out, cfgs.tiny_model) and None,
-                            out=m0))
+
+        def build_student(c: StageContext) -> None:
+            build_tiny_model(c.out, cfgs.tiny_model)
+
+        stages.append(Stage("student", cfgs.tiny_model, build_student, out=m0))
 
     # The problem set SFT and practice use: the seeds as given, or AgentInstruct's output.
     spec, last = run.problems or run.seeds, ()
@@ -64,33 +67,31 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
                         after=last))
     last = ("seeds",)
     if run.generate:
-        from orca_math.generate.stage import run_generate
+        from orca_math.generate.stage import generate_stage
 
         gen_cfg = cfgs.generate.model_copy(update={"seeds": str(problems), "limit": None})
-        stages.append(Stage("generate", gen_cfg, lambda c: _own_entry(run_generate(gen_cfg, c.out, progress=False)),
-                            out=run_dir / "generate", after=last))
+        stages.append(replace(generate_stage(gen_cfg, run_dir / "generate", progress=False), after=last))
         problems, last = run_dir / "generate" / "problems", ("generate",)
     if run.solve:
-        from orca_math.generate.stage import run_solve
+        from orca_math.generate.stage import solve_stage
 
         solve_cfg = cfgs.solve.model_copy(update={"data": str(problems), "limit": None})
-        stages.append(Stage("solve", solve_cfg, lambda c: _own_entry(run_solve(solve_cfg, c.out, progress=False)),
-                            out=run_dir / "solve", after=last))
+        stages.append(replace(solve_stage(solve_cfg, run_dir / "solve", progress=False), after=last))
         problems, last = run_dir / "solve" / "problems", ("solve",)
 
     judge_teacher = cfgs.teacher if cfgs.judge.method != "exact" else None
 
     def evaluate(label: str, model: Path | str, after: tuple[str, ...]) -> None:
-        def body(c: StageContext) -> None:
+        stage = eval_stage(model, eval_cfg, run_dir / "eval" / label, f"eval-{label}", cfgs.serve.judge, judge_teacher)
+
+        def then_release_judge(c: StageContext) -> dict:
             try:
-                run_eval(str(model), eval_cfg, c.out, c.name, c.manifest, serve_cfg=cfgs.serve.judge,
-                         teacher_cfg=judge_teacher)
+                return stage.run(c)
             finally:
                 release_judge()  # training comes next: its workers need the judge replicas' CPUs
 
         # On the world the eval set is a stage's output: a new world re-evaluates every model.
-        stages.append(Stage(f"eval-{label}", eval_cfg, body, out=run_dir / "eval" / label,
-                            after=after + (("world",) if run.world else ()), inputs={"model": str(model)}))
+        stages.append(replace(stage, run=then_release_judge, after=after + (("world",) if run.world else ())))
 
     if run.eval_base:
         evaluate("M0", m0, student)
@@ -106,16 +107,12 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
         if run.practice_fresh and practice_cfg.limit:
             practice_cfg = practice_cfg.model_copy(update={"offset": (k - 1) * practice_cfg.limit})
         stages.extend([
-            Stage(f"practice-{k}", practice_cfg, out=rd / "practice", after=(model_stage,) + last,
-                  inputs={"model": str(model)},
-                  run=lambda c: run_practice(str(model), problems, c.out, practice_cfg, stage=c.name,
-                                             manifest=c.manifest, model_name=f"M{k}") and None),
-            Stage(f"judge-{k}", cfgs.judge, out=rd / "judge", after=(f"practice-{k}",),
-                  run=lambda c: run_judge(samples, problems, c.out, cfgs.judge, cfgs.serve.judge, judge_teacher,
-                                          stage=c.name, manifest=c.manifest) and None),
-            Stage(f"prefs-{k}", cfgs.prefs, out=prefs, after=(f"judge-{k}",),
-                  run=lambda c: run_prefs(problems, samples, judgments, c.out, cfgs.prefs, round_k=k, stage=c.name,
-                                          manifest=c.manifest) and None),
+            replace(practice_stage(model, problems, rd / "practice", practice_cfg, f"practice-{k}", f"M{k}"),
+                    after=(model_stage,) + last),
+            replace(judge_stage(samples, problems, rd / "judge", cfgs.judge, cfgs.serve.judge, judge_teacher,
+                                f"judge-{k}"), after=(f"practice-{k}",)),
+            replace(prefs_stage(problems, samples, judgments, prefs, cfgs.prefs, k, f"prefs-{k}"),
+                    after=(f"judge-{k}",)),
             replace(preference_stage(algo, model, prefs / TRAINING_DATA[algo], nxt, cfgs.pref_train, f"{algo}-{k}"),
                     after=(f"prefs-{k}", model_stage)),
         ])
@@ -204,7 +201,3 @@ def _control(cfgs: StageConfigs, sft, m1: Path, problems: Path, c: StageContext)
     return {**sft_stage(m1, problems, c.out, control_cfg, c.name).run(c), "control_sequences": spent,
             "config": control_cfg.model_dump(mode="json")}
 
-
-def _own_entry(entry: dict) -> dict:
-    """What a stage that keeps its own manifest (generate, solve) recorded, for the run's."""
-    return {k: v for k, v in entry.items() if k not in ("stage", "status", "signature", "config", "inputs")}

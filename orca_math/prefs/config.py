@@ -1,0 +1,23 @@
+"""The preferences config (``prefs:``): how a round's DPO pairs and KTO examples are built."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from orca_math.common.config import StageConfig
+from orca_math.common.prompts import DEFAULT_PROMPT_TEMPLATE
+
+
+class PreferenceConfig(StageConfig):
+    """How pairs and examples are built. Defaults follow the paper."""
+
+    prompt_template: str = Field(DEFAULT_PROMPT_TEMPLATE, description="Student prompt format (as in SFT).")
+    teacher_positive: bool = Field(True, description="The teacher's solution always counts as a positive.")
+    borrow_negatives: int = Field(4, ge=0, description="Negatives borrowed (one per other problem) when a problem has none.")
+    max_pairs_per_problem: int | None = Field(None, ge=1, description="Cap on DPO pairs per problem (None: all).")
+    max_positives_per_problem: int | None = Field(None, ge=1, description="Cap on positives kept per problem (None: all).")
+    skip_mastered: bool = Field(
+        False, description="Leave out problems whose every sample is right (no pairs, no examples), so a round "
+        "trains only on problems the student still gets wrong. Off in the paper, which borrows negatives for them.",
+    )
+    seed: int = Field(0, description="Seed for borrowing and capping.")
