@@ -222,7 +222,6 @@ def run(args: argparse.Namespace) -> int:
     # The demo runs one heavy stage at a time, so each may use every core: without this Ray pins a
     # 1-CPU training worker to one thread. Set before Ray starts so its workers inherit it.
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-    from orca_math.common.manifest import RunManifest
     from orca_math.run.config import StageConfigs
     from orca_math.run.recipe import planned_stages, run_pipeline
 

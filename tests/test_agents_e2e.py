@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
-from orca_math.generate.contract import Reason
 from orca_math.common.records import read_parquet
 from orca_math.common.schema import PROBLEM, QUARANTINE
+from orca_math.generate.contract import Reason
 from orca_math.teacher.scripted import free_port
 from orca_math.teacher.serve_teacher import TeacherServeConfig, served_model_id
 

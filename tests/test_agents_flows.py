@@ -9,10 +9,13 @@ import json
 import pytest
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
+from orca_math.common.records import to_table
+from orca_math.common.schema import PROBLEM, QUARANTINE
 from orca_math.generate import prompts
 from orca_math.generate.backend import AgentInstructBackend, TeacherSolveBackend, build_backend
 from orca_math.generate.clients import autogen_model_client
 from orca_math.generate.config import GenerateConfig, SolveConfig, SolveStageConfig, SuggesterEditorConfig
+from orca_math.generate.contract import Flow, Reason
 from orca_math.generate.flows import (
     Candidate,
     ask_me_anything,
@@ -20,9 +23,6 @@ from orca_math.generate.flows import (
     solve_and_verify,
     suggester_editor,
 )
-from orca_math.generate.contract import Flow, Reason
-from orca_math.common.records import to_table
-from orca_math.common.schema import PROBLEM, QUARANTINE
 from orca_math.teacher import TeacherConfig, TeacherError
 from orca_math.teacher.scripted import Fault, ScriptedEndpoint
 from orca_math.world.teacher import ProceduralBackend, ProceduralSolveBackend

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from orca_math.common.records import read_parquet
+from orca_math.common.schema import PROBLEM, QUARANTINE
 from orca_math.generate.config import ExecutionConfig, GenerateConfig, SolveStageConfig, load_with_teacher, output_hash
+from orca_math.generate.contract import Flow, SeedOutput
 from orca_math.generate.parts import PartStore, PartStoreError
 from orca_math.generate.prompts import PROMPT_VERSION
 from orca_math.generate.scripted import ScriptedTeacher
-from orca_math.generate.contract import Flow, SeedOutput
-from orca_math.common.records import read_parquet
-from orca_math.common.schema import PROBLEM, QUARANTINE
 from orca_math.seeds import read_problems
 from orca_math.teacher import TeacherConfig
 from orca_math.teacher.scripted import ScriptedEndpoint
@@ -84,9 +84,9 @@ def test_generate_config_takes_the_shared_teacher_section_and_flags_win(tmp_path
 
 def test_final_pass_dedups_and_decontaminates_committed_parts_and_counts_by_flow(tmp_path, gsm8k_dir):
     """All seeds committed: no Ray, only the final pass (what a resumed run ends with)."""
-    from orca_math.generate.flows import problem_row, Candidate
     from orca_math.common.manifest import RunManifest
     from orca_math.common.runner import StageContext
+    from orca_math.generate.flows import Candidate, problem_row
     from orca_math.generate.parsing import Solution
     from orca_math.generate.stage import generate_stage
 
@@ -281,8 +281,8 @@ def test_generate_killed_mid_run_resumes_to_the_same_result_as_an_uninterrupted_
 
 @pytest.mark.slow
 def test_solve_keeps_teacher_solutions_that_match_gold(ray_local, tmp_path, gsm8k_dir):
-    from orca_math.generate.stage import run_solve
     from orca_math.generate.scripted import answer_of
+    from orca_math.generate.stage import run_solve
 
     problems = seed_rows(6)
     # Give half the problems the answer the scripted teacher will find.

@@ -2,10 +2,10 @@
 
 import pytest
 
-from orca_math.generate.config import GenerateConfig, load_with_teacher
 from orca_math.cli import build_parser
 from orca_math.common.config import config_from_args, load_stage_config
 from orca_math.evaluate.config import EvalConfig
+from orca_math.generate.config import GenerateConfig, load_with_teacher
 from orca_math.judge.config import JudgeConfig
 from orca_math.run.recipe import StageConfigs
 from orca_math.serve.config import ServeConfig

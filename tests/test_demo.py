@@ -14,12 +14,12 @@ import pytest
 import yaml
 
 from orca_math.common.config import load_yaml
-from orca_math.demo import Progress, mcnemar_one_sided, noise_points, stage_counts, verdict
 from orca_math.common.manifest import RunManifest
-from orca_math.run.config import StageConfigs
-from orca_math.run.recipe import planned_stages, training_sequences
 from orca_math.common.records import read_parquet, read_table
 from orca_math.common.schema import JUDGMENT, KTO_EXAMPLE, PROBLEM, SAMPLE
+from orca_math.demo import Progress, mcnemar_one_sided, noise_points, stage_counts, verdict
+from orca_math.run.config import StageConfigs
+from orca_math.run.recipe import planned_stages, training_sequences
 from orca_math.world.generate import find_leaks
 
 REPO = Path(__file__).resolve().parents[1]

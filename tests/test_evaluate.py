@@ -5,12 +5,12 @@ import json
 import pandas as pd
 import pytest
 
-from orca_math.judge.answers import is_correct
-from orca_math.evaluate.core import accuracy, data_hash, score_samples
 from orca_math.common.manifest import RunManifest
 from orca_math.common.prompts import prompt_rows
 from orca_math.common.records import read_parquet
 from orca_math.common.schema import EVAL_RESULT
+from orca_math.evaluate.core import accuracy, data_hash, score_samples
+from orca_math.judge.answers import is_correct
 
 PROBLEMS = [
     {"id": "a", "question": "1+1?", "reference_answer": "2", "source": "unit"},

@@ -5,7 +5,12 @@ import logging
 import pytest
 
 from orca_math.common.hardware import (
-    ClusterTooSmallError, Machine, check_feasible, choose_attention, choose_precision, choose_vllm_dtype,
+    ClusterTooSmallError,
+    Machine,
+    check_feasible,
+    choose_attention,
+    choose_precision,
+    choose_vllm_dtype,
     resolve_use_gpu,
 )
 from orca_math.common.sampling.config import VLLMEngineConfig

@@ -8,10 +8,10 @@ from pydantic import Field
 
 from orca_math.common.config import StageConfig
 from orca_math.common.manifest import RunManifest
-from orca_math.run.results import results_markdown, write_results
-from orca_math.common.runner import ManifestFormatError, Runner, Stage
 from orca_math.common.records import RowCountError
+from orca_math.common.runner import ManifestFormatError, Runner, Stage
 from orca_math.common.sampling.config import VLLMEngineConfig
+from orca_math.run.results import results_markdown, write_results
 
 
 class ToyConfig(StageConfig):

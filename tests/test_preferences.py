@@ -2,10 +2,10 @@
 
 import pytest
 
-from orca_math.prefs.config import PreferenceConfig
-from orca_math.prefs.core import build_preferences
 from orca_math.common.records import write_parquet
 from orca_math.common.schema import KTO_EXAMPLE, PREFERENCE_PAIR
+from orca_math.prefs.config import PreferenceConfig
+from orca_math.prefs.core import build_preferences
 
 
 def _problem(pid):
@@ -100,9 +100,9 @@ def test_teacher_positive_switch(teacher_positive, expected):
 
 
 def test_prefs_stage_writes_positives_for_rejection_sampling_fine_tuning(tmp_path):
-    from orca_math.prefs.stage import run_prefs
     from orca_math.common.records import read_parquet
     from orca_math.common.schema import JUDGMENT, PROBLEM, SAMPLE, empty_provenance
+    from orca_math.prefs.stage import run_prefs
 
     problems, samples, judgments = _practice({"a": [True, False, False, False], "b": [False] * 4})
     problems = [{**p, "provenance": empty_provenance()} for p in problems]

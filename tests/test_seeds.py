@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orca_math.common.records import write_parquet, write_quarantine, read_parquet
+from orca_math.common.records import read_parquet, write_parquet, write_quarantine
 from orca_math.common.schema import PROBLEM, QUARANTINE
 from orca_math.seeds import read_problems
 from orca_math.seeds.readers import problem_from_row, resolve_data_spec

@@ -6,14 +6,14 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 
-from orca_math.evaluate.core import score_samples
-from orca_math.practice.core import practice_slice
-from orca_math.practice.stage import write_practice_slice
 from orca_math.common.records import StageOutput, read_parquet, write_parquet
 from orca_math.common.sampling.canned import CannedSampler
 from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
 from orca_math.common.schema import JUDGMENT, PROBLEM, QUARANTINE, empty_provenance
 from orca_math.common.streaming import CommitBatches, StageParts
+from orca_math.evaluate.core import score_samples
+from orca_math.practice.core import practice_slice
+from orca_math.practice.stage import write_practice_slice
 
 
 def _judgment(i: int) -> dict:

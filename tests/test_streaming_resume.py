@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from orca_math.evaluate.config import EvalConfig
-from orca_math.judge.config import JudgeConfig, JudgeServeConfig
 from orca_math.common.manifest import RunManifest
-from orca_math.practice.config import PracticeConfig
 from orca_math.common.records import read_parquet, write_parquet
 from orca_math.common.schema import EVAL_RESULT, JUDGMENT, PROBLEM, QUARANTINE, SAMPLE, empty_provenance, stable_id
+from orca_math.evaluate.config import EvalConfig
+from orca_math.judge.config import JudgeConfig, JudgeServeConfig
+from orca_math.practice.config import PracticeConfig
 
 pytestmark = pytest.mark.slow
 
@@ -65,8 +65,8 @@ def problems(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def judge_app(ray_local):
-    from orca_math.judge.stage import ensure_judge_app
     from orca_math.judge.serve_judge import release_judge
+    from orca_math.judge.stage import ensure_judge_app
 
     ensure_judge_app(JudgeConfig(), SLOW_JUDGE)
     yield

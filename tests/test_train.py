@@ -11,8 +11,6 @@ from orca_math.common.prompts import render_prompt
 from orca_math.common.records import read_parquet, write_parquet
 from orca_math.common.schema import PROBLEM, QUARANTINE, empty_provenance
 from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig, TrainScalingConfig
-from orca_math.train.curves import final_metrics, loss_curve, plot_curves
-from orca_math.train.ray_train import ResumeError, _prepare_run_dir
 from orca_math.train.core import (
     CHOSEN_EQUALS_REJECTED,
     EMPTY_COMPLETION,
@@ -25,6 +23,8 @@ from orca_math.train.core import (
     sft_rows,
     trl_columns,
 )
+from orca_math.train.curves import final_metrics, loss_curve, plot_curves
+from orca_math.train.ray_train import ResumeError, _prepare_run_dir
 from orca_math.train.trainers import trl_args, trl_kwargs
 
 

@@ -13,20 +13,30 @@ import re
 from collections import Counter, defaultdict
 
 import pytest
+from world_checks import recompute  # tests/ is on sys.path
 
-from orca_math.judge.answers import is_correct
 from orca_math.common.config import ConfigError, load_stage_config
 from orca_math.common.records import read_parquet, write_parquet
 from orca_math.common.schema import PROBLEM
+from orca_math.judge.answers import is_correct
 from orca_math.world.generate import (
-    SPLIT_OFFSETS, WorldConfig, add_distractor, find_leaks, generate_problems, is_heldout, words_and_numbers,
-    program_from_row, program_seed, random_program, scale_numbers,
+    SPLIT_OFFSETS,
+    WorldConfig,
+    add_distractor,
+    find_leaks,
+    generate_problems,
+    is_heldout,
+    program_from_row,
+    program_seed,
+    random_program,
+    scale_numbers,
+    words_and_numbers,
 )
 from orca_math.world.program import Program, ProgramError, Step
 from orca_math.world.render import render_question, render_solution
 from orca_math.world.solve import solution_errors
 from orca_math.world.steps import KINDS, arithmetic_steps, evaluate, states
-from world_checks import recompute  # tests/ is on sys.path
+
 
 @pytest.fixture(scope="module")
 def train_rows():

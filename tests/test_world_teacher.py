@@ -14,12 +14,19 @@ import random
 import re
 
 import pytest
+from world_checks import EQUATION, recompute  # tests/ is on sys.path
 
-from orca_math.generate.contract import Flow, Reason
 from orca_math.common.records import read_parquet, to_table
 from orca_math.common.schema import PROBLEM, QUARANTINE, stable_id
+from orca_math.generate.contract import Flow, Reason
 from orca_math.world.generate import (
-    WorldConfig, add_distractor, append_random_step, find_leaks, generate_problems, is_heldout, problem_row,
+    WorldConfig,
+    add_distractor,
+    append_random_step,
+    find_leaks,
+    generate_problems,
+    is_heldout,
+    problem_row,
     program_from_row,
 )
 from orca_math.world.program import Program, Step
@@ -27,10 +34,17 @@ from orca_math.world.render import render_question
 from orca_math.world.solve import expected_answer
 from orca_math.world.steps import evaluate
 from orca_math.world.teacher import (
-    PROMPT_VERSION, FlowSettings, ProceduralTeacherConfig, Suggestion, apply_suggestions, ask_me_anything, expand_seed, is_harder,
-    solve_problem, teach_seeds,
+    PROMPT_VERSION,
+    FlowSettings,
+    ProceduralTeacherConfig,
+    Suggestion,
+    apply_suggestions,
+    ask_me_anything,
+    expand_seed,
+    is_harder,
+    solve_problem,
+    teach_seeds,
 )
-from world_checks import EQUATION, recompute  # tests/ is on sys.path
 
 TEACHER = ProceduralTeacherConfig()
 ALL_ROUNDS = FlowSettings(keep_all_rounds=True)

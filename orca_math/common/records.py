@@ -107,6 +107,12 @@ def write_parquet(rows: Iterable[dict], schema: pa.Schema, path: str | Path) -> 
     table = to_table(rows, schema, str(path))
     _check_required(table, schema, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_table_atomic(table, path)
+    return path
+
+
+def write_table_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` through a temp file and a rename: readers see all of it or none."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -115,7 +121,6 @@ def write_parquet(rows: Iterable[dict], schema: pa.Schema, path: str | Path) -> 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
 
 
 def parquet_files(path: str | Path) -> list[Path]:

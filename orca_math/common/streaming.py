@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +32,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orca_math.common.records import StageOutput, to_table
+from orca_math.common.records import StageOutput, to_table, write_table_atomic
 from orca_math.common.schema import QUARANTINE, stable_id
 
 log = logging.getLogger(__name__)
@@ -69,17 +67,6 @@ class PartsSummary:
     def counts(self) -> dict[str, Any]:
         return {"rows_in": self.rows_in, "rows_out": self.rows_out, "rows_quarantined": self.rows_quarantined,
                 "quarantine_reasons": dict(self.quarantine_reasons)}
-
-
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class StageParts:
@@ -124,14 +111,14 @@ class StageParts:
         name = f"{_PART}{key or stable_id(*sorted(ids))}.parquet"
         for folder in (self.data_dir, self.quarantine_dir, self.commit_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(to_table(out.rows, self.schema, str(self.data_dir / name)), self.data_dir / name)
+        write_table_atomic(to_table(out.rows, self.schema, str(self.data_dir / name)), self.data_dir / name)
         if out.quarantined:
-            _write_atomic(to_table(out.quarantined, QUARANTINE, str(self.quarantine_dir / name)),
+            write_table_atomic(to_table(out.quarantined, QUARANTINE, str(self.quarantine_dir / name)),
                           self.quarantine_dir / name)
         meta = {**out.counts(), "reasons": out.reasons(), "stats": dict(stats or {})}
         marker = pa.table({"id": pa.array(ids, pa.string())}).replace_schema_metadata(
             {_META_KEY: json.dumps(meta).encode()})
-        _write_atomic(marker, self.commit_dir / name)  # the commit
+        write_table_atomic(marker, self.commit_dir / name)  # the commit
         return name
 
     def committed_ids(self) -> frozenset[str]:
@@ -154,7 +141,7 @@ class StageParts:
         for folder, schema in ((self.data_dir, self.schema), (self.quarantine_dir, QUARANTINE)):
             folder.mkdir(parents=True, exist_ok=True)
             if not self._names(folder):
-                _write_atomic(schema.empty_table(), folder / f"{_PART}empty.parquet")
+                write_table_atomic(schema.empty_table(), folder / f"{_PART}empty.parquet")
 
 
 class CommitBatches:

@@ -11,17 +11,16 @@ import logging
 import time
 from pathlib import Path
 
-from orca_math.evaluate.config import EvalConfig
-from orca_math.evaluate.core import data_hash, score_samples
-from orca_math.judge.config import JudgeServeConfig
-from orca_math.common.prompts import prompt_rows
 from orca_math.common.records import StageOutput, write_parquet
 from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
-from orca_math.common.sampling.ray_sampling import engine_resources, sampler_class
+from orca_math.common.sampling.ray_sampling import engine_resources, sample_problems, sampler_class
 from orca_math.common.schema import EVAL_RESULT, PROBLEM
-from orca_math.seeds import read_problems, resolve_data_spec
 from orca_math.common.streaming import CommitBatches, StageParts, stream_stage
+from orca_math.evaluate.config import EvalConfig
+from orca_math.evaluate.core import data_hash, score_samples
+from orca_math.judge.config import JudgeServeConfig
+from orca_math.seeds import read_problems, resolve_data_spec
 from orca_math.teacher.config import TeacherConfig
 
 log = logging.getLogger(__name__)
@@ -45,11 +44,7 @@ class EvalBatches(CommitBatches):
         return judge_batch_via_handle(self.handle, items)
 
     def process(self, problems: list[dict]) -> tuple[StageOutput, dict[str, int]]:
-        cols = self.sampler({"problem_id": [p["id"] for p in problems],
-                             "prompt": [r["prompt"] for r in prompt_rows(problems, self.template)],
-                             "question": [p["question"] for p in problems],
-                             "reference_answer": [p["reference_answer"] for p in problems]})
-        samples = [dict(zip(cols, values)) for values in zip(*cols.values())]
+        samples = sample_problems(self.sampler, problems, self.template)
         scored = score_samples(problems, samples, self.model, judge=self._judge)
         return scored, {"correct": sum(r["correct"] for r in scored.rows),
                         "no_answer": sum(r["extracted_answer"] is None for r in scored.rows),
@@ -69,8 +64,8 @@ def eval_stage(model: str | Path, cfg: EvalConfig, out_dir: str | Path, name: st
     model, data = str(model), resolve_data_spec(cfg.data)
 
     def evaluate(c: StageContext) -> dict:
-        from orca_math.judge.stage import ensure_judge_app
         from orca_math.common.ray_runtime import ensure_ray
+        from orca_math.judge.stage import ensure_judge_app
 
         started = time.perf_counter()
         parts = StageParts(c.out, "results.parquet", EVAL_RESULT)

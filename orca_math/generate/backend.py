@@ -15,6 +15,7 @@ from typing import Callable
 
 from orca_math.generate.clients import autogen_model_client
 from orca_math.generate.config import GenerateConfig, SolveStageConfig
+from orca_math.generate.contract import Flow, Reason, SeedBackend, SeedOutput
 from orca_math.generate.flows import (
     Candidate,
     ClientFactory,
@@ -25,7 +26,6 @@ from orca_math.generate.flows import (
     solve_and_verify,
     suggester_editor,
 )
-from orca_math.generate.contract import Flow, Reason, SeedBackend, SeedOutput
 from orca_math.seeds.dedup import normalize_question
 from orca_math.teacher.client import TeacherUsage, merge_usage
 from orca_math.world.teacher import ProceduralBackend, ProceduralSolveBackend

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from orca_math.generate.config import GenerateConfig, SolveStageConfig, load_with_teacher
 from orca_math.common.config import add_config_flags, config_from_args
+from orca_math.generate.config import GenerateConfig, SolveStageConfig, load_with_teacher
 
 # Flags for the stage's own teacher (`<section>.teacher`, over the file's top-level `teacher:`) and workers.
 TEACHER_FLAGS = {"teacher.base_url": "--teacher-url", "teacher.model": "--teacher-model",

@@ -21,6 +21,7 @@ from typing import Any, AsyncGenerator, Literal, Mapping, Optional, Sequence, Un
 from autogen_core import CancellationToken
 from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
 from autogen_core.tools import Tool, ToolSchema
+
 # Private modules, used so the endpoint sees exactly the requests AutoGen's own OpenAI client sent.
 from autogen_ext.models._utils.normalize_stop_reason import normalize_stop_reason
 from autogen_ext.models.openai._model_info import get_info

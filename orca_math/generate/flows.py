@@ -32,9 +32,11 @@ from autogen_agentchat.base import TaskResult
 from autogen_agentchat.messages import TextMessage
 from autogen_core.models import ChatCompletionClient
 
+from orca_math.common.schema import empty_provenance
 from orca_math.generate import prompts
 from orca_math.generate.clients import MeteredChatClient
 from orca_math.generate.config import SolveConfig, SuggesterEditorConfig
+from orca_math.generate.contract import GENERATED_SOURCE, Flow, Reason, flow_quarantine, generated_problem_id
 from orca_math.generate.parsing import (
     ReplyParseError,
     Solution,
@@ -45,8 +47,6 @@ from orca_math.generate.parsing import (
     parse_suggestions,
 )
 from orca_math.judge.answers import is_correct
-from orca_math.generate.contract import GENERATED_SOURCE, Flow, Reason, flow_quarantine, generated_problem_id
-from orca_math.common.schema import empty_provenance
 from orca_math.teacher.client import TeacherUsage
 
 ClientFactory = Callable[[], ChatCompletionClient]

@@ -12,11 +12,11 @@ import logging
 from pathlib import Path
 from typing import Mapping
 
-from orca_math.judge.config import JudgeConfig, JudgeServeConfig
 from orca_math.common.records import StageOutput, quarantine_row, read_table
 from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.schema import JUDGMENT, PROBLEM
 from orca_math.common.streaming import CommitBatches, StageParts, stream_stage
+from orca_math.judge.config import JudgeConfig, JudgeServeConfig
 from orca_math.teacher.config import TeacherConfig
 
 log = logging.getLogger(__name__)

@@ -12,11 +12,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orca_math.common.prompts import prompt_rows
 from orca_math.common.records import StageOutput, parquet_files
 from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
-from orca_math.common.sampling.ray_sampling import engine_resources, sampler_class
+from orca_math.common.sampling.ray_sampling import engine_resources, sample_problems, sampler_class
 from orca_math.common.schema import PROBLEM, SAMPLE
 from orca_math.common.streaming import CommitBatches, StageParts, stream_stage
 from orca_math.practice.config import PracticeConfig
@@ -67,11 +66,7 @@ class PracticeBatches(CommitBatches):
         self.n, self.template = decoding.n, prompt_template
 
     def process(self, problems: list[dict]) -> tuple[StageOutput, dict[str, int]]:
-        cols = self.sampler({"problem_id": [p["id"] for p in problems],
-                             "prompt": [r["prompt"] for r in prompt_rows(problems, self.template)],
-                             "question": [p["question"] for p in problems],
-                             "reference_answer": [p["reference_answer"] for p in problems]})
-        samples = [dict(zip(cols, values)) for values in zip(*cols.values())]
+        samples = sample_problems(self.sampler, problems, self.template)
         checked = check_samples(problems, samples, self.n)
         checked.rows.sort(key=lambda s: (s["problem_id"], s["sample_index"]))
         return checked, {"problems": len(problems)}

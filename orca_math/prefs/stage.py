@@ -8,11 +8,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from orca_math.prefs.config import PreferenceConfig
-from orca_math.prefs.core import build_preferences
 from orca_math.common.records import read_parquet, write_parquet, write_quarantine
 from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.schema import JUDGMENT, KTO_EXAMPLE, PREFERENCE_PAIR, PROBLEM, SAMPLE
+from orca_math.prefs.config import PreferenceConfig
+from orca_math.prefs.core import build_preferences
 
 log = logging.getLogger(__name__)
 

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from orca_math.generate.config import GenerateConfig, SolveStageConfig
 from orca_math.common.config import add_config_flags, config_from_args
 from orca_math.evaluate.config import EvalConfig
+from orca_math.generate.config import GenerateConfig, SolveStageConfig
 from orca_math.judge.config import JudgeConfig
-from orca_math.run.config import RunConfig
 from orca_math.practice.config import PracticeConfig
 from orca_math.prefs.config import PreferenceConfig
+from orca_math.run.config import RunConfig
 from orca_math.serve.config import ServeConfig
-from orca_math.teacher.config import TeacherConfig
+from orca_math.teacher.config import ProceduralTeacherConfig, TeacherConfig
 from orca_math.tiny_model.core import TinyModelConfig
 from orca_math.train.config import CONFIG_CLASSES, TrainConfigBase
 from orca_math.world.generate import WorldConfig
-from orca_math.teacher.config import ProceduralTeacherConfig
 
 # The sections `orca-math run` reads (StageConfigs), for `--set SECTION.KEY=VALUE`.
 RUN_SECTIONS = {

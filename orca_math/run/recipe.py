@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from orca_math.common.config import resolve_config_path
+from orca_math.common.runner import Runner, Stage, StageContext
 from orca_math.run.config import StageConfigs
 from orca_math.run.results import write_results
-from orca_math.common.runner import Runner, Stage, StageContext
 
 TRAINING_DATA = {"kto": "kto.parquet", "dpo": "pairs.parquet", "rft": "positives.parquet"}
 
@@ -28,8 +28,8 @@ TRAINING_DATA = {"kto": "kto.parquet", "dpo": "pairs.parquet", "rft": "positives
 def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
     """Every stage ``cfgs`` asks for, in the order they run."""
     from orca_math.evaluate.stage import eval_stage
-    from orca_math.judge.stage import judge_stage
     from orca_math.judge.serve_judge import release_judge
+    from orca_math.judge.stage import judge_stage
     from orca_math.practice.stage import practice_stage
     from orca_math.prefs.stage import prefs_stage
     from orca_math.seeds.stage import SeedsConfig, run_seeds
@@ -146,8 +146,8 @@ def run_pipeline(config: str | Path, run_dir: str | Path, overrides: dict[str, A
     """Run (or resume) the recipe; return the results rows ``{stage, model, accuracy, n, results}``.
 
     ``on_event(event, stage, entry)`` hears of every stage's start, end and skip."""
-    from orca_math.judge.serve_judge import release_judge
     from orca_math.common.ray_runtime import ensure_ray
+    from orca_math.judge.serve_judge import release_judge
 
     config = resolve_config_path(config)
     cfgs = StageConfigs.load(config, overrides)

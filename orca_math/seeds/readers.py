@@ -14,10 +14,10 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from orca_math.judge.answers import normalize_number
 from orca_math.common.config import REPO_ROOT
 from orca_math.common.records import RecordError, StageOutput, parquet_files, quarantine_row
 from orca_math.common.schema import empty_provenance, stable_id
+from orca_math.judge.answers import normalize_number
 
 GSM8K_HF_ID = "openai/gsm8k"
 _CALCULATOR = re.compile(r"<<[^<>]*>>")

@@ -14,8 +14,8 @@ import threading
 from orca_math.common.config import add_config_flags, config_from_args, load_stage_config
 from orca_math.judge.config import JudgeConfig
 from orca_math.serve.config import ServeConfig
-from orca_math.teacher.serving import SHUTDOWN_S, delete_app
 from orca_math.teacher.config import TeacherConfig
+from orca_math.teacher.serving import SHUTDOWN_S, delete_app
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:

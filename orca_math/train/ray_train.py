@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from orca_math.train.config import CONFIG_CLASSES, TrainConfigBase
 from orca_math.common.hardware import check_feasible, cluster_capacity, resolve_use_gpu
+from orca_math.train.config import CONFIG_CLASSES, TrainConfigBase
 from orca_math.train.trainers import build_trainer, deepspeed_dict, resolve_on_worker
 
 log = logging.getLogger(__name__)

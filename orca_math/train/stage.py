@@ -18,13 +18,13 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from orca_math.common.manifest import RunManifest
-from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.records import RowCountError, StageOutput, parquet_files, read_table, write_quarantine
+from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.schema import KTO_EXAMPLE, PREFERENCE_PAIR
 from orca_math.seeds import read_problems, resolve_data_spec
 from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig, TrainConfigBase
-from orca_math.train.curves import final_metrics, loss_curve, plot_curves
 from orca_math.train.core import dpo_rows, kto_rows, rft_rows, sft_rows, tokenizer_counter, trl_columns
+from orca_math.train.curves import final_metrics, loss_curve, plot_curves
 from orca_math.train.trainers import TRL_COLUMNS, load_tokenizer
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from orca_math.common.config import ConfigError, add_config_flags, config_from_args, load_stage_config, resolve_config_path
-from orca_math.world.generate import WorldConfig
+from orca_math.common.config import (
+    ConfigError,
+    add_config_flags,
+    config_from_args,
+    load_stage_config,
+    resolve_config_path,
+)
 from orca_math.teacher.config import ProceduralTeacherConfig
+from orca_math.world.generate import WorldConfig
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -61,8 +67,8 @@ def load_procedural_teacher(path: str | None):
 
 
 def run_world_teach(args: argparse.Namespace) -> int:
-    from orca_math.common.runner import Stage, run_stage
     from orca_math.common.records import read_parquet, write_parquet, write_quarantine
+    from orca_math.common.runner import Stage, run_stage
     from orca_math.common.schema import PROBLEM
     from orca_math.world.teacher import FlowSettings, teach_seeds
 

@@ -27,7 +27,15 @@ from orca_math.world.program import WORLD_VERSION, Distractor, Program, ProgramE
 from orca_math.world.render import render_question
 from orca_math.world.solve import solution_errors, solve
 from orca_math.world.steps import (
-    DISTRACTORS, KINDS, SOURCES, DrawContext, StepKind, arithmetic_steps, evaluate, new_item, states,
+    DISTRACTORS,
+    KINDS,
+    SOURCES,
+    DrawContext,
+    StepKind,
+    arithmetic_steps,
+    evaluate,
+    new_item,
+    states,
 )
 from orca_math.world.vocab import GIVERS, STORES
 

@@ -27,7 +27,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from orca_math.judge.answers import is_correct
+from orca_math.common.records import quarantine_row
+from orca_math.common.schema import empty_provenance, stable_id
 from orca_math.generate.contract import (
     GENERATED_SOURCE,
     STAGE,
@@ -37,11 +38,16 @@ from orca_math.generate.contract import (
     flow_quarantine,
     generated_problem_id,
 )
-from orca_math.common.records import quarantine_row
-from orca_math.common.schema import empty_provenance, stable_id
+from orca_math.judge.answers import is_correct
 from orca_math.teacher.config import ProceduralTeacherConfig
 from orca_math.world.generate import (
-    ORIGIN_PREFIX, add_distractor, append_random_step, is_heldout, program_from_row, scale_numbers, words_and_numbers,
+    ORIGIN_PREFIX,
+    add_distractor,
+    append_random_step,
+    is_heldout,
+    program_from_row,
+    scale_numbers,
+    words_and_numbers,
 )
 from orca_math.world.program import Program, ProgramError
 from orca_math.world.render import render_question

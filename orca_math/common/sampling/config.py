@@ -7,7 +7,14 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from orca_math.common.config import StageConfig
-from orca_math.common.hardware import Auto, check_feasible, choose_vllm_dtype, cluster_capacity, resolve_use_gpu, this_machine
+from orca_math.common.hardware import (
+    Auto,
+    check_feasible,
+    choose_vllm_dtype,
+    cluster_capacity,
+    resolve_use_gpu,
+    this_machine,
+)
 from orca_math.common.prompts import DEFAULT_STOP
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from orca_math.common.prompts import prompt_rows
 from orca_math.common.sampling.config import VLLMEngineConfig
 from orca_math.common.sampling.vllm_sampler import VLLMSampler
 
@@ -33,6 +34,15 @@ def engine_resources(engine: VLLMEngineConfig) -> dict[str, Any]:
         return {"scheduling_strategy": PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)}
 
     return {"num_cpus": 0, "num_gpus": 0, "ray_remote_args_fn": placement}
+
+
+def sample_problems(sampler, problems: list[dict], template: str) -> list[dict]:
+    """Sample rows (one per completion) for ``problems`` with a sampler built by :func:`sampler_class`."""
+    cols = sampler({"problem_id": [p["id"] for p in problems],
+                    "prompt": [r["prompt"] for r in prompt_rows(problems, template)],
+                    "question": [p["question"] for p in problems],
+                    "reference_answer": [p["reference_answer"] for p in problems]})
+    return [dict(zip(cols, values)) for values in zip(*cols.values())]
 
 
 def sampler_class(engine: VLLMEngineConfig) -> type:
