@@ -135,7 +135,7 @@ def test_changing_a_stage_config_reruns_it_and_everything_after(finished_run, tm
     shutil.copytree(run_dir, copy)  # a copied run folder resumes like the original
     before = _finished_at(copy)
     cfg = yaml.safe_load(small_run_config(tmp_path / "c.yaml").read_text())
-    cfg.setdefault("prefs", {})["max_pairs_per_problem"] = 2
+    cfg.setdefault("prefs", {})["max_pairs_per_problem"] = 2  # the presets leave prefs at its defaults
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     run_pipeline(tmp_path / "c.yaml", copy)
     after = _finished_at(copy)
