@@ -151,7 +151,7 @@ def run_pipeline(config: str | Path, run_dir: str | Path, overrides: dict[str, A
 
     config = resolve_config_path(config)
     cfgs = StageConfigs.load(config, overrides)
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # Ray workers run in other folders: paths must not be relative
     run_dir.mkdir(parents=True, exist_ok=True)
     runner = Runner(run_dir, export_metrics=True, on_event=on_event)
     runner.manifest.data["config_file"] = str(config)
