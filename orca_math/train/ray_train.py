@@ -150,7 +150,7 @@ def _prepare_run_dir(run_dir: Path, identity: dict[str, Any], resume: bool) -> N
         )
         if changed:
             raise ResumeError(f"{run_dir}: cannot resume, the checkpoint was written with different {changed}; "
-                              "rerun without --resume to start over")
+                              f"delete {run_dir.parent} to start over")
     if resume and not run_dir.exists():
         log.info("--resume: no checkpoint in %s, training from the start", run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
