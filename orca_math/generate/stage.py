@@ -178,9 +178,6 @@ def generate_stage(cfg: GenerateConfig, out_dir: str | Path, progress: bool = Tr
                                  stage="generate.decontam")
         kept = decontam.rows
         quarantined = content.quarantined + deduped.quarantined + decontam.quarantined
-        if content.candidates != len(kept) + len(quarantined):
-            raise RowCountError(f"{c.name}: candidates ({content.candidates}) != kept ({len(kept)}) "
-                                f"+ quarantined ({len(quarantined)})")
         removed = [(_flow_of(problems[q["row"]], seed_ids), q["reason"]) for q in deduped.quarantined]
         removed += [(_flow_of(deduped.rows[q["row"]], seed_ids), q["reason"]) for q in decontam.quarantined]
 
@@ -230,9 +227,6 @@ def solve_stage(cfg: SolveStageConfig, out_dir: str | Path, progress: bool = Tru
         processed = process_seeds(pending, cfg, store.root, out_hash, progress) if pending else 0
         content = store.read_all()
         kept = sorted(content.problems, key=lambda p: p["id"])
-        if content.candidates != len(kept) + len(content.quarantined):
-            raise RowCountError(f"{c.name}: problems ({content.candidates}) != kept ({len(kept)}) "
-                                f"+ quarantined ({len(content.quarantined)})")
         problem_files = _write_problems(kept, c.out / "problems")
         write_quarantine(content.quarantined, c.out / "quarantine" / "candidates.parquet")
         write_quarantine(read.quarantined, c.out / "quarantine" / "seeds.parquet")
