@@ -334,3 +334,46 @@ def test_time_cap_stops_training_once_the_loop_has_run_long_enough():
     time.sleep(0.06)
     cap.on_step_end(None, None, control)
     assert control.should_training_stop and cap.hit
+
+
+def test_the_schedule_is_fitted_to_the_time_cap_only_where_the_clock_runs_out_first(monkeypatch):
+    """Cut by the clock, a cosine made for max_steps would stop near its peak; fitted, it anneals."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
+    import orca_math.train.ray_train as rt
+
+    def lrs(clock: list[float], steps: int) -> list[float]:
+        opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=0, num_training_steps=100)
+        monkeypatch.setattr(rt, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+        cap, control = rt._time_cap(10.0), SimpleNamespace(should_training_stop=False)
+        cap.on_train_begin(None, None, control)
+        state = SimpleNamespace(max_steps=100)
+        out = []
+        for _ in range(steps):
+            cap.on_step_begin(None, state, control, lr_scheduler=sched)
+            opt.step()
+            sched.step()
+            clock[0] += step_s
+            cap.on_step_end(None, state, control)
+            out.append(opt.param_groups[0]["lr"])
+        return out, control.should_training_stop
+
+    step_s = 0.05  # 100 steps in 5 s: the steps finish first and the schedule is the plain cosine
+    fast, stopped = lrs([0.0], 100)
+    plain = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    ref = get_cosine_schedule_with_warmup(plain, num_warmup_steps=0, num_training_steps=100)
+    expected = []
+    for _ in range(100):
+        plain.step()
+        ref.step()
+        expected.append(plain.param_groups[0]["lr"])
+    assert fast == pytest.approx(expected) and not stopped
+    step_s = 0.25  # 40 steps in 10 s: the clock decides, and the last step's lr is ~0, not ~0.65
+    slow, stopped = lrs([0.0], 40)
+    assert stopped
+    assert slow[-1] < 0.01 < expected[39]
+    assert all(a >= b for a, b in zip(slow, slow[1:]))  # still a decaying schedule

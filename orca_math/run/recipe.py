@@ -193,11 +193,12 @@ def _control(cfgs: StageConfigs, sft, m1: Path, problems: Path, c: StageContext)
     spent = sum(training_sequences(c.manifest.get(f"{algo}-{k}"), cfgs.pref_train, algo)
                 for k in range(1, cfgs.run.rounds + 1))
     per_step = sft.per_device_batch_size * sft.gradient_accumulation_steps * sft.scaling.num_workers
-    # Another data order than M1's SFT, so the extra steps see mostly problems M1 has not; the
-    # rounds' time caps summed, so the control may train as long as all rounds together.
-    cap = sft.max_time_s * cfgs.run.rounds if sft.max_time_s else None
+    # Another data order than M1's SFT, so the extra steps see mostly problems M1 has not. No time
+    # cap: the rounds already kept to theirs, and a control cut short by the clock (measured: 164
+    # of 257 steps on a CPU where its steps were slower) would not be the equal-compute arm it is
+    # reported as.
     control_cfg = sft.model_copy(update={"max_steps": max(1, math.ceil(spent / per_step)), "seed": sft.seed + 1,
-                                         "max_time_s": cap})
+                                         "max_time_s": None})
     return {**sft_stage(m1, problems, c.out, control_cfg, c.name).run(c), "control_sequences": spent,
             "config": control_cfg.model_dump(mode="json")}
 

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,18 +57,42 @@ def _session_step_counter():
 
 
 def _time_cap(max_time_s: float):
-    import time
-
     from transformers import TrainerCallback
 
     class TimeCap(TrainerCallback):
-        """Stop training once the loop has run ``max_time_s`` (``max_time_s`` in the config)."""
+        """Stop once the loop has run ``max_time_s``, with the learning-rate schedule fitted to it.
+
+        A schedule made for ``max_steps`` and cut short by the clock ends at a high learning rate
+        (a cosine cut at 40% is still at 80% of its peak), and the model is worse than a shorter
+        schedule run to its end. So the schedule reads its position as the further of two
+        progresses, steps/max_steps and elapsed/max_time_s: where the steps finish first (a fast
+        machine) nothing changes and runs stay reproducible; on a slow one the same schedule is
+        stretched over the time it has and anneals as the clock runs out.
+        """
 
         def __init__(self):
-            self.started, self.hit = time.perf_counter(), False
+            self.started, self.hit, self.fitted = time.perf_counter(), False, False
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.started = time.perf_counter()
+
+        def time_step(self, step: int, max_steps: int) -> float:
+            """The schedule position of optimizer step ``step``: itself, or further on a slow machine."""
+            return max(step, min(1.0, (time.perf_counter() - self.started) / max_time_s) * max_steps)
+
+        def on_step_begin(self, args, state, control, lr_scheduler=None, **kwargs):
+            if self.fitted or state is None or not state.max_steps:
+                return
+            self.fitted = True
+            # Accelerate wraps the LambdaLR that transformers' schedules are.
+            inner = getattr(lr_scheduler, "scheduler", lr_scheduler)
+            lambdas = getattr(inner, "lr_lambdas", None)
+            if lambdas is None:
+                log.warning("max_time_s: %s has no lr_lambdas; the time cap stops training but the schedule "
+                            "is not fitted to it", type(inner).__name__)
+                return
+            max_steps = state.max_steps
+            inner.lr_lambdas = [lambda step, f=f: f(self.time_step(step, max_steps)) for f in lambdas]
 
         def on_step_end(self, args, state, control, **kwargs):
             if time.perf_counter() - self.started >= max_time_s:
