@@ -102,3 +102,15 @@ def test_gsm8k_test_resolves_to_the_local_copy(gsm8k_dir):
 def test_unknown_input_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         read_problems(str(tmp_path / "nope.txt"))
+
+
+def test_problems_stream_to_parquet_a_chunk_at_a_time_with_the_same_rows_and_quarantine(bad_corpus, tmp_path):
+    """What eval reads its set with: the rows read_problems keeps, written in chunks, counted."""
+    from orca_math.seeds.readers import write_problems
+
+    whole = read_problems(str(bad_corpus))
+    written, read = write_problems(str(bad_corpus), tmp_path / "problems.parquet", chunk_rows=2)
+    assert written == len(whole.rows) and read.rows == []
+    assert read_parquet(tmp_path / "problems.parquet", PROBLEM) == whole.rows
+    assert read.quarantined == whole.quarantined and read.rows_in == whole.rows_in
+    assert pq.ParquetFile(tmp_path / "problems.parquet").num_row_groups > 1  # written as it was read

@@ -11,16 +11,19 @@ import logging
 import time
 from pathlib import Path
 
-from orca_math.common.records import StageOutput, write_parquet
+import pyarrow.parquet as pq
+
+from orca_math.common.records import StageOutput
 from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
 from orca_math.common.sampling.ray_sampling import engine_resources, sample_problems, sampler_class
-from orca_math.common.schema import EVAL_RESULT, PROBLEM
+from orca_math.common.schema import EVAL_RESULT
 from orca_math.common.streaming import CommitBatches, StageParts, stream_stage
 from orca_math.evaluate.config import EvalConfig
 from orca_math.evaluate.core import data_hash, score_samples
 from orca_math.judge.config import JudgeServeConfig
-from orca_math.seeds import read_problems, resolve_data_spec
+from orca_math.seeds import resolve_data_spec
+from orca_math.seeds.readers import write_problems
 from orca_math.teacher.config import TeacherConfig
 
 log = logging.getLogger(__name__)
@@ -69,13 +72,12 @@ def eval_stage(model: str | Path, cfg: EvalConfig, out_dir: str | Path, name: st
 
         started = time.perf_counter()
         parts = StageParts(c.out, "results.parquet", EVAL_RESULT)
-        # The eval set is small and fixed (GSM8K test: 1,319); reading it checks every source
-        # format in one place. Its read quarantine is a part of its own.
-        read = read_problems(data, limit=cfg.limit, stage=c.name)
-        problems_path = write_parquet(read.rows, PROBLEM, c.out / "problems.parquet")
+        # Read and checked once, whatever its format (JSONL, Parquet, a HF dataset), streamed into
+        # problems.parquet a chunk at a time; its read quarantine is a part of its own.
+        problems_path = c.out / "problems.parquet"
+        n, read = write_problems(data, problems_path, limit=cfg.limit, stage=c.name)
         parts.commit([], StageOutput([], read.quarantined, len(read.quarantined)), key="read")
-        n, hashed = len(read.rows), data_hash(read.rows)
-        del read
+        hashed = data_hash(pq.read_table(problems_path, columns=["id", "reference_answer"]).to_pylist())
         log.info("%s: %d problems from %s", c.name, n, data)
         ensure_ray()
         app = ensure_judge_app(cfg.judge, serve_cfg, teacher_cfg)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from orca_math.common.config import REPO_ROOT
-from orca_math.common.records import RecordError, StageOutput, parquet_files, quarantine_row
+from orca_math.common.records import RecordError, RowCountError, StageOutput, parquet_files, quarantine_row
 from orca_math.common.schema import empty_provenance, stable_id
 from orca_math.judge.answers import normalize_number
 
@@ -96,8 +96,11 @@ def _iter_rows(spec: str) -> Iterator[tuple[str, int, Any, str | None]]:
         import pyarrow.parquet as pq
 
         for f in parquet_files(p):
-            for i, row in enumerate(pq.read_table(f).to_pylist()):
-                yield str(f), i, row, None
+            i = 0
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=10_000):  # a batch in memory, not the file
+                for row in batch.to_pylist():
+                    yield str(f), i, row, None
+                    i += 1
     else:
         raise FileNotFoundError(f"{spec}: not a JSONL/Parquet file, Parquet folder, saved HF dataset or hf:ID")
 
@@ -159,11 +162,13 @@ def problem_from_row(row: Any, source: str, row_index: int, dataset: str) -> dic
     }
 
 
-def read_problems(spec: str, limit: int | None = None, stage: str = "seeds") -> StageOutput:
-    """Read up to ``limit`` input rows from ``spec`` into problems; bad or duplicate rows are quarantined."""
+def iter_problems(spec: str, limit: int | None = None, stage: str = "seeds",
+                  out: StageOutput | None = None) -> Iterator[dict]:
+    """The problems of up to ``limit`` input rows of ``spec``, one at a time; bad or duplicate rows
+    go to ``out.quarantined`` and every row read counts in ``out.rows_in`` (rows are not kept)."""
     spec = resolve_data_spec(spec)
     dataset = source_name(spec)
-    out = StageOutput()
+    out = out if out is not None else StageOutput()
     seen: set[str] = set()
     for source, i, row, err in _iter_rows(spec):
         if limit is not None and out.rows_in >= limit:
@@ -181,5 +186,47 @@ def read_problems(spec: str, limit: int | None = None, stage: str = "seeds") -> 
             out.quarantined.append(quarantine_row(stage, source, i, "question", "duplicate", row))
             continue
         seen.add(problem["id"])
-        out.rows.append(problem)
+        yield problem
+
+
+def read_problems(spec: str, limit: int | None = None, stage: str = "seeds") -> StageOutput:
+    """Read up to ``limit`` input rows from ``spec`` into problems; bad or duplicate rows are quarantined."""
+    out = StageOutput()
+    out.rows = list(iter_problems(spec, limit, stage, out))
     return out.check_counts()
+
+
+def write_problems(spec: str, path: str | Path, limit: int | None = None, stage: str = "seeds",
+                   chunk_rows: int = 10_000) -> tuple[int, StageOutput]:
+    """:func:`read_problems` streamed into the Parquet file ``path``, ``chunk_rows`` at a time, so
+    memory holds one chunk and the ids seen, not the set; returns (rows written, the counts and
+    the quarantined rows). The file appears whole or not at all."""
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    from orca_math.common.records import to_table
+    from orca_math.common.schema import PROBLEM
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out, written, chunk = StageOutput(), 0, []
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with pq.ParquetWriter(tmp, PROBLEM) as w:
+            for problem in iter_problems(spec, limit, stage, out):
+                chunk.append(problem)
+                if len(chunk) >= chunk_rows:
+                    w.write_table(to_table(chunk, PROBLEM, str(path)))
+                    written, chunk = written + len(chunk), []
+            w.write_table(to_table(chunk, PROBLEM, str(path)))
+            written += len(chunk)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    if out.rows_in != written + len(out.quarantined):
+        raise RowCountError(f"{spec}: rows in ({out.rows_in}) != written ({written}) + quarantined "
+                            f"({len(out.quarantined)})")
+    return written, out

@@ -86,7 +86,9 @@ class TrainConfigBase(StageConfig):
         None, gt=0,
         description="Also stop once the training loop has run this long, whichever comes first: a cap that keeps "
         "a run inside its time budget on a slower machine (e.g. a CPU without native bf16) at the price of fewer "
-        "steps. Where max_steps finish first the cap never binds and runs stay reproducible. None: no cap.",
+        "steps. The learning-rate schedule is fitted to it (its position is the further of steps/max_steps and "
+        "elapsed/max_time_s), so a run the clock stops still ends annealed. Where max_steps finish first the cap "
+        "never binds and runs stay reproducible. None: no cap.",
     )
     learning_rate: float = Field(1e-6, gt=0, description="Peak learning rate (paper: 1e-6 for SFT).")
     lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = Field(
