@@ -11,9 +11,10 @@ import json
 import os
 import tempfile
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -111,16 +112,24 @@ def write_parquet(rows: Iterable[dict], schema: pa.Schema, path: str | Path) -> 
     return path
 
 
-def write_table_atomic(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` through a temp file and a rename: readers see all of it or none."""
+@contextmanager
+def atomic_path(path: Path) -> Iterator[str]:
+    """A temp name beside ``path`` to write, renamed to ``path`` when the block ends without an
+    error (removed otherwise): readers see all of the file or none of it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        pq.write_table(table, tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_table_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` through a temp file and a rename: readers see all of it or none."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def parquet_files(path: str | Path) -> list[Path]:

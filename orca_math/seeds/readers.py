@@ -201,31 +201,22 @@ def write_problems(spec: str, path: str | Path, limit: int | None = None, stage:
     """:func:`read_problems` streamed into the Parquet file ``path``, ``chunk_rows`` at a time, so
     memory holds one chunk and the ids seen, not the set; returns (rows written, the counts and
     the quarantined rows). The file appears whole or not at all."""
-    import tempfile
-
     import pyarrow.parquet as pq
 
-    from orca_math.common.records import to_table
+    from orca_math.common.records import atomic_path, to_table
     from orca_math.common.schema import PROBLEM
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out, written, chunk = StageOutput(), 0, []
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with pq.ParquetWriter(tmp, PROBLEM) as w:
-            for problem in iter_problems(spec, limit, stage, out):
-                chunk.append(problem)
-                if len(chunk) >= chunk_rows:
-                    w.write_table(to_table(chunk, PROBLEM, str(path)))
-                    written, chunk = written + len(chunk), []
-            w.write_table(to_table(chunk, PROBLEM, str(path)))
-            written += len(chunk)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, PROBLEM) as w:
+        for problem in iter_problems(spec, limit, stage, out):
+            chunk.append(problem)
+            if len(chunk) >= chunk_rows:
+                w.write_table(to_table(chunk, PROBLEM, str(path)))
+                written, chunk = written + len(chunk), []
+        w.write_table(to_table(chunk, PROBLEM, str(path)))
+        written += len(chunk)
     if out.rows_in != written + len(out.quarantined):
         raise RowCountError(f"{spec}: rows in ({out.rows_in}) != written ({written}) + quarantined "
                             f"({len(out.quarantined)})")

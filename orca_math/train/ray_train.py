@@ -63,7 +63,7 @@ def _time_cap(max_time_s: float):
         """Stop once the loop has run ``max_time_s``, with the learning-rate schedule fitted to it.
 
         A schedule made for ``max_steps`` and cut short by the clock ends at a high learning rate
-        (a cosine cut at 40% is still at 80% of its peak), and the model is worse than a shorter
+        (a cosine cut halfway is still at half its peak), and the model is worse than a shorter
         schedule run to its end. So the schedule reads its position as the further of two
         progresses, steps/max_steps and elapsed/max_time_s: where the steps finish first (a fast
         machine) nothing changes and runs stay reproducible; on a slow one the same schedule is
