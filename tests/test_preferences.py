@@ -1,11 +1,22 @@
-"""DPO pairs and KTO examples follow the Orca-Math rules."""
+"""DPO pairs and KTO examples follow the Orca-Math rules, one problem at a time."""
+
+import json
+import random
 
 import pytest
 
-from orca_math.common.records import write_parquet
-from orca_math.common.schema import KTO_EXAMPLE, PREFERENCE_PAIR
+from orca_math.common.records import read_parquet, write_parquet
+from orca_math.common.schema import (
+    JUDGMENT,
+    KTO_EXAMPLE,
+    PREFERENCE_PAIR,
+    PROBLEM,
+    QUARANTINE,
+    SAMPLE,
+    empty_provenance,
+)
 from orca_math.prefs.config import PreferenceConfig
-from orca_math.prefs.core import build_preferences
+from orca_math.prefs.core import build_preferences, donor_rank
 
 
 def _problem(pid):
@@ -20,7 +31,8 @@ def _practice(spec: dict[str, list[bool]]):
         problems.append(_problem(pid))
         for i, ok in enumerate(verdicts):
             sid = f"{pid}-{i}"
-            samples.append({"sample_id": sid, "problem_id": pid, "text": f"{pid} sample {i} {'right' if ok else 'wrong'}"})
+            samples.append({"sample_id": sid, "problem_id": pid, "sample_index": i,
+                            "text": f"{pid} sample {i} {'right' if ok else 'wrong'}"})
             judgments.append({"sample_id": sid, "problem_id": pid, "correct": ok})
     return problems, samples, judgments
 
@@ -99,26 +111,6 @@ def test_teacher_positive_switch(teacher_positive, expected):
     assert len(prefs.pairs) == expected
 
 
-def test_prefs_stage_writes_positives_for_rejection_sampling_fine_tuning(tmp_path):
-    from orca_math.common.records import read_parquet
-    from orca_math.common.schema import JUDGMENT, PROBLEM, SAMPLE, empty_provenance
-    from orca_math.prefs.stage import run_prefs
-
-    problems, samples, judgments = _practice({"a": [True, False, False, False], "b": [False] * 4})
-    problems = [{**p, "provenance": empty_provenance()} for p in problems]
-    samples = [{**s, "model": "M1", "sample_index": int(s["sample_id"][-1]), "prompt": "p"} for s in samples]
-    judgments = [{**j, "method": "exact"} for j in judgments]
-    paths = run_prefs(write_parquet(problems, PROBLEM, tmp_path / "problems.parquet"),
-                      write_parquet(samples, SAMPLE, tmp_path / "samples.parquet"),
-                      write_parquet(judgments, JUDGMENT, tmp_path / "judgments.parquet"),
-                      tmp_path / "prefs", PreferenceConfig())
-    positives = read_parquet(paths["positives"], KTO_EXAMPLE)
-    kto = read_parquet(paths["kto"], KTO_EXAMPLE)
-    assert positives == [e for e in kto if e["label"]]
-    assert sorted((e["problem_id"], e["source"]) for e in positives) == [("a", "student"), ("a", "teacher"),
-                                                                        ("b", "teacher")]
-
-
 def test_skip_mastered_leaves_out_problems_the_student_always_gets_right():
     spec = {"easy": [True] * 4, "mixed": [True, False, False, False], "hard": [False] * 4}
     prefs = build_preferences(*_practice(spec), PreferenceConfig(skip_mastered=True, borrow_negatives=4))
@@ -126,3 +118,107 @@ def test_skip_mastered_leaves_out_problems_the_student_always_gets_right():
     assert {p["problem_id"] for p in prefs.pairs} == {"mixed", "hard"}
     assert prefs.report["problems_mastered_skipped"] == 1 and prefs.report["negatives_borrowed"] == 0
     assert prefs.report["correct_histogram"] == {"0": 1, "1": 1, "4": 1}
+
+
+def test_each_problem_draws_the_same_rows_whatever_else_is_in_the_round():
+    cfg = PreferenceConfig(max_pairs_per_problem=3, max_positives_per_problem=2)
+    alone = build_preferences(*_practice({"a": [True, True, True, False]}), cfg)
+    spec = {"a": [True, True, True, False], **{f"h{i}": [True, False, True, False] for i in range(8)}}
+    problems, samples, judgments = _practice(spec)
+    random.Random(1).shuffle(samples)
+    random.Random(2).shuffle(judgments)
+    crowd = build_preferences(problems[::-1], samples, judgments, cfg)
+    assert [p for p in crowd.pairs if p["problem_id"] == "a"] == alone.pairs
+    assert [e for e in crowd.kto_examples if e["problem_id"] == "a"] == alone.kto_examples
+
+
+def test_borrowing_draws_only_from_the_donor_pool():
+    spec = {**{f"easy{i}": [True] * 4 for i in range(5)}, **{f"h{i}": [False] * 4 for i in range(10)}}
+    cfg = PreferenceConfig(donor_pool=3)
+    prefs = build_preferences(*_practice(spec), cfg)
+    pool = sorted((f"h{i}" for i in range(10)), key=lambda pid: donor_rank(pid, cfg, 1))[:3]
+    borrowed = [p for p in prefs.pairs if p["rejected_source"] == "borrowed"]
+    assert {p["rejected"].split()[0] for p in borrowed} == set(pool)
+    assert prefs.report["negatives_borrowed"] == 5 * 3 and prefs.report["problems_borrowing"] == 5
+
+
+# The stage: the same rows as the rules above, streamed on Ray Data.
+
+def _write_inputs(spec: dict[str, list[bool]], folder, parts: int = 1, extra_samples: list[dict] = ()):
+    """The round as Parquet: problems in one file, samples and judgments as ``parts`` part files each."""
+    problems, samples, judgments = _practice(spec)
+    samples += list(extra_samples)
+    problems = [{**p, "provenance": empty_provenance()} for p in problems]
+    samples = [{**s, "model": "M1", "prompt": "p"} for s in samples]
+    judgments = [{**j, "method": "exact"} for j in judgments]
+    for name, rows, schema in (("samples", samples, SAMPLE), ("judgments", judgments, JUDGMENT)):
+        for k in range(parts):
+            write_parquet(rows[k::parts], schema, folder / f"{name}.parquet" / f"part-{k}.parquet")
+    write_parquet(problems, PROBLEM, folder / "problems.parquet")
+    return [folder / f"{n}.parquet" for n in ("problems", "samples", "judgments")]
+
+
+def _stage_rows(out) -> dict:
+    from orca_math.common.manifest import RunManifest
+
+    rows = {name: sorted(read_parquet(out / f"{name}.parquet", schema), key=lambda r: json.dumps(r, sort_keys=True))
+            for name, schema in (("pairs", PREFERENCE_PAIR), ("kto", KTO_EXAMPLE), ("positives", KTO_EXAMPLE),
+                                 ("quarantine", QUARANTINE))}
+    entry = RunManifest(out / "manifest.json").get("prefs")
+    return {**rows, "report": json.loads((out / "report.json").read_text()),
+            "counts": {k: entry[k] for k in ("rows_in", "rows_out", "rows_quarantined", "quarantine_reasons")}}
+
+
+@pytest.mark.slow
+def test_prefs_stage_writes_positives_for_rejection_sampling_fine_tuning(tmp_path, ray_local):
+    from orca_math.prefs.stage import run_prefs
+
+    paths = run_prefs(*_write_inputs({"a": [True, False, False, False], "b": [False] * 4}, tmp_path),
+                      tmp_path / "prefs", PreferenceConfig())
+    positives = read_parquet(paths["positives"], KTO_EXAMPLE)
+    kto = read_parquet(paths["kto"], KTO_EXAMPLE)
+    assert sorted(positives, key=str) == sorted((e for e in kto if e["label"]), key=str)
+    assert sorted((e["problem_id"], e["source"]) for e in positives) == [("a", "student"), ("a", "teacher"),
+                                                                        ("b", "teacher")]
+
+
+SPEC = {**{f"e{i:02d}": [True] * 4 for i in range(12)}, **{f"m{i:02d}": [True, False, True, False] for i in range(20)},
+        **{f"w{i:02d}": [False] * 4 for i in range(8)}}
+ODD_SAMPLES = [{"sample_id": "orphan", "problem_id": "m00", "sample_index": 9, "text": "never judged"},
+               {"sample_id": "x", "problem_id": "zzz", "sample_index": 0, "text": "unknown"}]
+
+
+@pytest.mark.slow
+def test_prefs_stage_writes_the_in_memory_rows_however_the_inputs_are_split(tmp_path, ray_local):
+    from orca_math.prefs.stage import run_prefs
+
+    cfg = PreferenceConfig(max_pairs_per_problem=6, donor_pool=5)
+    runs = {}
+    for label, parts, per_partition in (("one", 1, 10**6), ("many", 7, 9), ("again", 7, 9)):
+        inputs = _write_inputs(SPEC, tmp_path / label, parts, ODD_SAMPLES)
+        run_prefs(*inputs, tmp_path / label / "prefs", cfg.model_copy(update={"samples_per_partition": per_partition}))
+        runs[label] = _stage_rows(tmp_path / label / "prefs")
+    assert runs["one"] == runs["many"] == runs["again"]
+
+    problems, samples, judgments = _practice(SPEC)
+    expected = build_preferences(problems, samples + ODD_SAMPLES, judgments, cfg)
+    got = runs["one"]
+    assert got["pairs"] == sorted(expected.pairs, key=lambda r: json.dumps(r, sort_keys=True))
+    assert got["kto"] == sorted(expected.kto_examples, key=lambda r: json.dumps(r, sort_keys=True))
+    assert got["report"] == {**expected.report, "donor_pool": 5}
+    assert got["counts"] == {"rows_in": 162, "rows_out": 160, "rows_quarantined": 2,
+                             "quarantine_reasons": {"not judged": 1, "unknown problem": 1}}
+
+
+@pytest.mark.slow
+def test_prefs_stage_borrows_from_a_bounded_pool(tmp_path, ray_local):
+    from orca_math.prefs.stage import run_prefs
+
+    spec = {**{f"e{i:03d}": [True] * 4 for i in range(40)}, **{f"w{i:03d}": [False, True, False, True] for i in range(60)}}
+    cfg = PreferenceConfig(donor_pool=6, samples_per_partition=50)
+    paths = run_prefs(*_write_inputs(spec, tmp_path, parts=3), tmp_path / "prefs", cfg)
+    borrowed = [e for e in read_parquet(paths["kto"], KTO_EXAMPLE) if e["source"] == "borrowed"]
+    first = sorted((f"w{i:03d}" for i in range(60)), key=lambda pid: donor_rank(pid, cfg, 1))[:6]
+    assert len(borrowed) == 40 * 4 and {e["completion"].split()[0] for e in borrowed} <= set(first)
+    report = json.loads((tmp_path / "prefs" / "report.json").read_text())
+    assert report["donor_pool"] == 6 and report["problems_borrowing"] == 40

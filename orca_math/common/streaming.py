@@ -180,8 +180,9 @@ class StreamResult:
         return {**self.summary.counts(), "rows_restored": self.rows_restored, "rows_computed": self.rows_computed}
 
 
-def _read_parquet(path: str | Path):
-    """``ray.data.read_parquet`` whose tasks ask for a tenth of a CPU.
+def read_dataset(path: str | Path, columns: list[str] | None = None):
+    """``ray.data.read_parquet`` (a file or a folder of parts; ``columns``: only those) whose tasks
+    ask for a tenth of a CPU.
 
     Reading is light, and the stage's engine actors and judge replicas may hold every CPU of a
     small cluster: a read asking for a whole CPU would then wait forever. Ray 2.60's default
@@ -192,7 +193,7 @@ def _read_parquet(path: str | Path):
     ctx = ray.data.DataContext.get_current()
     v2, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
     try:
-        return ray.data.read_parquet(str(path), num_cpus=0.1)
+        return ray.data.read_parquet(str(path), columns=columns, num_cpus=0.1)
     finally:
         ctx.use_datasource_v2 = v2
 
@@ -212,7 +213,7 @@ def stream_stage(input_path: str | Path, parts: StageParts, udf: type[CommitBatc
     if before:
         log.info("%s: resuming, %d rows in %d committed parts (%d stale files removed)",
                  parts.data_dir, restored, len(before), removed)
-    ds = _read_parquet(input_path).map_batches(
+    ds = read_dataset(input_path).map_batches(
         udf, fn_constructor_kwargs={"parts": parts, **udf_kwargs}, batch_size=batch_size, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=concurrency), **map_kwargs)
     computed = 0

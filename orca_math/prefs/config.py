@@ -11,6 +11,9 @@ from orca_math.common.prompts import DEFAULT_PROMPT_TEMPLATE
 class PreferenceConfig(StageConfig):
     """How pairs and examples are built. Defaults follow the paper."""
 
+    # The rows do not depend on how the round is split among workers.
+    execution_fields = frozenset({"samples_per_partition"})
+
     prompt_template: str = Field(DEFAULT_PROMPT_TEMPLATE, description="Student prompt format (as in SFT).")
     teacher_positive: bool = Field(True, description="The teacher's solution always counts as a positive.")
     borrow_negatives: int = Field(4, ge=0, description="Negatives borrowed (one per other problem) when a problem has none.")
@@ -20,4 +23,11 @@ class PreferenceConfig(StageConfig):
         False, description="Leave out problems whose every sample is right (no pairs, no examples), so a round "
         "trains only on problems the student still gets wrong. Off in the paper, which borrows negatives for them.",
     )
-    seed: int = Field(0, description="Seed for borrowing and capping.")
+    donor_pool: int = Field(
+        4096, ge=1, description="Most problems whose negatives can be borrowed: those first in a hash of "
+        "(seed, round, problem id), so the pool is bounded and does not depend on the order of the rows.",
+    )
+    seed: int = Field(0, description="Seed for borrowing and capping (each problem draws from its own generator).")
+    samples_per_partition: int = Field(
+        50_000, ge=1, description="Samples per group-by partition: one worker holds one partition's problems.",
+    )

@@ -1,63 +1,194 @@
-"""The prefs stage: read problems, samples and judgments; write DPO pairs, KTO examples, a report."""
+"""The prefs stage: read problems, samples and judgments; write DPO pairs, KTO examples, a report.
+
+Streams on Ray Data in two passes over a round's rows; the driver holds the donor pool and one
+counts row per written part, never the samples:
+
+1. problems, samples and judgments, read with only the columns used, are partitioned by problem
+   id (``repartition(keys=...)``: a hash shuffle; a block holds every row of its problems) into
+   one practiced record per problem (:func:`~orca_math.prefs.core.practiced_problem`), kept in
+   Ray's object store (spilled to disk when it is full). ``groupby(...).map_groups`` does the
+   same shuffle but calls Python once per problem: 5x slower at 4 samples a problem.
+2. The donor pool (:func:`~orca_math.prefs.core.donor_pool`): each block's first donors, merged
+   on the driver, at most ``cfg.donor_pool`` problems' negatives.
+3. Each block of practiced records -> pairs, KTO examples, positives and quarantined samples,
+   written by the worker as parts (:func:`~orca_math.prefs.core.problem_preferences`).
+
+A problem's rows are drawn with its own random generator and the pool is chosen by a hash, so
+the rows written do not depend on how the inputs are split into files, blocks or partitions.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
-from collections import Counter
+import math
+import shutil
+from collections import Counter, defaultdict
 from pathlib import Path
 
-from orca_math.common.records import read_parquet, write_parquet, write_quarantine
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orca_math.common.records import parquet_files, to_table, write_table_atomic
 from orca_math.common.runner import Stage, StageContext, run_stage
-from orca_math.common.schema import JUDGMENT, KTO_EXAMPLE, PREFERENCE_PAIR, PROBLEM, SAMPLE
+from orca_math.common.schema import KTO_EXAMPLE, PREFERENCE_PAIR, QUARANTINE, stable_id
+from orca_math.common.streaming import read_dataset
 from orca_math.prefs.config import PreferenceConfig
-from orca_math.prefs.core import build_preferences
+from orca_math.prefs.core import (
+    SAMPLE_FIELDS,
+    Preferences,
+    donor_pool,
+    donors,
+    practiced_problem,
+    problem_preferences,
+    round_report,
+)
 
 log = logging.getLogger(__name__)
+
+# The three inputs as one table to group: a row is a problem, a sample or a judgment (``kind``).
+PROBLEM_ROW = pa.schema([
+    ("problem_id", pa.string()), ("kind", pa.string()), ("question", pa.string()),
+    ("reference_solution", pa.string()), ("sample_id", pa.string()), ("sample_index", pa.int32()),
+    ("text", pa.string()), ("correct", pa.bool_()),
+])
+_COLUMNS = {  # kind -> (the columns read, renamed to PROBLEM_ROW's)
+    "problem": {"id": "problem_id", "question": "question", "reference_solution": "reference_solution"},
+    "sample": {k: k for k in SAMPLE_FIELDS},
+    "judgment": {"problem_id": "problem_id", "sample_id": "sample_id", "correct": "correct"},
+}
+PRACTICED = pa.schema([
+    ("problem_id", pa.string()), ("question", pa.string()), ("reference_solution", pa.string()),
+    ("positives", pa.list_(pa.string())), ("negatives", pa.list_(pa.string())),
+    ("quarantined", pa.list_(pa.struct(list(QUARANTINE)))),
+])
+DONOR = pa.schema([("rank", pa.string()), ("problem_id", pa.string()), ("negatives", pa.list_(pa.string()))])
+OUTPUTS = {"pairs": ("pairs.parquet", PREFERENCE_PAIR), "kto": ("kto.parquet", KTO_EXAMPLE),
+           # Rejection-sampling fine-tuning trains on these alone.
+           "positives": ("positives.parquet", KTO_EXAMPLE), "quarantine": ("quarantine.parquet", QUARANTINE)}
+PROBLEMS_PER_PART = 2048  # bounds a worker's output rows in memory
+
+
+def as_problem_rows(batch: pa.Table, kind: str) -> pa.Table:
+    """``map_batches`` function: one input's columns as :data:`PROBLEM_ROW` rows of ``kind``."""
+    cols = {dst: batch.column(src) for src, dst in _COLUMNS[kind].items()}
+    cols["kind"] = pa.array([kind] * batch.num_rows, pa.string())
+    return pa.table([cols[f.name].cast(f.type) if f.name in cols else pa.nulls(batch.num_rows, f.type)
+                     for f in PROBLEM_ROW], schema=PROBLEM_ROW)
+
+
+def practiced_partition(block: pa.Table) -> pa.Table:
+    """``map_batches`` function: a partition's :data:`PROBLEM_ROW` rows (every row of its problems)
+    -> one practiced record per problem, in problem id order."""
+    groups: dict[str, tuple[list, list, list]] = defaultdict(lambda: ([], [], []))
+    cols = block.to_pydict()
+    for i, (pid, kind) in enumerate(zip(cols["problem_id"], cols["kind"])):
+        problems, samples, judgments = groups[pid]
+        if kind == "problem":
+            problems.append({"id": pid, "question": cols["question"][i],
+                             "reference_solution": cols["reference_solution"][i]})
+        elif kind == "sample":
+            samples.append({k: cols[k][i] for k in SAMPLE_FIELDS})
+        else:
+            judgments.append({"sample_id": cols["sample_id"][i], "correct": cols["correct"][i]})
+    recs = (practiced_problem(pid, *groups[pid]) for pid in sorted(groups))
+    return to_table([r for r in recs if r], PRACTICED)
+
+
+def block_donors(block: pa.Table, size: int, cfg: PreferenceConfig, round_k: int) -> pa.Table:
+    """``map_batches`` function: a block's first ``size`` donors (the pool is the first of these)."""
+    recs = block.select(["problem_id", "question", "negatives"]).to_pylist()
+    return to_table(donor_pool(donors(recs, cfg, round_k), size), DONOR)
+
+
+def write_parts(block: pa.Table, out_dir: str, pool: list[dict], cfg: PreferenceConfig, round_k: int) -> pa.Table:
+    """``map_batches`` function: practiced records -> part files of every output; returns one
+    counts row per part (the driver sums them into the report)."""
+    counts, reasons = [], []
+    for lo in range(0, block.num_rows, PROBLEMS_PER_PART):
+        recs = block.slice(lo, PROBLEMS_PER_PART).to_pylist()
+        prefs = Preferences()
+        for rec in recs:
+            prefs.add(problem_preferences(rec, pool, cfg, round_k))
+        # Named by its problems: the same problems write the same part.
+        name = f"part-{stable_id(*(r['problem_id'] for r in recs))}.parquet"
+        rows = {"pairs": prefs.pairs, "kto": prefs.kto_examples, "quarantine": prefs.quarantined,
+                "positives": [e for e in prefs.kto_examples if e["label"]]}
+        for key, part_rows in rows.items():
+            if part_rows:
+                folder, schema = OUTPUTS[key]
+                write_table_atomic(to_table(part_rows, schema, f"{folder}/{name}"), Path(out_dir) / folder / name)
+        counts.append(json.dumps(prefs.counts))
+        reasons.append(json.dumps(Counter(q["reason"] for q in prefs.quarantined)))
+    return pa.table({"counts": pa.array(counts, pa.string()), "reasons": pa.array(reasons, pa.string())})
+
+
+def count_rows(path: str | Path) -> int:
+    """Rows in a Parquet file or folder, from the files' footers."""
+    return sum(pq.read_metadata(f).num_rows for f in parquet_files(path))
 
 
 def write_preferences(problems_path: str | Path, samples_path: str | Path, judgments_path: str | Path,
                       out_dir: str | Path, cfg: PreferenceConfig, round_k: int) -> tuple[dict[str, Path], dict]:
-    """Build the round's preferences and write them; return the paths and the manifest counts."""
+    """Build the round's preferences on Ray Data and write them; return the paths and the manifest counts."""
     out_dir = Path(out_dir)
-    # Practice writes its samples as parts in no set order; sorted, prefs draw the same pairs every time.
-    samples = sorted(read_parquet(samples_path, SAMPLE), key=lambda s: (s["problem_id"], s["sample_index"]))
-    prefs = build_preferences(read_parquet(problems_path, PROBLEM), samples,
-                              read_parquet(judgments_path, JUDGMENT), cfg, round_k)
-    paths = {
-        "pairs": write_parquet(prefs.pairs, PREFERENCE_PAIR, out_dir / "pairs.parquet"),
-        "kto": write_parquet(prefs.kto_examples, KTO_EXAMPLE, out_dir / "kto.parquet"),
-        # Rejection-sampling fine-tuning trains on these alone.
-        "positives": write_parquet([e for e in prefs.kto_examples if e["label"]], KTO_EXAMPLE,
-                                   out_dir / "positives.parquet"),
-        "quarantine": write_quarantine(prefs.quarantined, out_dir / "quarantine.parquet"),
-    }
-    (out_dir / "report.json").write_text(json.dumps(prefs.report, indent=2))
-    return paths, {"report": prefs.report, "rows_in": len(samples), "rows_out": prefs.report["samples_used"],
-                   "rows_quarantined": len(prefs.quarantined),
-                   "quarantine_reasons": dict(Counter(q["reason"] for q in prefs.quarantined))}
+    paths = {key: out_dir / folder for key, (folder, _) in OUTPUTS.items()}
+    for folder in paths.values():  # parts of an earlier, interrupted attempt may be split otherwise
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    rows_in = count_rows(samples_path)
+    inputs = [read_dataset(path, list(_COLUMNS[kind])).map_batches(
+        as_problem_rows, fn_kwargs={"kind": kind}, batch_format="pyarrow", batch_size=None, num_cpus=0.1)
+        for kind, path in (("problem", problems_path), ("sample", samples_path), ("judgment", judgments_path))]
+    # A hash shuffle on the problem id: each output block holds every row of its problems.
+    partitions = max(1, math.ceil(rows_in / cfg.samples_per_partition))
+    practiced = (inputs[0].union(*inputs[1:]).repartition(partitions, keys=["problem_id"])
+                 .map_batches(practiced_partition, batch_format="pyarrow", batch_size=None)
+                 .materialize())
+
+    pool: list[dict] = []
+    if cfg.borrow_negatives and not cfg.skip_mastered:
+        block_pools = practiced.map_batches(block_donors, fn_kwargs={"size": cfg.donor_pool, "cfg": cfg,
+                                                                     "round_k": round_k},
+                                            batch_format="pyarrow", batch_size=None)
+        for batch in block_pools.iter_batches(batch_size=None, batch_format="pyarrow"):
+            pool = donor_pool(pool + batch.to_pylist(), cfg.donor_pool)
+
+    written = practiced.map_batches(write_parts, fn_kwargs={"out_dir": str(out_dir), "pool": pool, "cfg": cfg,
+                                                            "round_k": round_k},
+                                    batch_format="pyarrow", batch_size=None)
+    counts, reasons = Counter(), Counter()
+    for batch in written.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for c, r in zip(batch.column("counts").to_pylist(), batch.column("reasons").to_pylist()):
+            counts.update(json.loads(c))
+            reasons.update(json.loads(r))
+    for key, (folder, schema) in OUTPUTS.items():  # a readable dataset even when nothing was written
+        if not parquet_files(paths[key]):
+            write_table_atomic(schema.empty_table(), paths[key] / "part-empty.parquet")
+    report = {**round_report(counts), "donor_pool": len(pool)}
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    return paths, {"report": report, "rows_in": rows_in, "rows_out": report["samples_used"],
+                   "rows_quarantined": report["samples_quarantined"], "quarantine_reasons": dict(reasons)}
 
 
 def prefs_stage(problems_path: str | Path, samples_path: str | Path, judgments_path: str | Path,
                 out_dir: str | Path, cfg: PreferenceConfig, round_k: int = 1, name: str = "prefs") -> Stage:
-    """Write ``pairs.parquet`` (DPO), ``kto.parquet`` (KTO), ``positives.parquet`` (the KTO examples
-    labelled true, for rejection-sampling fine-tuning), ``quarantine.parquet``, ``report.json``.
+    """Write ``pairs.parquet/`` (DPO), ``kto.parquet/`` (KTO), ``positives.parquet/`` (the KTO examples
+    labelled true, for rejection-sampling fine-tuning), ``quarantine.parquet/`` (folders of parts)
+    and ``report.json``.
 
-    Not streamed: borrowing negatives draws from every problem's negatives, so one process holds
-    the round. Where Ray runs, that process is a Ray task, not the driver.
+    Streams on Ray Data (see the module's docstring). Not resumable: an interrupted stage is
+    built again from its inputs (its parts removed first), since knowing which problems are done
+    would take the same shuffle that builds them.
     """
     inputs = {"problems": str(problems_path), "samples": str(samples_path), "judgments": str(judgments_path),
               "round": str(round_k)}  # the round is in every pair and example id
 
     def build(c: StageContext) -> dict:
-        args = (problems_path, samples_path, judgments_path, c.out, cfg, round_k)
-        ray = sys.modules.get("ray")
-        if ray is not None and ray.is_initialized():
-            # num_cpus=0: judge replicas may hold every CPU of a small cluster until they scale down.
-            paths, counts = ray.get(ray.remote(write_preferences).options(num_cpus=0).remote(*args))
-        else:
-            paths, counts = write_preferences(*args)
+        from orca_math.common.ray_runtime import ensure_ray
+
+        ensure_ray()
+        paths, counts = write_preferences(problems_path, samples_path, judgments_path, c.out, cfg, round_k)
         log.info("%s: %s", c.name, counts["report"])
         return {"outputs": {k: str(v) for k, v in paths.items()}, "rows_restored": 0,
                 "rows_computed": counts["rows_in"], **counts}
@@ -67,7 +198,7 @@ def prefs_stage(problems_path: str | Path, samples_path: str | Path, judgments_p
 
 def run_prefs(problems_path: str | Path, samples_path: str | Path, judgments_path: str | Path,
               out_dir: str | Path, cfg: PreferenceConfig, round_k: int = 1) -> dict[str, Path]:
-    """:func:`prefs_stage` on its own (manifest in ``out_dir``); returns its files by name
+    """:func:`prefs_stage` on its own (manifest in ``out_dir``); returns its folders by name
     (``pairs``, ``kto``, ``positives``, ``quarantine``)."""
     entry = run_stage(prefs_stage(problems_path, samples_path, judgments_path, out_dir, cfg, round_k))
     return {k: Path(v) for k, v in entry["outputs"].items()}
