@@ -222,3 +222,35 @@ def test_prefs_stage_borrows_from_a_bounded_pool(tmp_path, ray_local):
     assert len(borrowed) == 40 * 4 and {e["completion"].split()[0] for e in borrowed} <= set(first)
     report = json.loads((tmp_path / "prefs" / "report.json").read_text())
     assert report["donor_pool"] == 6 and report["problems_borrowing"] == 40
+
+
+@pytest.mark.slow
+def test_prefs_stage_resumes_from_its_committed_parts(tmp_path, ray_local):
+    """An attempt that died after some commits: the rerun keeps them, builds only the problems they
+    do not cover (lending from the first attempt's pool), and ends with the uninterrupted rows."""
+    from orca_math.common.manifest import RunManifest
+    from orca_math.prefs.stage import run_prefs
+
+    cfg = PreferenceConfig(max_pairs_per_problem=6, donor_pool=5, samples_per_partition=9)
+    spec = {**SPEC, **{f"x{i:02d}": [True] * 4 for i in range(6)}}  # more borrowers: the pool matters
+    inputs = _write_inputs(spec, tmp_path, 7, ODD_SAMPLES)
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    run_prefs(*inputs, ref, cfg)
+    run_prefs(*inputs, killed, cfg)
+
+    # What a SIGKILL leaves: half the parts committed, the others written but not committed, a temp
+    # file, a stage marked running. The pool would differ if rebuilt from the unfinished problems.
+    commits = sorted((killed / ".committed").glob("part-*.parquet"))
+    assert len(commits) >= 4
+    for f in commits[::2]:
+        f.unlink()
+    (killed / "pairs.parquet" / ".part-tmp").write_bytes(b"half a file")
+    RunManifest(killed / "manifest.json").update("prefs", status="running")
+    run_prefs(*inputs, killed, cfg)
+
+    assert _stage_rows(killed) == _stage_rows(ref)
+    assert not (killed / "pairs.parquet" / ".part-tmp").exists()
+    entry, first = RunManifest(killed / "manifest.json").get("prefs"), RunManifest(ref / "manifest.json").get("prefs")
+    assert first["rows_restored"] == 0 and first["rows_computed"] == first["rows_in"] == 4 * len(spec) + 2
+    assert entry["rows_restored"] > 0 and entry["rows_computed"] > 0
+    assert entry["rows_restored"] + entry["rows_computed"] == entry["rows_in"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pandas as pd
 import pyarrow.dataset as pads
 import pytest
@@ -110,3 +112,32 @@ def test_eval_quarantines_what_the_judge_could_not_decide():
     out = score_samples(ps, samples, "m", judge=judge)
     assert [r["problem_id"] for r in out.rows] == ["a"] and out.rows[0]["method"] == "llm"
     assert out.reasons() == {"not judged: teacher down": 1}
+
+
+@pytest.mark.slow
+def test_the_stages_read_while_actors_hold_every_cpu(tmp_path, ray_local):
+    """Engine actors and judge replicas may reserve every CPU of a small cluster: a read task that
+    asked for any CPU, even a tenth, would wait for one forever."""
+    import ray
+
+    from orca_math.common.streaming import read_dataset
+
+    path = write_parquet(problems(20), PROBLEM, tmp_path / "problems.parquet")
+
+    @ray.remote(num_cpus=1)
+    class Engine:
+        def ready(self) -> bool:
+            return True
+
+    # As in a stage: the dataset is declared first, its engine actors start when it runs.
+    rows = read_dataset(path, ["id"]).map_batches(lambda b: b, batch_format="pyarrow", num_cpus=0)
+    engines = [Engine.remote() for _ in range(int(ray.cluster_resources()["CPU"]))]
+    try:
+        ray.get([e.ready.remote() for e in engines], timeout=60)
+        assert ray.available_resources().get("CPU", 0) == 0
+        count = ThreadPoolExecutor(1).submit(
+            lambda: sum(b.num_rows for b in rows.iter_batches(batch_size=None, batch_format="pyarrow")))
+        assert count.result(timeout=60) == 20
+    finally:
+        for e in engines:
+            ray.kill(e)

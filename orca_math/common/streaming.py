@@ -72,12 +72,15 @@ class PartsSummary:
 class StageParts:
     """The part folders of one stage output; safe to use from many Ray workers at once."""
 
-    def __init__(self, out_dir: str | Path, output: str, schema: pa.Schema):
+    def __init__(self, out_dir: str | Path, output: str, schema: pa.Schema,
+                 more: dict[str, pa.Schema] | None = None):
+        """``output``: the folder of the stage's rows, in ``schema``; ``more``: other outputs a batch
+        writes beside them (folder -> schema), committed with the same part."""
         self.out_dir = Path(out_dir)
         self.data_dir = self.out_dir / output
         self.quarantine_dir = self.out_dir / QUARANTINE_DIR
         self.commit_dir = self.out_dir / COMMITTED_DIR
-        self.schema = schema
+        self.folders = {output: schema, **(more or {}), QUARANTINE_DIR: QUARANTINE}
 
     def _names(self, folder: Path) -> list[str]:
         if not folder.exists():
@@ -92,7 +95,7 @@ class StageParts:
         """Delete parts and temp files of batches that died before their commit; return how many."""
         done = set(self.committed())
         removed = 0
-        for folder in (self.data_dir, self.quarantine_dir, self.commit_dir):
+        for folder in [self.out_dir / f for f in self.folders] + [self.commit_dir]:
             if not folder.exists():
                 continue
             for f in folder.iterdir():
@@ -109,17 +112,23 @@ class StageParts:
         """
         out.check_counts()
         name = f"{_PART}{key or stable_id(*sorted(ids))}.parquet"
-        for folder in (self.data_dir, self.quarantine_dir, self.commit_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-        write_table_atomic(to_table(out.rows, self.schema, str(self.data_dir / name)), self.data_dir / name)
-        if out.quarantined:
-            write_table_atomic(to_table(out.quarantined, QUARANTINE, str(self.quarantine_dir / name)),
-                          self.quarantine_dir / name)
-        meta = {**out.counts(), "reasons": out.reasons(), "stats": dict(stats or {})}
+        self.write_part(name, ids, {self.data_dir.name: out.rows, QUARANTINE_DIR: out.quarantined},
+                        {**out.counts(), "reasons": out.reasons(), "stats": dict(stats or {})})
+        return name
+
+    def write_part(self, name: str, ids: list[str], rows: dict[str, list[dict]], meta: dict) -> None:
+        """Write one part of each output folder (``rows``: folder -> rows; empty ones are left
+        out), then its commit file: ``ids`` (the inputs it covers) with ``meta`` (``rows_in``,
+        ``rows_out``, ``rows_quarantined``, ``reasons``, ``stats``) in the file's metadata."""
+        for folder in [*rows, COMMITTED_DIR]:
+            (self.out_dir / folder).mkdir(parents=True, exist_ok=True)
+        for folder, part_rows in rows.items():
+            if part_rows:
+                path = self.out_dir / folder / name
+                write_table_atomic(to_table(part_rows, self.folders[folder], str(path)), path)
         marker = pa.table({"id": pa.array(ids, pa.string())}).replace_schema_metadata(
             {_META_KEY: json.dumps(meta).encode()})
         write_table_atomic(marker, self.commit_dir / name)  # the commit
-        return name
 
     def committed_ids(self) -> frozenset[str]:
         """Every input id in a committed part (read by the workers that skip them, not the driver)."""
@@ -138,7 +147,8 @@ class StageParts:
 
     def finish(self) -> None:
         """Leave a readable dataset even when no batch wrote anything (an empty part says 'checked')."""
-        for folder, schema in ((self.data_dir, self.schema), (self.quarantine_dir, QUARANTINE)):
+        for name, schema in self.folders.items():
+            folder = self.out_dir / name
             folder.mkdir(parents=True, exist_ok=True)
             if not self._names(folder):
                 write_table_atomic(schema.empty_table(), folder / f"{_PART}empty.parquet")
@@ -182,10 +192,11 @@ class StreamResult:
 
 def read_dataset(path: str | Path, columns: list[str] | None = None):
     """``ray.data.read_parquet`` (a file or a folder of parts; ``columns``: only those) whose tasks
-    ask for a tenth of a CPU.
+    ask for no CPU.
 
     Reading is light, and the stage's engine actors and judge replicas may hold every CPU of a
-    small cluster: a read asking for a whole CPU would then wait forever. Ray 2.60's default
+    small cluster: a read asking for any CPU (a tenth included: engine actors that ask for 1 CPU
+    each leave no fraction free on a 2-CPU node) would then wait forever. Ray 2.60's default
     (V2) reader lists files in a task that always asks for one CPU, so this uses the V1 reader.
     """
     import ray.data
@@ -193,7 +204,7 @@ def read_dataset(path: str | Path, columns: list[str] | None = None):
     ctx = ray.data.DataContext.get_current()
     v2, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
     try:
-        return ray.data.read_parquet(str(path), columns=columns, num_cpus=0.1)
+        return ray.data.read_parquet(str(path), columns=columns, num_cpus=0)
     finally:
         ctx.use_datasource_v2 = v2
 

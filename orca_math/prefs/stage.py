@@ -1,7 +1,7 @@
 """The prefs stage: read problems, samples and judgments; write DPO pairs, KTO examples, a report.
 
-Streams on Ray Data in two passes over a round's rows; the driver holds the donor pool and one
-counts row per written part, never the samples:
+Streams on Ray Data in two passes over a round's rows; the driver holds the donor pool and the
+names of the written parts, never the samples:
 
 1. problems, samples and judgments, read with only the columns used, are partitioned by problem
    id (``repartition(keys=...)``: a hash shuffle; a block holds every row of its problems) into
@@ -10,15 +10,21 @@ counts row per written part, never the samples:
    same shuffle but calls Python once per problem: 5x slower at 4 samples a problem.
 2. The donor pool (:func:`~orca_math.prefs.core.donor_pool`): each block's first donors, merged
    on the driver, at most ``cfg.donor_pool`` problems' negatives.
+   Written to ``donor_pool.parquet`` before any part.
 3. Each block of practiced records -> pairs, KTO examples, positives and quarantined samples,
-   written by the worker as parts (:func:`~orca_math.prefs.core.problem_preferences`).
+   written by the worker as parts (:func:`~orca_math.prefs.core.problem_preferences`) and
+   committed as the streamed stages commit theirs (:class:`~orca_math.common.streaming.StageParts`:
+   the commit file holds the part's problem ids and counts).
 
 A problem's rows are drawn with its own random generator and the pool is chosen by a hash, so
-the rows written do not depend on how the inputs are split into files, blocks or partitions.
+the rows written do not depend on how the inputs are split into files, blocks or partitions. That
+is also what makes the stage resumable: a rerun drops the committed problems' rows as it reads
+them, lends from the saved pool, and writes only the problems left.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -27,12 +33,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from orca_math.common.records import parquet_files, to_table, write_table_atomic
 from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.schema import KTO_EXAMPLE, PREFERENCE_PAIR, QUARANTINE, stable_id
-from orca_math.common.streaming import read_dataset
+from orca_math.common.streaming import QUARANTINE_DIR, StageParts, read_dataset
 from orca_math.prefs.config import PreferenceConfig
 from orca_math.prefs.core import (
     SAMPLE_FIELDS,
@@ -63,18 +70,33 @@ PRACTICED = pa.schema([
     ("quarantined", pa.list_(pa.struct(list(QUARANTINE)))),
 ])
 DONOR = pa.schema([("rank", pa.string()), ("problem_id", pa.string()), ("negatives", pa.list_(pa.string()))])
-OUTPUTS = {"pairs": ("pairs.parquet", PREFERENCE_PAIR), "kto": ("kto.parquet", KTO_EXAMPLE),
-           # Rejection-sampling fine-tuning trains on these alone.
-           "positives": ("positives.parquet", KTO_EXAMPLE), "quarantine": ("quarantine.parquet", QUARANTINE)}
+OUTPUTS = {"pairs": "pairs.parquet", "kto": "kto.parquet",
+           "positives": "positives.parquet",  # the KTO examples labelled true: what RFT trains on
+           "quarantine": QUARANTINE_DIR}
+POOL_FILE = "donor_pool.parquet"  # the round's donors, kept so that a resumed attempt lends the same
 PROBLEMS_PER_PART = 2048  # bounds a worker's output rows in memory
 
 
-def as_problem_rows(batch: pa.Table, kind: str) -> pa.Table:
-    """``map_batches`` function: one input's columns as :data:`PROBLEM_ROW` rows of ``kind``."""
+def _parts(out_dir: str | Path) -> StageParts:
+    return StageParts(out_dir, OUTPUTS["pairs"], PREFERENCE_PAIR,
+                      {OUTPUTS["kto"]: KTO_EXAMPLE, OUTPUTS["positives"]: KTO_EXAMPLE})
+
+
+@functools.lru_cache(maxsize=2)
+def _done(commit_dir: str, names: tuple[str, ...]) -> pa.Array:
+    """The problem ids already committed (cached per worker process while the commits stay the same)."""
+    return pa.array(sorted(_parts(Path(commit_dir).parent).committed_ids()), pa.string())
+
+
+def as_problem_rows(batch: pa.Table, kind: str, parts: StageParts) -> pa.Table:
+    """``map_batches`` function: one input's columns as :data:`PROBLEM_ROW` rows of ``kind``, less
+    the rows of problems whose preferences are already committed (a resumed stage)."""
     cols = {dst: batch.column(src) for src, dst in _COLUMNS[kind].items()}
     cols["kind"] = pa.array([kind] * batch.num_rows, pa.string())
-    return pa.table([cols[f.name].cast(f.type) if f.name in cols else pa.nulls(batch.num_rows, f.type)
-                     for f in PROBLEM_ROW], schema=PROBLEM_ROW)
+    table = pa.table([cols[f.name].cast(f.type) if f.name in cols else pa.nulls(batch.num_rows, f.type)
+                      for f in PROBLEM_ROW], schema=PROBLEM_ROW)
+    done = _done(str(parts.commit_dir), tuple(parts.committed()))
+    return table.filter(pc.invert(pc.is_in(table.column("problem_id"), value_set=done))) if len(done) else table
 
 
 def practiced_partition(block: pa.Table) -> pa.Table:
@@ -101,26 +123,28 @@ def block_donors(block: pa.Table, size: int, cfg: PreferenceConfig, round_k: int
     return to_table(donor_pool(donors(recs, cfg, round_k), size), DONOR)
 
 
-def write_parts(block: pa.Table, out_dir: str, pool: list[dict], cfg: PreferenceConfig, round_k: int) -> pa.Table:
-    """``map_batches`` function: practiced records -> part files of every output; returns one
-    counts row per part (the driver sums them into the report)."""
-    counts, reasons = [], []
+def write_parts(block: pa.Table, parts: StageParts, pool: list[dict], cfg: PreferenceConfig,
+                round_k: int) -> pa.Table:
+    """``map_batches`` function: practiced records -> one committed part of every output per
+    :data:`PROBLEMS_PER_PART` problems (the commit holds their ids, and the counts the report
+    sums); returns the parts' names."""
+    names = []
     for lo in range(0, block.num_rows, PROBLEMS_PER_PART):
         recs = block.slice(lo, PROBLEMS_PER_PART).to_pylist()
         prefs = Preferences()
         for rec in recs:
             prefs.add(problem_preferences(rec, pool, cfg, round_k))
-        # Named by its problems: the same problems write the same part.
-        name = f"part-{stable_id(*(r['problem_id'] for r in recs))}.parquet"
-        rows = {"pairs": prefs.pairs, "kto": prefs.kto_examples, "quarantine": prefs.quarantined,
-                "positives": [e for e in prefs.kto_examples if e["label"]]}
-        for key, part_rows in rows.items():
-            if part_rows:
-                folder, schema = OUTPUTS[key]
-                write_table_atomic(to_table(part_rows, schema, f"{folder}/{name}"), Path(out_dir) / folder / name)
-        counts.append(json.dumps(prefs.counts))
-        reasons.append(json.dumps(Counter(q["reason"] for q in prefs.quarantined)))
-    return pa.table({"counts": pa.array(counts, pa.string()), "reasons": pa.array(reasons, pa.string())})
+        ids = [r["problem_id"] for r in recs]
+        name = f"part-{stable_id(*ids)}.parquet"  # the same problems write the same part
+        used, quarantined = prefs.counts["samples_used"], len(prefs.quarantined)
+        parts.write_part(name, ids, {
+            OUTPUTS["pairs"]: prefs.pairs, OUTPUTS["kto"]: prefs.kto_examples,
+            OUTPUTS["positives"]: [e for e in prefs.kto_examples if e["label"]],
+            QUARANTINE_DIR: prefs.quarantined,
+        }, {"rows_in": used + quarantined, "rows_out": used, "rows_quarantined": quarantined,
+            "reasons": Counter(q["reason"] for q in prefs.quarantined), "stats": prefs.counts})
+        names.append(name)
+    return pa.table({"part": pa.array(names, pa.string())})
 
 
 def count_rows(path: str | Path) -> int:
@@ -130,45 +154,51 @@ def count_rows(path: str | Path) -> int:
 
 def write_preferences(problems_path: str | Path, samples_path: str | Path, judgments_path: str | Path,
                       out_dir: str | Path, cfg: PreferenceConfig, round_k: int) -> tuple[dict[str, Path], dict]:
-    """Build the round's preferences on Ray Data and write them; return the paths and the manifest counts."""
+    """Build the round's preferences on Ray Data and write them, keeping the problems an earlier
+    attempt committed; return the paths and the manifest fields."""
     out_dir = Path(out_dir)
-    paths = {key: out_dir / folder for key, (folder, _) in OUTPUTS.items()}
-    for folder in paths.values():  # parts of an earlier, interrupted attempt may be split otherwise
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+    parts = _parts(out_dir)
+    pool_path = out_dir / POOL_FILE
+    if not pool_path.exists():  # written before any part: without it, no part can be committed
+        shutil.rmtree(parts.commit_dir, ignore_errors=True)
+    parts.remove_uncommitted()
+    before = parts.committed()
     rows_in = count_rows(samples_path)
     inputs = [read_dataset(path, list(_COLUMNS[kind])).map_batches(
-        as_problem_rows, fn_kwargs={"kind": kind}, batch_format="pyarrow", batch_size=None, num_cpus=0.1)
+        as_problem_rows, fn_kwargs={"kind": kind, "parts": parts}, batch_format="pyarrow", batch_size=None,
+        num_cpus=0)
         for kind, path in (("problem", problems_path), ("sample", samples_path), ("judgment", judgments_path))]
     # A hash shuffle on the problem id: each output block holds every row of its problems.
     partitions = max(1, math.ceil(rows_in / cfg.samples_per_partition))
     practiced = (inputs[0].union(*inputs[1:]).repartition(partitions, keys=["problem_id"])
-                 .map_batches(practiced_partition, batch_format="pyarrow", batch_size=None)
-                 .materialize())
+                 .map_batches(practiced_partition, batch_format="pyarrow", batch_size=None))
 
-    pool: list[dict] = []
-    if cfg.borrow_negatives and not cfg.skip_mastered:
-        block_pools = practiced.map_batches(block_donors, fn_kwargs={"size": cfg.donor_pool, "cfg": cfg,
-                                                                     "round_k": round_k},
-                                            batch_format="pyarrow", batch_size=None)
-        for batch in block_pools.iter_batches(batch_size=None, batch_format="pyarrow"):
-            pool = donor_pool(pool + batch.to_pylist(), cfg.donor_pool)
+    if pool_path.exists():  # a resumed attempt lends what the first one's whole round did
+        pool = pq.read_table(pool_path).to_pylist()
+    else:
+        pool = []
+        if cfg.borrow_negatives and not cfg.skip_mastered:
+            practiced = practiced.materialize()  # read twice: for the pool, then for the parts
+            block_pools = practiced.map_batches(block_donors, fn_kwargs={"size": cfg.donor_pool, "cfg": cfg,
+                                                                         "round_k": round_k},
+                                                batch_format="pyarrow", batch_size=None)
+            for batch in block_pools.iter_batches(batch_size=None, batch_format="pyarrow"):
+                pool = donor_pool(pool + batch.to_pylist(), cfg.donor_pool)
+        write_table_atomic(to_table(pool, DONOR), pool_path)
 
-    written = practiced.map_batches(write_parts, fn_kwargs={"out_dir": str(out_dir), "pool": pool, "cfg": cfg,
+    written = practiced.map_batches(write_parts, fn_kwargs={"parts": parts, "pool": pool, "cfg": cfg,
                                                             "round_k": round_k},
                                     batch_format="pyarrow", batch_size=None)
-    counts, reasons = Counter(), Counter()
-    for batch in written.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for c, r in zip(batch.column("counts").to_pylist(), batch.column("reasons").to_pylist()):
-            counts.update(json.loads(c))
-            reasons.update(json.loads(r))
-    for key, (folder, schema) in OUTPUTS.items():  # a readable dataset even when nothing was written
-        if not parquet_files(paths[key]):
-            write_table_atomic(schema.empty_table(), paths[key] / "part-empty.parquet")
-    report = {**round_report(counts), "donor_pool": len(pool)}
+    new = [n for batch in written.iter_batches(batch_size=None, batch_format="pyarrow")
+           for n in batch.column("part").to_pylist()]
+    parts.finish()
+    total = parts.summary()
+    report = {**round_report(total.stats), "donor_pool": len(pool)}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
-    return paths, {"report": report, "rows_in": rows_in, "rows_out": report["samples_used"],
-                   "rows_quarantined": report["samples_quarantined"], "quarantine_reasons": dict(reasons)}
+    paths = {key: out_dir / folder for key, folder in OUTPUTS.items()}
+    return paths, {"report": report, "rows_in": rows_in, "rows_out": total.rows_out,
+                   "rows_quarantined": total.rows_quarantined, "quarantine_reasons": dict(total.quarantine_reasons),
+                   "rows_restored": parts.summary(before).rows_in, "rows_computed": parts.summary(new).rows_in}
 
 
 def prefs_stage(problems_path: str | Path, samples_path: str | Path, judgments_path: str | Path,
@@ -177,9 +207,8 @@ def prefs_stage(problems_path: str | Path, samples_path: str | Path, judgments_p
     labelled true, for rejection-sampling fine-tuning), ``quarantine.parquet/`` (folders of parts)
     and ``report.json``.
 
-    Streams on Ray Data (see the module's docstring). Not resumable: an interrupted stage is
-    built again from its inputs (its parts removed first), since knowing which problems are done
-    would take the same shuffle that builds them.
+    Streams on Ray Data (see the module's docstring) and resumes: a rerun after a kill keeps the
+    committed parts and builds only the problems they do not cover.
     """
     inputs = {"problems": str(problems_path), "samples": str(samples_path), "judgments": str(judgments_path),
               "round": str(round_k)}  # the round is in every pair and example id
@@ -188,10 +217,9 @@ def prefs_stage(problems_path: str | Path, samples_path: str | Path, judgments_p
         from orca_math.common.ray_runtime import ensure_ray
 
         ensure_ray()
-        paths, counts = write_preferences(problems_path, samples_path, judgments_path, c.out, cfg, round_k)
-        log.info("%s: %s", c.name, counts["report"])
-        return {"outputs": {k: str(v) for k, v in paths.items()}, "rows_restored": 0,
-                "rows_computed": counts["rows_in"], **counts}
+        paths, fields = write_preferences(problems_path, samples_path, judgments_path, c.out, cfg, round_k)
+        log.info("%s: %s", c.name, fields["report"])
+        return {"outputs": {k: str(v) for k, v in paths.items()}, **fields}
 
     return Stage(name, cfg, build, out=Path(out_dir), inputs=inputs)
 
