@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -171,10 +172,13 @@ def _stage_rows(out) -> dict:
 
 @pytest.mark.slow
 def test_prefs_stage_writes_positives_for_rejection_sampling_fine_tuning(tmp_path, ray_local):
-    from orca_math.prefs.stage import run_prefs
+    from orca_math.common.runner import run_stage
+    from orca_math.prefs.stage import prefs_stage
 
-    paths = run_prefs(*_write_inputs({"a": [True, False, False, False], "b": [False] * 4}, tmp_path),
-                      tmp_path / "prefs", PreferenceConfig())
+    # As in a run: the manifest lives in the run folder, and the stage's own folder does not exist yet.
+    inputs = _write_inputs({"a": [True, False, False, False], "b": [False] * 4}, tmp_path)
+    entry = run_stage(prefs_stage(*inputs, tmp_path / "round1" / "prefs", PreferenceConfig()), tmp_path)
+    paths = {k: Path(v) for k, v in entry["outputs"].items()}
     positives = read_parquet(paths["positives"], KTO_EXAMPLE)
     kto = read_parquet(paths["kto"], KTO_EXAMPLE)
     assert sorted(positives, key=str) == sorted((e for e in kto if e["label"]), key=str)
@@ -225,13 +229,15 @@ def test_prefs_stage_borrows_from_a_bounded_pool(tmp_path, ray_local):
 
 
 @pytest.mark.slow
-def test_prefs_stage_resumes_from_its_committed_parts(tmp_path, ray_local):
+@pytest.mark.parametrize("per_partition", [9, 10**6], ids=["shuffled", "one-partition"])
+def test_prefs_stage_resumes_from_its_committed_parts(tmp_path, ray_local, per_partition):
     """An attempt that died after some commits: the rerun keeps them, builds only the problems they
     do not cover (lending from the first attempt's pool), and ends with the uninterrupted rows."""
     from orca_math.common.manifest import RunManifest
     from orca_math.prefs.stage import run_prefs
 
-    cfg = PreferenceConfig(max_pairs_per_problem=6, donor_pool=5, samples_per_partition=9)
+    cfg = PreferenceConfig(max_pairs_per_problem=6, donor_pool=5, samples_per_partition=per_partition,
+                           problems_per_part=8)  # several parts from one partition too
     spec = {**SPEC, **{f"x{i:02d}": [True] * 4 for i in range(6)}}  # more borrowers: the pool matters
     inputs = _write_inputs(spec, tmp_path, 7, ODD_SAMPLES)
     ref, killed = tmp_path / "ref", tmp_path / "killed"

@@ -12,7 +12,7 @@ class PreferenceConfig(StageConfig):
     """How pairs and examples are built. Defaults follow the paper."""
 
     # The rows do not depend on how the round is split among workers.
-    execution_fields = frozenset({"samples_per_partition"})
+    execution_fields = frozenset({"samples_per_partition", "problems_per_part"})
 
     prompt_template: str = Field(DEFAULT_PROMPT_TEMPLATE, description="Student prompt format (as in SFT).")
     teacher_positive: bool = Field(True, description="The teacher's solution always counts as a positive.")
@@ -30,4 +30,8 @@ class PreferenceConfig(StageConfig):
     seed: int = Field(0, description="Seed for borrowing and capping (each problem draws from its own generator).")
     samples_per_partition: int = Field(
         50_000, ge=1, description="Samples per group-by partition: one worker holds one partition's problems.",
+    )
+    problems_per_part: int = Field(
+        2048, ge=1, description="Problems per written part: bounds a worker's output rows in memory, and what "
+        "a killed stage recomputes.",
     )
