@@ -199,12 +199,16 @@ def read_dataset(path: str | Path, columns: list[str] | None = None):
     each leave no fraction free on a 2-CPU node) would then wait forever. Ray 2.60's default
     (V2) reader lists files in a task that always asks for one CPU, so this uses the V1 reader.
     """
+    import ray
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
     v2, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
     try:
-        return ray.data.read_parquet(str(path), columns=columns, num_cpus=0)
+        # Asking for no CPU also lifts the CPU bound on how many reads run at once: capped here, or a
+        # big input starts every read together and they crowd out the stage's own work.
+        concurrency = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        return ray.data.read_parquet(str(path), columns=columns, num_cpus=0, concurrency=concurrency)
     finally:
         ctx.use_datasource_v2 = v2
 
