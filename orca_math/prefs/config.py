@@ -35,3 +35,9 @@ class PreferenceConfig(StageConfig):
         2048, ge=1, description="Problems per written part: bounds a worker's output rows in memory, and what "
         "a killed stage recomputes.",
     )
+
+    @property
+    def borrows(self) -> bool:
+        """Whether any problem can borrow negatives: the problems that would (no wrong sample) are
+        left out when ``skip_mastered`` is on."""
+        return bool(self.borrow_negatives) and not self.skip_mastered

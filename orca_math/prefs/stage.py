@@ -86,9 +86,9 @@ def _parts(out_dir: str | Path) -> StageParts:
 
 
 @functools.lru_cache(maxsize=2)
-def _done(commit_dir: str, names: tuple[str, ...]) -> pa.Array:
+def _done(out_dir: str, names: tuple[str, ...]) -> pa.Array:
     """The problem ids already committed (cached per worker process while the commits stay the same)."""
-    return pa.array(sorted(_parts(Path(commit_dir).parent).committed_ids()), pa.string())
+    return pa.array(sorted(_parts(out_dir).committed_ids()), pa.string())
 
 
 def as_problem_rows(batch: pa.Table, kind: str, parts: StageParts) -> pa.Table:
@@ -98,7 +98,7 @@ def as_problem_rows(batch: pa.Table, kind: str, parts: StageParts) -> pa.Table:
     cols["kind"] = pa.array([kind] * batch.num_rows, pa.string())
     table = pa.table([cols[f.name].cast(f.type) if f.name in cols else pa.nulls(batch.num_rows, f.type)
                       for f in PROBLEM_ROW], schema=PROBLEM_ROW)
-    done = _done(str(parts.commit_dir), tuple(parts.committed()))
+    done = _done(str(parts.out_dir), tuple(parts.committed()))
     return table.filter(pc.invert(pc.is_in(table.column("problem_id"), value_set=done))) if len(done) else table
 
 
@@ -160,7 +160,7 @@ def _lend(pool: list[dict] | None, pool_path: Path, cfg: PreferenceConfig,
     """The round's donor pool: the saved one, or merged from ``block_pools()`` and saved."""
     if pool is None:
         pool = []
-        if cfg.borrow_negatives and not cfg.skip_mastered:
+        if cfg.borrows:
             for block_pool in block_pools():
                 pool = donor_pool(pool + block_pool, cfg.donor_pool)
         write_table_atomic(to_table(pool, DONOR), pool_path)
@@ -176,7 +176,7 @@ def _shuffled(inputs: dict[str, str], partitions: int, parts: StageParts, pool: 
     # A hash shuffle on the problem id: each output block holds every row of its problems.
     practiced = (rows[0].union(*rows[1:]).repartition(partitions, keys=["problem_id"])
                  .map_batches(practiced_partition, batch_format="pyarrow", batch_size=None))
-    if pool is None and cfg.borrow_negatives and not cfg.skip_mastered:
+    if pool is None and cfg.borrows:
         practiced = practiced.materialize()  # read twice: for the pool, then for the parts
 
     def block_pools():
