@@ -13,6 +13,7 @@ saying what failed, where and how to resume; the traceback goes to ``OUT/logs/CO
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import re
@@ -167,14 +168,63 @@ def _leave_ray() -> None:
             ray.shutdown()
 
 
-_terminated = threading.Event()  # SIGTERM arrived: say so, whatever a library turned it into
+class _Stop:
+    """Ctrl-C or SIGTERM arrived: which one, and whether the command has taken it.
+
+    Python delivers a signal as ``KeyboardInterrupt`` wherever the main thread happens to be. When
+    that is a finalizer (a library object's ``__del__``, run by the garbage collector: Ray Data's
+    iterators join threads for seconds there), the interrupt is printed as "Exception ignored" and
+    dropped, and the command runs on. So the first signal starts a thread that sends SIGINT to the
+    main thread again every ``REDELIVER_S`` until the command has taken it.
+    """
+
+    REDELIVER_S = 5.0
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self.taken = threading.Event()
+
+    def reset(self) -> None:
+        self.name = None
+        self.taken = threading.Event()
+
+    def arrived(self, name: str) -> None:
+        if self.name is None:
+            self.name = name
+            threading.Thread(target=self._redeliver, args=(self.taken,), name="orca-math-stop",
+                             daemon=True).start()
+
+    def _redeliver(self, taken: threading.Event) -> None:
+        # A real signal (not _thread.interrupt_main) also wakes a main thread blocked in a system call.
+        # During a Ray Train fit this is Ray's own Ctrl-C handler, which aborts the run on repeat.
+        while not taken.wait(self.REDELIVER_S):
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
 
-def _interrupt(signum: int, frame) -> None:
-    # A second SIGTERM while cleaning up ends the process at once.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _terminated.set()
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+_stop = _Stop()
+
+
+def _on_signal(signum: int, frame) -> None:
+    name = signal.Signals(signum).name
+    if signum == signal.SIGTERM:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM while cleaning up ends the process at once
+    _stop.arrived(name)
+    raise KeyboardInterrupt(_stop.name)
+
+
+@contextlib.contextmanager
+def signals_stop_the_command():
+    """Ctrl-C and SIGTERM (kill, `timeout`, a scheduler) stop a command the same way: a
+    ``KeyboardInterrupt`` that ``run_to_one_last_line`` turns into its stopped line."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,24 +234,18 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # SIGTERM (kill, `timeout`, a scheduler) stops a command the way Ctrl-C does.
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
-    try:
+    with signals_stop_the_command():
         return run_to_one_last_line(args)
-    finally:
-        if on_main_thread:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def run_to_one_last_line(args: argparse.Namespace) -> int:
     """Run the command: 0 when it finishes, 1 with a failure line, 130 with a stopped line."""
     started = time.perf_counter()
-    _terminated.clear()
+    _stop.reset()
     try:
         return int(args.func(args) or 0)
     except Exception as e:
-        if not _terminated.is_set():  # else it is what a library made of our SIGTERM
+        if _stop.name is None:  # else it is what a library made of our signal
             if args.verbose:
                 traceback.print_exc()
             try:
@@ -212,9 +256,11 @@ def run_to_one_last_line(args: argparse.Namespace) -> int:
             _leave_ray()
             print(line, file=sys.stderr, flush=True)
             return 1
-        signal_name = "SIGTERM"
+        signal_name = _stop.name
     except KeyboardInterrupt as e:
-        signal_name = "SIGTERM" if _terminated.is_set() else str(e) or "SIGINT"
+        signal_name = _stop.name or str(e) or "SIGINT"
+    finally:
+        _stop.taken.set()
     _leave_ray()
     stage = unfinished_stage(output_folder(args))
     print(f"orca-math {args.command}: stopped by {signal_name} after {time.perf_counter() - started:.0f}s"

@@ -47,6 +47,45 @@ def test_a_missing_config_fails_in_one_line_naming_the_file(tmp_path):
     assert "Traceback" in log.read_text()
 
 
+class _DropsAnInterrupt:
+    """An object whose finalizer is running when Ctrl-C arrives, as a Ray Data iterator's ``__del__``
+    (it joins threads for up to 2 s) can be: Python prints the ``KeyboardInterrupt`` and drops it."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+
+
+def test_ctrl_c_that_a_finalizer_drops_still_stops_the_command(tmp_path, monkeypatch, capfd):
+    """The interrupt is sent again until the command has taken it."""
+    import argparse
+
+    from orca_math import cli
+
+    monkeypatch.setattr(cli._Stop, "REDELIVER_S", 0.5)
+    dropped = []  # what Python prints as "Exception ignored in ... __del__"
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
+
+    def command(args):
+        _DropsAnInterrupt()  # finalized at once, on the main thread
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # a stage that would go on for minutes
+            time.sleep(0.05)
+        return 0
+
+    args = argparse.Namespace(command="run", func=command, verbose=False, out=str(tmp_path / "run"))
+    started = time.monotonic()
+    with cli.signals_stop_the_command():
+        rc = cli.run_to_one_last_line(args)
+    stop_s = time.monotonic() - started
+    err = capfd.readouterr().err
+    assert dropped == [KeyboardInterrupt]  # the first delivery was lost
+    assert rc == 130 and stop_s < 5, (rc, stop_s)
+    line = last_line(err)
+    assert line.startswith("orca-math run: stopped by SIGINT after ") and line.endswith("rerun the same command to resume")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the command's handlers are gone
+
+
 def _as_ray_data_raises_it(error: Exception, across_processes: bool):
     """What the driver gets when a Ray Data UDF raises ``error``: RayTaskError(UserCodeException),
     whose UserCodeException lost its ``__cause__`` when the worker pickled it."""
