@@ -1,9 +1,12 @@
-"""Student sampling throughput: bare ``vllm.LLM.generate`` vs our Ray Data path, one run, same inputs.
+"""Student sampling throughput: bare vLLM vs the practice stage's own path, one run, same inputs.
 
-Prints generated tokens/s of each over the generation window (engine start reported apart) and
-the ratio Ray Data / bare. Goal: >= 0.95. On CPU it also runs the bare engine with its engine core
-in a second process (vLLM's default) next to in-process (ours on CPU, ``in_process_engine``) and
-prints both the start-up and the generation ratio, with a check that the samples are identical.
+The bare side calls the stage's sampler (``VLLMSampler``, per-problem seeds) in this process. The
+other side is what ``orca-math practice`` runs: ``read_parquet`` of the problems -> ``map_batches``
+into an engine actor -> each batch committed as a part (``stream_stage`` with ``PracticeBatches``),
+timed from inside the actor. Prints generated tokens/s of each over the generation window (engine
+start reported apart), the ratio stage / bare (goal >= 0.95) and whether the samples are the same.
+On CPU it also runs the bare engine with its engine core in a second process (vLLM's default)
+next to in-process (ours on CPU, ``in_process_engine``): start-up and generation ratios.
 
     .venv/bin/python bench/sampling.py [--model PATH_OR_HF_ID] [--prompts 256] [--n 4] [--max-tokens 64]
 """
@@ -12,80 +15,91 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
+from orca_math.practice.stage import PracticeBatches  # noqa: E402
 
-def _prompts(k: int) -> list[dict]:
-    from orca_math.common.prompts import render_prompt
+
+def _problems(k: int) -> list[dict]:
     from orca_math.seeds import read_problems
 
-    problems = read_problems("gsm8k-test", limit=k).rows
-    return [{"problem_id": p["id"], "prompt": render_prompt(p["question"])} for p in problems]
+    return read_problems("gsm8k-test", limit=k).rows
 
 
-class TimedSampler:
-    """VLLMSampler that also reports when each batch's generate call ran (wall clock)."""
+class TimedPracticeBatches(PracticeBatches):
+    """The stage's actor, noting its engine's start and each generate call (wall clock) in ``log``."""
 
-    def __init__(self, **kwargs):
-        from orca_math.common.sampling.vllm_sampler import VLLMSampler
-
+    def __init__(self, log: str, **kwargs):
         t = time.time()
-        self.inner = VLLMSampler(**kwargs)
-        self.start_s = time.time() - t
+        super().__init__(**kwargs)
+        self.log = log
+        self._note({"engine_start_s": time.time() - t})
 
-    def __call__(self, batch):
+    def process(self, problems):
         t0 = time.time()
-        out = self.inner(batch)
-        t1 = time.time()
-        n = len(out["sample_id"])
-        out.update(gen_start=[t0] * n, gen_end=[t1] * n, engine_start_s=[self.start_s] * n)
+        out = super().process(problems)
+        self._note({"gen_start": t0, "gen_end": time.time()})
         return out
 
+    def _note(self, record: dict) -> None:
+        with open(self.log, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
 
-def bench_bare(engine, decoding, rows) -> dict:
-    from vllm import LLM
 
-    from orca_math.common.sampling.vllm_sampler import apply_engine_process_mode, engine_kwargs, sampling_params
+def bench_bare(engine, decoding, problems, template) -> dict:
+    from orca_math.common.sampling.ray_sampling import sample_problems
+    from orca_math.common.sampling.vllm_sampler import VLLMSampler
+    from orca_math.practice.core import check_samples
 
-    apply_engine_process_mode(engine)
     t0 = time.perf_counter()
-    llm = LLM(**engine_kwargs(engine))
+    sampler = VLLMSampler(engine, decoding, "bench")
     t1 = time.perf_counter()
-    outs = llm.generate([r["prompt"] for r in rows], sampling_params(decoding, decoding.seed), use_tqdm=False)
+    samples = sample_problems(sampler, problems, template)
     t2 = time.perf_counter()
-    tokens = sum(len(c.token_ids) for o in outs for c in o.outputs)
-    samples = sum(len(o.outputs) for o in outs)
-    texts = [c.text for o in outs for c in o.outputs]
-    del llm, outs
+    samples = check_samples(problems, samples, decoding.n).rows  # the stage keeps these (no empty ones)
+    del sampler
     gc.collect()
-    return {"start_s": t1 - t0, "gen_s": t2 - t1, "tokens": tokens, "samples": samples, "texts": texts}
+    return {"start_s": t1 - t0, "gen_s": t2 - t1, "tokens": sum(s["completion_tokens"] for s in samples),
+            "samples": len(samples), "texts": sorted((s["sample_id"], s["text"]) for s in samples)}
 
 
-def bench_ray_data(engine, decoding, rows) -> dict:
-    import ray
-    import ray.data
+def bench_stage(engine, decoding, problems, template, work: Path) -> dict:
+    import pyarrow.parquet as pq
 
+    from orca_math.common.ray_runtime import ensure_ray
+    from orca_math.common.records import to_table
     from orca_math.common.sampling.ray_sampling import engine_resources
+    from orca_math.common.schema import PROBLEM, SAMPLE
+    from orca_math.common.streaming import StageParts, stream_stage
 
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, ignore_reinit_error=True)
+    pq.write_table(to_table(problems, PROBLEM), work / "problems.parquet")
+    ensure_ray(num_cpus=os.cpu_count())
+    log = work / "timings.jsonl"
+    parts = StageParts(work / "practice", "samples.parquet", SAMPLE)
     t0 = time.perf_counter()
-    ds = ray.data.from_items(rows).map_batches(
-        TimedSampler, fn_constructor_kwargs={"engine": engine, "decoding": decoding},
-        batch_size=engine.batch_size, concurrency=engine.concurrency, **engine_resources(engine),
-    )
-    out = ds.take_all()
+    stream_stage(work / "problems.parquet", parts, TimedPracticeBatches,
+                 {"log": str(log), "engine": engine, "decoding": decoding, "prompt_template": template,
+                  "model_name": "bench"},
+                 batch_size=engine.batch_size, concurrency=engine.concurrency, **engine_resources(engine))
     wall = time.perf_counter() - t0
-    gen_s = max(r["gen_end"] for r in out) - min(r["gen_start"] for r in out)
-    return {"start_s": out[0]["engine_start_s"], "gen_s": gen_s, "wall_s": wall,
-            "tokens": sum(r["completion_tokens"] for r in out), "samples": len(out)}
+    notes = [json.loads(line) for line in log.read_text().splitlines()]
+    calls = [n for n in notes if "gen_start" in n]
+    samples = pq.read_table(parts.data_dir, schema=SAMPLE).to_pylist()
+    return {"start_s": max(n["engine_start_s"] for n in notes if "engine_start_s" in n),
+            "gen_s": max(c["gen_end"] for c in calls) - min(c["gen_start"] for c in calls), "wall_s": wall,
+            "tokens": sum(s["completion_tokens"] for s in samples), "samples": len(samples),
+            "texts": sorted((s["sample_id"], s["text"]) for s in samples)}
 
 
 def main() -> None:
     from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
+    from orca_math.practice.config import PracticeConfig
     from orca_math.tiny_model.core import build_tiny_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -102,18 +116,21 @@ def main() -> None:
     engine = VLLMEngineConfig(model=model, use_gpu=args.gpu, max_model_len=1024, batch_size=args.prompts,
                               num_cpus_per_engine=os.cpu_count() or 1)
     decoding = DecodingConfig(n=args.n, temperature=0.7, top_p=0.95, max_tokens=args.max_tokens, seed=0)
-    rows = _prompts(args.prompts)
+    problems = _problems(args.prompts)
+    template = PracticeConfig().prompt_template
 
-    bare = bench_bare(engine, decoding, rows)
-    sub = None if args.gpu else bench_bare(engine.model_copy(update={"in_process_engine": False}), decoding, rows)
-    rd = bench_ray_data(engine, decoding, rows)
-    bare_tps, rd_tps = bare["tokens"] / bare["gen_s"], rd["tokens"] / rd["gen_s"]
-    print(f"\nmodel={model} prompts={len(rows)} n={args.n} max_tokens={args.max_tokens}")
+    bare = bench_bare(engine, decoding, problems, template)
+    second_process = engine.model_copy(update={"in_process_engine": False})  # vLLM's default
+    sub = None if args.gpu else bench_bare(second_process, decoding, problems, template)
+    stage = bench_stage(engine, decoding, problems, template, Path(tempfile.mkdtemp(prefix="bench-sampling-")))
+    bare_tps, stage_tps = bare["tokens"] / bare["gen_s"], stage["tokens"] / stage["gen_s"]
+    print(f"\nmodel={model} prompts={len(problems)} n={args.n} max_tokens={args.max_tokens}")
     print(f"{'path':<10} {'samples':>8} {'tokens':>8} {'engine start s':>15} {'gen s':>8} {'gen tok/s':>10}")
-    print(f"{'bare':<10} {bare['samples']:>8} {bare['tokens']:>8} {bare['start_s']:>15.1f} {bare['gen_s']:>8.2f} {bare_tps:>10.0f}")
-    print(f"{'ray-data':<10} {rd['samples']:>8} {rd['tokens']:>8} {rd['start_s']:>15.1f} {rd['gen_s']:>8.2f} {rd_tps:>10.0f}")
-    print(f"ray-data end-to-end wall (start + scheduling + generation): {rd['wall_s']:.1f}s")
-    print(f"ratio ray-data/bare (generation window): {rd_tps / bare_tps:.3f}  (goal >= 0.95)")
+    for name, r, tps in (("bare", bare, bare_tps), ("stage", stage, stage_tps)):
+        print(f"{name:<10} {r['samples']:>8} {r['tokens']:>8} {r['start_s']:>15.1f} {r['gen_s']:>8.2f} {tps:>10.0f}")
+    print(f"stage end-to-end wall (read + actor start + generation + commits): {stage['wall_s']:.1f}s")
+    print(f"same samples: {stage['texts'] == bare['texts']}")
+    print(f"ratio stage/bare (generation window): {stage_tps / bare_tps:.3f}  (goal >= 0.95)")
     if sub is not None:
         sub_tps = sub["tokens"] / sub["gen_s"]
         print(f"bare, engine core in a second process (vLLM's default): start {sub['start_s']:.1f}s, "
