@@ -63,6 +63,7 @@ def test_ctrl_c_that_a_finalizer_drops_still_stops_the_command(tmp_path, monkeyp
     from orca_math import cli
 
     monkeypatch.setattr(cli._Stop, "REDELIVER_S", 0.5)
+    monkeypatch.setattr(cli, "_leave_ray", lambda: None)  # the session's Ray instance outlives this command
     dropped = []  # what Python prints as "Exception ignored in ... __del__"
     monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
 
@@ -167,8 +168,10 @@ def test_generate_with_the_teacher_down_ends_in_one_line_naming_the_endpoint(tmp
 
 
 def small_run_config(path: Path) -> Path:
-    """configs/tiny.yaml cut to the least that still trains, then samples."""
+    """configs/tiny.yaml cut to the least that still trains, then samples. SFT trains on a Ray Train
+    worker group (whose SIGINT handler these tests are about), not in local mode as tiny's does."""
     cfg = load_yaml(REPO / "configs/tiny.yaml")  # extends resolved: every section in full
+    cfg["sft"]["scaling"]["local_mode"] = False
     cfg["run"].update(seed_limit=8, rounds=1, sft_control=False)
     cfg["eval"]["limit"] = 4
     cfg["eval"]["decoding"]["max_tokens"] = 32

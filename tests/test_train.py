@@ -59,6 +59,32 @@ def test_tiny_preset_trains_on_cpu_workers(algo, cls):
     assert not cfg.scaling.use_gpu and not cfg.bf16 and cfg.model_dtype == "float32"
     assert cfg.scaling.resources_per_worker == {"CPU": 1}
     assert trl_kwargs(algo, cfg, "/tmp/x")["use_cpu"] is True
+    assert cfg.scaling.local_mode and cfg.scaling.in_process  # one machine: no Ray Train actors to start
+
+
+def test_local_mode_is_ray_trains_own_and_keeps_the_trainers_checkpoints():
+    local = TrainScalingConfig(local_mode=True, use_gpu=False)
+    assert local.ray_scaling_config().num_workers == 0  # Ray Train's local mode: the loop runs in the caller
+    cfg = SFTTrainConfig(scaling=local, checkpoints_to_keep=3)
+    assert trl_kwargs("sft", cfg, "/tmp/x")["save_total_limit"] == 3  # they are the checkpoints
+    workers = cfg.model_copy(update={"scaling": TrainScalingConfig(local_mode=False, use_gpu=False)})
+    assert trl_kwargs("sft", workers, "/tmp/x")["save_total_limit"] == 1  # scratch: Ray storage keeps them
+    # More than one worker are always Ray Train actors; local mode is an execution choice, not what is trained.
+    two = TrainScalingConfig(local_mode=True, num_workers=2, use_gpu=False)
+    assert not two.in_process and two.ray_scaling_config().num_workers == 2
+    assert "local_mode" in TrainScalingConfig.execution_fields
+    assert not load_stage_config(SFTTrainConfig, "default", "sft").scaling.local_mode
+
+
+def test_local_mode_with_a_gpu_asked_for_where_there_is_none_fails_naming_the_settings(monkeypatch):
+    import torch
+
+    from orca_math.train.ray_train import _check_local_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="scaling.local_mode.*scaling.use_gpu"):
+        _check_local_device(True)
+    _check_local_device("auto")  # decided by this process: CPU here
 
 
 @pytest.mark.parametrize("fields, message", [

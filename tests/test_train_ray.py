@@ -1,4 +1,4 @@
-"""SFT, DPO and KTO on real Ray Train (1 and 2 CPU workers) with the tiny model.
+"""SFT, DPO and KTO on real Ray Train (local mode, and 2 CPU workers) with the tiny model.
 
 The toy task is learnable in a few steps (``a + b = c``), so "loss goes down" is a real signal.
 Each input also carries bad rows that must be quarantined, not fed to TRL.
@@ -76,8 +76,11 @@ EXPECTED_QUARANTINE = {"sft": {EMPTY_COMPLETION: 1, PROMPT_TOO_LONG: 1}, "dpo": 
 ALGO_OVERRIDES = {"kto": {"beta": 0.5}}
 
 
-def toy_config(algo: str, num_workers: int, **extra):
-    overrides = {**TEST_OVERRIDES, **ALGO_OVERRIDES.get(algo, {}), "scaling.num_workers": num_workers, **extra}
+def toy_config(algo: str, placement: int | str, **extra):
+    """``placement``: "local" (Ray Train's local mode, in this process) or a number of worker actors."""
+    local = placement == "local"
+    overrides = {**TEST_OVERRIDES, **ALGO_OVERRIDES.get(algo, {}), "scaling.local_mode": local,
+                 "scaling.num_workers": 1 if local else placement, **extra}
     return load_stage_config(CONFIG_CLASSES[algo], "tiny", algo, overrides)
 
 
@@ -86,13 +89,13 @@ _trained: dict[tuple[str, int], Path] = {}
 
 @pytest.fixture(scope="module")
 def train(tiny_model, toy_data, ray_local, tmp_path_factory):
-    """Train ``algo`` with ``num_workers`` once per module; returns the output folder."""
+    """Train ``algo`` on ``placement`` once per module; returns the output folder."""
 
-    def _train(algo: str, num_workers: int) -> Path:
-        key = (algo, num_workers)
+    def _train(algo: str, placement: int | str) -> Path:
+        key = (algo, placement)
         if key not in _trained:
-            out = tmp_path_factory.mktemp(f"{algo}{num_workers}")
-            cfg = toy_config(algo, num_workers)
+            out = tmp_path_factory.mktemp(f"{algo}{placement}")
+            cfg = toy_config(algo, placement)
             if algo == "sft":
                 run_sft(tiny_model, toy_data["sft"], out, cfg)
             else:
@@ -107,16 +110,19 @@ def stage_entry(out: Path, stage: str) -> dict:
     return json.loads((out / "manifest.json").read_text())["stages"][stage]
 
 
-@pytest.mark.parametrize("num_workers", [1, 2])
+# One worker actor is trained by the resume test, the pipeline's stopping tests and the multinode test.
+@pytest.mark.parametrize("placement", ["local", 2])
 @pytest.mark.parametrize("algo", ["sft", "dpo", "kto"])
-def test_loss_goes_down_on_a_learnable_toy_set(train, algo, num_workers):
-    out = train(algo, num_workers)
+def test_loss_goes_down_on_a_learnable_toy_set(train, algo, placement):
+    out = train(algo, placement)
     entry = stage_entry(out, algo)
     assert entry["status"] == "done"
     assert entry["quarantine_reasons"] == EXPECTED_QUARANTINE[algo]
     assert entry["rows_in"] == entry["rows_out"] + entry["rows_quarantined"]
     m = entry["metrics"]
-    assert m["world_size"] == num_workers and m["global_step"] == 10 and m["steps_this_run"] == 10
+    assert m["world_size"] == (1 if placement == "local" else placement)
+    assert m["ray_train"] == ("local mode (in the calling process)" if placement == "local" else "worker group")
+    assert m["global_step"] == 10 and m["steps_this_run"] == 10
     losses = [loss for _, loss in entry["loss_curve"]]
     assert len(losses) == 10
     assert mean(losses[-3:]) < 0.9 * mean(losses[:3]), losses
@@ -132,7 +138,7 @@ def test_loss_goes_down_on_a_learnable_toy_set(train, algo, num_workers):
 def test_output_folder_loads_in_transformers_with_chat_template_and_generates(train, algo):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = train(algo, 1)
+    out = train(algo, "local")
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForCausalLM.from_pretrained(out)
     question = "What is 3 + 2?"
@@ -148,7 +154,7 @@ def test_sft_output_loads_in_vllm_and_matches_transformers_greedy(train):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from vllm import LLM, SamplingParams
 
-    out = train("sft", 1)
+    out = train("sft", "local")
     prompts = [render_prompt(f"What is {a} + {b}?") for a, b in [(3, 1), (5, 2)]]
     tok, model = AutoTokenizer.from_pretrained(out), AutoModelForCausalLM.from_pretrained(out)
     expected = []
@@ -180,12 +186,23 @@ def _registered_checkpoint_step(run_dir: Path) -> int:
     return int(latest.get("metrics", {}).get("step", 0))
 
 
-def test_resume_after_kill_continues_the_global_step(tiny_model, toy_data, ray_local, tmp_path):
+def _local_checkpoint_step(run_dir: Path) -> int:
+    """Step of the newest complete checkpoint the trainer wrote itself (local mode), 0 if none."""
+    from orca_math.train.ray_train import _checkpoint_step, _last_hf_checkpoint
+
+    last = _last_hf_checkpoint(run_dir)
+    return _checkpoint_step(last) if last else 0
+
+
+@pytest.mark.parametrize("local_mode", [False, True], ids=["worker", "local"])
+def test_resume_after_kill_continues_the_global_step(tiny_model, toy_data, ray_local, tmp_path, local_mode):
     out, max_steps = tmp_path / "sft", 30
+    checkpoint_step = _local_checkpoint_step if local_mode else _registered_checkpoint_step
     sft_section = load_yaml(REPO_ROOT / "configs/tiny.yaml")["sft"]
     sft_section.update({k: v for k, v in TEST_OVERRIDES.items() if k != "max_steps"})
     config_file = tmp_path / "train.yaml"
-    config_file.write_text(yaml.safe_dump({"sft": {**sft_section, "save_steps": 3}}))
+    config_file.write_text(yaml.safe_dump({"sft": {**sft_section, "save_steps": 3,
+                                                   "scaling": {"local_mode": local_mode}}}))
     env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
     proc = subprocess.Popen(
         [sys.executable, str(REPO_ROOT / "ray_jobs/sft.py"), "--model", str(tiny_model), "--data",
@@ -194,7 +211,7 @@ def test_resume_after_kill_continues_the_global_step(tiny_model, toy_data, ray_l
     )
     try:
         deadline = time.time() + 240
-        while _registered_checkpoint_step(out / "ray_train" / "sft") < 3:
+        while checkpoint_step(out / "ray_train" / "sft") < 3:
             assert proc.poll() is None, "training ended before it could be killed"
             assert time.time() < deadline, "no checkpoint within 240 s"
             time.sleep(0.1)
@@ -204,7 +221,7 @@ def test_resume_after_kill_continues_the_global_step(tiny_model, toy_data, ray_l
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    killed_at = _registered_checkpoint_step(out / "ray_train" / "sft")
+    killed_at = checkpoint_step(out / "ray_train" / "sft")
     assert 3 <= killed_at < max_steps
     assert stage_entry(out, "sft")["status"] == "running"  # the killed run never finished
 

@@ -6,6 +6,10 @@ Ray Train keeps checkpoints under ``OUT/ray_train/<name>``; rerunning with the s
 ``ray.train.get_checkpoint()`` return the latest one, and the HF trainer resumes from it (global
 step, optimizer, scheduler, RNG and data position). Without ``resume`` that folder is cleared first.
 
+With ``scaling.local_mode`` (one worker) the same loop runs in the calling process (Ray Train's local mode,
+``num_workers=0``), the trainer writes its checkpoints straight into ``OUT/ray_train/<name>`` and a
+resume starts from its newest complete one.
+
 ``OUT`` must be visible to every worker (one machine, or shared storage such as NFS on a
 cluster), like any Ray Train ``storage_path``: rank 0 writes the final model there.
 """
@@ -106,32 +110,48 @@ def _checkpoint_step(hf_checkpoint: Path) -> int:
     return int(json.loads(state.read_text(encoding="utf-8"))["global_step"]) if state.exists() else 0
 
 
+def _last_hf_checkpoint(folder: Path) -> Path | None:
+    """The trainer's newest complete checkpoint in ``folder`` (local mode), None if there is none.
+
+    The trainer writes ``trainer_state.json`` after the weights, optimizer and RNG state, so a
+    checkpoint a kill cut short has none and is passed over.
+    """
+    done = [p for p in folder.glob("checkpoint-*") if p.name.rpartition("-")[2].isdigit()
+            and (p / "trainer_state.json").exists()]
+    return max(done, key=lambda p: int(p.name.rpartition("-")[2]), default=None)
+
+
 def train_loop_per_worker(job: dict[str, Any]) -> None:
-    """Runs on every Ray Train worker: build the TRL trainer, train (or resume), save the model."""
+    """Runs on every Ray Train worker (or in the caller, in local mode): build the TRL trainer,
+    train (or resume), save the model."""
     import ray
     import ray.train
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 
-    algo = job["algo"]
+    algo, local = job["algo"], job["local_checkpoints"] is not None
     cfg, precision = resolve_on_worker(CONFIG_CLASSES[algo].model_validate(job["config"]))
     columns = ray.get(job["rows"])
     rank = ray.train.get_context().get_world_rank()
-    # HF writes its checkpoints to node-local scratch; the callback copies them into Ray storage.
-    scratch = Path(tempfile.mkdtemp(prefix=f"orca-math-{algo}-rank{rank}-"))
+    # On a worker HF writes its checkpoints to node-local scratch and the callback copies them into
+    # Ray storage; in local mode nothing copies them, so they are written where they are kept.
+    scratch = Path(job["local_checkpoints"]) if local else Path(tempfile.mkdtemp(prefix=f"orca-math-{algo}-rank{rank}-"))
     counter = _session_step_counter()
     cap = _time_cap(cfg.max_time_s) if cfg.max_time_s else None
     try:
         trainer = build_trainer(algo, job["model"], columns, cfg, scratch,
-                                [RayTrainReportCallback(), counter] + ([cap] if cap else []))
+                                ([] if local else [RayTrainReportCallback()]) + [counter] + ([cap] if cap else []))
         trainer = prepare_trainer(trainer)
-        checkpoint = ray.train.get_checkpoint()
-        resumed_from_step = 0
-        if checkpoint is not None:
+        if local:
+            hf_checkpoint = _last_hf_checkpoint(scratch)
+            resumed_from_step = _checkpoint_step(hf_checkpoint) if hf_checkpoint else 0
+            output = trainer.train(resume_from_checkpoint=str(hf_checkpoint) if hf_checkpoint else None)
+        elif (checkpoint := ray.train.get_checkpoint()) is not None:
             with checkpoint.as_directory() as ckpt_dir:
                 hf_checkpoint = Path(ckpt_dir) / RayTrainReportCallback.CHECKPOINT_NAME
                 resumed_from_step = _checkpoint_step(hf_checkpoint)
                 output = trainer.train(resume_from_checkpoint=str(hf_checkpoint))
         else:
+            resumed_from_step = 0
             output = trainer.train()
         # Generation wants the KV cache back even if training turned it off.
         trainer.model.config.use_cache = True
@@ -141,6 +161,7 @@ def train_loop_per_worker(job: dict[str, Any]) -> None:
             summary = {
                 "algo": algo,
                 "world_size": ray.train.get_context().get_world_size(),
+                "ray_train": "local mode (in the calling process)" if local else "worker group",
                 "global_step": trainer.state.global_step,
                 "resumed_from_step": resumed_from_step,
                 "precision": precision,
@@ -152,7 +173,8 @@ def train_loop_per_worker(job: dict[str, Any]) -> None:
             }
             (Path(job["out_dir"]) / TRAIN_LOG).write_text(json.dumps(summary, indent=1, default=str))
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if not local:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _job_config(cfg: TrainConfigBase) -> dict[str, Any]:
@@ -194,6 +216,15 @@ def _check_cluster_fits(num_workers: int, per_worker: dict[str, float], capacity
     if short:
         log.warning("%d training workers need %s but the cluster has less right now (%s); "
                     "training waits until an autoscaler adds nodes", num_workers, per_worker, short)
+
+
+def _check_local_device(use_gpu: bool | str) -> None:
+    import torch
+
+    if use_gpu is True and not torch.cuda.is_available():
+        raise ValueError("scaling.local_mode trains in this process, which sees no GPU, but scaling.use_gpu is true: "
+                         "set scaling.use_gpu to auto or false, or scaling.local_mode to false to train on a GPU "
+                         "worker elsewhere in the cluster")
 
 
 def _fit_keeping_ctrl_c(trainer):
@@ -245,19 +276,25 @@ def fit_on_ray(
     name = run_name or algo
     storage = out_dir / CHECKPOINT_DIR
     capacity = cluster_capacity()
-    # Devices are decided here, against the cluster; precision by each worker, for its own node.
-    cfg = cfg.model_copy(update={"scaling": cfg.scaling.model_copy(
-        update={"use_gpu": resolve_use_gpu(cfg.scaling.use_gpu, capacity)})})
+    scaling = cfg.scaling
+    if scaling.in_process:
+        # This process trains: auto is decided by what it sees (resolve_on_worker), not by the cluster.
+        _check_local_device(scaling.use_gpu)
+    else:
+        # Devices are decided here, against the cluster; precision by each worker, for its own node.
+        scaling = scaling.model_copy(update={"use_gpu": resolve_use_gpu(scaling.use_gpu, capacity)})
+        cfg = cfg.model_copy(update={"scaling": scaling})
     job_config = _job_config(cfg)
     _prepare_run_dir(storage / name, {"algo": algo, "model": model, "data_hash": data_hash, "config": job_config},
                      resume)
     (out_dir / TRAIN_LOG).unlink(missing_ok=True)
-    job = {"algo": algo, "model": model, "config": job_config, "rows": ray.put(columns), "out_dir": str(out_dir)}
-    scaling = cfg.scaling
-    per_worker = dict(scaling.resources_per_worker or {"CPU": 1})
-    if scaling.use_gpu:
-        per_worker.setdefault("GPU", 1)
-    _check_cluster_fits(scaling.num_workers, per_worker, capacity)
+    job = {"algo": algo, "model": model, "config": job_config, "rows": ray.put(columns), "out_dir": str(out_dir),
+           "local_checkpoints": str(storage / name) if scaling.in_process else None}
+    if not scaling.in_process:
+        per_worker = dict(scaling.resources_per_worker or {"CPU": 1})
+        if scaling.use_gpu:
+            per_worker.setdefault("GPU", 1)
+        _check_cluster_fits(scaling.num_workers, per_worker, capacity)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=job,
@@ -271,7 +308,11 @@ def fit_on_ray(
     )
     result = _fit_keeping_ctrl_c(trainer)
     train_log = json.loads((out_dir / TRAIN_LOG).read_text(encoding="utf-8"))
-    train_log["ray_checkpoint"] = result.checkpoint.path if result.checkpoint else None
+    if scaling.in_process:
+        last = _last_hf_checkpoint(storage / name)
+        train_log["ray_checkpoint"] = str(last) if last else None
+    else:
+        train_log["ray_checkpoint"] = result.checkpoint.path if result.checkpoint else None
     if not cfg.keep_checkpoints:
         shutil.rmtree(storage / name, ignore_errors=True)
         (storage / f"{name}.job.json").unlink(missing_ok=True)

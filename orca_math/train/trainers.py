@@ -77,8 +77,9 @@ def trl_kwargs(algo: str, cfg: TrainConfigBase, output_dir: str | Path) -> dict[
         logging_first_step=True,
         save_strategy="steps",
         save_steps=cfg.save_steps,
-        # Local scratch copies only: Ray Train keeps the real checkpoints in its storage.
-        save_total_limit=1,
+        # On Ray Train workers these are scratch copies (Ray keeps the real ones in its storage);
+        # in local mode they are the checkpoints.
+        save_total_limit=cfg.checkpoints_to_keep if cfg.scaling.in_process else 1,
         report_to=list(cfg.report_to) or "none",
         disable_tqdm=True,
         max_length=cfg.max_length,
