@@ -52,6 +52,11 @@ class TimedPracticeBatches(PracticeBatches):
             f.write(json.dumps(record) + "\n")
 
 
+def _summary(samples: list[dict]) -> dict:
+    return {"tokens": sum(s["completion_tokens"] for s in samples), "samples": len(samples),
+            "texts": sorted((s["sample_id"], s["text"]) for s in samples)}
+
+
 def bench_bare(engine, decoding, problems, template) -> dict:
     from orca_math.common.sampling.ray_sampling import sample_problems
     from orca_math.common.sampling.vllm_sampler import VLLMSampler
@@ -65,20 +70,17 @@ def bench_bare(engine, decoding, problems, template) -> dict:
     samples = check_samples(problems, samples, decoding.n).rows  # the stage keeps these (no empty ones)
     del sampler
     gc.collect()
-    return {"start_s": t1 - t0, "gen_s": t2 - t1, "tokens": sum(s["completion_tokens"] for s in samples),
-            "samples": len(samples), "texts": sorted((s["sample_id"], s["text"]) for s in samples)}
+    return {"start_s": t1 - t0, "gen_s": t2 - t1, **_summary(samples)}
 
 
 def bench_stage(engine, decoding, problems, template, work: Path) -> dict:
-    import pyarrow.parquet as pq
-
     from orca_math.common.ray_runtime import ensure_ray
-    from orca_math.common.records import to_table
+    from orca_math.common.records import read_parquet, write_parquet
     from orca_math.common.sampling.ray_sampling import engine_resources
     from orca_math.common.schema import PROBLEM, SAMPLE
     from orca_math.common.streaming import StageParts, stream_stage
 
-    pq.write_table(to_table(problems, PROBLEM), work / "problems.parquet")
+    write_parquet(problems, PROBLEM, work / "problems.parquet")
     ensure_ray(num_cpus=os.cpu_count())
     log = work / "timings.jsonl"
     parts = StageParts(work / "practice", "samples.parquet", SAMPLE)
@@ -90,11 +92,9 @@ def bench_stage(engine, decoding, problems, template, work: Path) -> dict:
     wall = time.perf_counter() - t0
     notes = [json.loads(line) for line in log.read_text().splitlines()]
     calls = [n for n in notes if "gen_start" in n]
-    samples = pq.read_table(parts.data_dir, schema=SAMPLE).to_pylist()
     return {"start_s": max(n["engine_start_s"] for n in notes if "engine_start_s" in n),
             "gen_s": max(c["gen_end"] for c in calls) - min(c["gen_start"] for c in calls), "wall_s": wall,
-            "tokens": sum(s["completion_tokens"] for s in samples), "samples": len(samples),
-            "texts": sorted((s["sample_id"], s["text"]) for s in samples)}
+            **_summary(read_parquet(parts.data_dir, SAMPLE))}
 
 
 def main() -> None:

@@ -158,14 +158,17 @@ def failure_line(args: argparse.Namespace, error: BaseException, log_path: Path 
     return line + (f" (traceback: {log_path}); " if log_path else "; ") + what_next(args, error_type)
 
 
+def _ray_connected() -> bool:
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
 def _leave_ray() -> None:
     """Disconnect from Ray (stopping a local instance) before the last line, so no worker's log
     line, forwarded late, prints after it."""
-    if "ray" in sys.modules:
+    if _ray_connected():
         import ray
 
-        if ray.is_initialized():
-            ray.shutdown()
+        ray.shutdown()
 
 
 class _Stop:
@@ -241,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_to_one_last_line(args: argparse.Namespace) -> int:
     """Run the command: 0 when it finishes, 1 with a failure line, 130 with a stopped line."""
     started = time.perf_counter()
+    callers_ray = _ray_connected()  # a program that calls main() with Ray up keeps its Ray
     _stop.reset()
     try:
         return int(args.func(args) or 0)
@@ -253,7 +257,8 @@ def run_to_one_last_line(args: argparse.Namespace) -> int:
             except OSError:
                 log_path = None
             line = failure_line(args, e, log_path)
-            _leave_ray()
+            if not callers_ray:
+                _leave_ray()
             print(line, file=sys.stderr, flush=True)
             return 1
         signal_name = _stop.name
@@ -261,7 +266,8 @@ def run_to_one_last_line(args: argparse.Namespace) -> int:
         signal_name = _stop.name or str(e) or "SIGINT"
     finally:
         _stop.taken.set()
-    _leave_ray()
+    if not callers_ray:
+        _leave_ray()
     stage = unfinished_stage(output_folder(args))
     print(f"orca-math {args.command}: stopped by {signal_name} after {time.perf_counter() - started:.0f}s"
           f"{f' in stage {stage}' if stage else ''}; {how_to_resume(args)}", file=sys.stderr, flush=True)

@@ -56,14 +56,14 @@ class _DropsAnInterrupt:
         time.sleep(0.2)
 
 
-def test_ctrl_c_that_a_finalizer_drops_still_stops_the_command(tmp_path, monkeypatch, capfd):
-    """The interrupt is sent again until the command has taken it."""
+def test_ctrl_c_that_a_finalizer_drops_still_stops_the_command(tmp_path, monkeypatch, capfd, ray_local):
+    """The interrupt is sent again until the command has taken it. Ray, up before the command, is
+    its caller's and stays up."""
     import argparse
 
     from orca_math import cli
 
     monkeypatch.setattr(cli._Stop, "REDELIVER_S", 0.5)
-    monkeypatch.setattr(cli, "_leave_ray", lambda: None)  # the session's Ray instance outlives this command
     dropped = []  # what Python prints as "Exception ignored in ... __del__"
     monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
 
@@ -85,6 +85,7 @@ def test_ctrl_c_that_a_finalizer_drops_still_stops_the_command(tmp_path, monkeyp
     line = last_line(err)
     assert line.startswith("orca-math run: stopped by SIGINT after ") and line.endswith("rerun the same command to resume")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the command's handlers are gone
+    assert ray_local.is_initialized()
 
 
 def _as_ray_data_raises_it(error: Exception, across_processes: bool):

@@ -99,12 +99,11 @@ def test_llm_judge_with_a_teacher_that_cannot_follow_the_format_judges_nothing(t
 
 
 def test_generate_on_8_gsm8k_seeds_against_the_self_hosted_tiny_teacher(teacher, tiny_model, tmp_path, gsm8k_dir,
-                                                                       capsys, monkeypatch):
+                                                                       capsys):
     """``orca-math generate`` end to end against this teacher. Its replies are nonsense: the run must
     still finish and account for every candidate."""
     from orca_math import cli
 
-    monkeypatch.setattr(cli, "_leave_ray", lambda: None)  # the module's Serve app outlives the command
     base_url, cfg = teacher
     out = tmp_path / "generated"
     rc = cli.main(["generate", "--config", "tiny", "--seeds", "gsm8k-train", "--limit", "8", "--teacher-url", base_url,

@@ -77,11 +77,11 @@ def test_local_mode_is_ray_trains_own_and_keeps_the_trainers_checkpoints():
 
 
 def test_local_mode_with_a_gpu_asked_for_where_there_is_none_fails_naming_the_settings(monkeypatch):
-    import torch
-
+    from orca_math.common.hardware import Machine
+    from orca_math.train import ray_train
     from orca_math.train.ray_train import _check_local_device
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(ray_train, "this_machine", lambda: Machine(cpu_name="a CPU", cpu_bf16_flag=None))
     with pytest.raises(ValueError, match="scaling.local_mode.*scaling.use_gpu"):
         _check_local_device(True)
     _check_local_device("auto")  # decided by this process: CPU here

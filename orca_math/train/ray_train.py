@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orca_math.common.hardware import check_feasible, cluster_capacity, resolve_use_gpu
+from orca_math.common.hardware import check_feasible, cluster_capacity, resolve_use_gpu, this_machine
 from orca_math.train.config import CONFIG_CLASSES, TrainConfigBase
 from orca_math.train.trainers import build_trainer, deepspeed_dict, resolve_on_worker
 
@@ -130,7 +130,7 @@ def train_loop_per_worker(job: dict[str, Any]) -> None:
 
     algo, local = job["algo"], job["local_checkpoints"] is not None
     cfg, precision = resolve_on_worker(CONFIG_CLASSES[algo].model_validate(job["config"]))
-    columns = ray.get(job["rows"])
+    columns = job["rows"] if local else ray.get(job["rows"])
     rank = ray.train.get_context().get_world_rank()
     # On a worker HF writes its checkpoints to node-local scratch and the callback copies them into
     # Ray storage; in local mode nothing copies them, so they are written where they are kept.
@@ -219,9 +219,7 @@ def _check_cluster_fits(num_workers: int, per_worker: dict[str, float], capacity
 
 
 def _check_local_device(use_gpu: bool | str) -> None:
-    import torch
-
-    if use_gpu is True and not torch.cuda.is_available():
+    if use_gpu is True and not this_machine().cuda:
         raise ValueError("scaling.local_mode trains in this process, which sees no GPU, but scaling.use_gpu is true: "
                          "set scaling.use_gpu to auto or false, or scaling.local_mode to false to train on a GPU "
                          "worker elsewhere in the cluster")
@@ -275,26 +273,27 @@ def fit_on_ray(
     out_dir.mkdir(parents=True, exist_ok=True)
     name = run_name or algo
     storage = out_dir / CHECKPOINT_DIR
-    capacity = cluster_capacity()
     scaling = cfg.scaling
     if scaling.in_process:
         # This process trains: auto is decided by what it sees (resolve_on_worker), not by the cluster.
         _check_local_device(scaling.use_gpu)
     else:
         # Devices are decided here, against the cluster; precision by each worker, for its own node.
+        capacity = cluster_capacity()
         scaling = scaling.model_copy(update={"use_gpu": resolve_use_gpu(scaling.use_gpu, capacity)})
         cfg = cfg.model_copy(update={"scaling": scaling})
-    job_config = _job_config(cfg)
-    _prepare_run_dir(storage / name, {"algo": algo, "model": model, "data_hash": data_hash, "config": job_config},
-                     resume)
-    (out_dir / TRAIN_LOG).unlink(missing_ok=True)
-    job = {"algo": algo, "model": model, "config": job_config, "rows": ray.put(columns), "out_dir": str(out_dir),
-           "local_checkpoints": str(storage / name) if scaling.in_process else None}
-    if not scaling.in_process:
         per_worker = dict(scaling.resources_per_worker or {"CPU": 1})
         if scaling.use_gpu:
             per_worker.setdefault("GPU", 1)
         _check_cluster_fits(scaling.num_workers, per_worker, capacity)
+    job_config = _job_config(cfg)
+    _prepare_run_dir(storage / name, {"algo": algo, "model": model, "data_hash": data_hash, "config": job_config},
+                     resume)
+    (out_dir / TRAIN_LOG).unlink(missing_ok=True)
+    job = {"algo": algo, "model": model, "config": job_config, "out_dir": str(out_dir),
+           # Workers fetch the rows from the object store; in local mode they never leave this process.
+           "rows": columns if scaling.in_process else ray.put(columns),
+           "local_checkpoints": str(storage / name) if scaling.in_process else None}
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=job,
