@@ -29,8 +29,8 @@ DEMO_CONFIG = "configs/demo.yaml"
 LOG_NAME = "logs/demo.log"
 # Seconds each stage took in a committed run (docs/demo-results.md), scaled by how fast this machine
 # has been so far: the time-left estimate. Stages not listed count as 5 s.
-REFERENCE_S = {"student": 8, "world": 3, "seeds": 1, "generate": 9, "sft": 265, "eval": 19, "practice": 50,
-               "judge": 10, "prefs": 1, "rft": 55, "dpo": 60, "kto": 60, "sft-control": 100}
+REFERENCE_S = {"student": 14, "world": 8, "seeds": 1, "generate": 28, "sft": 276, "eval": 40, "practice": 80,
+               "judge": 18, "prefs": 1, "rft": 44, "dpo": 60, "kto": 60, "sft-control": 125}
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:

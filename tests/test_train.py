@@ -278,6 +278,31 @@ def test_sft_labels_mask_the_prompt_and_keep_the_solution(tiny_model, tmp_path):
     assert tok.decode(trained) == "#### 1" + tok.eos_token
 
 
+def test_the_logits_loss_is_trls_chunked_loss_on_the_solution_tokens(tiny_model, tmp_path):
+    """fused_lm_head: false (the demo's faster path) trains on the same loss as TRL's chunked head."""
+    import torch
+
+    from orca_math.train.trainers import build_trainer
+
+    rows = {"prompt": [render_prompt("Tom has 3 apples and buys 4 more. How many?"), render_prompt("Hi?")],
+            "completion": ["3 + 4 = 7\n#### 7", "#### 1"]}
+    losses = {}
+    for fused in (True, False):
+        cfg = load_stage_config(SFTTrainConfig, "tiny", "sft", {"max_steps": 1, "fused_lm_head": fused})
+        trainer = build_trainer("sft", str(tiny_model), rows, cfg, tmp_path / str(fused))
+        batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
+        with torch.no_grad():
+            losses[fused] = float(trainer.compute_loss(trainer.model.eval(), dict(batch)))
+        if not fused:
+            # The same number is not the prompt's: a loss over every token differs.
+            labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+            with torch.no_grad():
+                everything = float(trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                                 labels=labels).loss)
+            assert abs(everything - losses[False]) > 1e-3
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+
+
 # --- stage plumbing --------------------------------------------------------------------------
 
 

@@ -222,6 +222,11 @@ class SFTTrainConfig(TrainConfigBase):
         False, description="Batch examples of similar length (still in random megabatches): far less padding "
         "when lengths vary, e.g. 1.8x fewer tokens on the demo's problems.",
     )
+    fused_lm_head: bool = Field(
+        True, description="TRL's chunked LM head: log-probs of the solution tokens only, in tiles, with entropy "
+        "and token-accuracy metrics (less memory for large vocabularies). false: the model's own loss over "
+        "the full logits, no extra metrics: 1.4x faster for the tiny demo student on a CPU (measured).",
+    )
 
     @field_validator("prompt_template")
     @classmethod
