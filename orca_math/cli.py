@@ -162,10 +162,10 @@ def _ray_connected() -> bool:
     return "ray" in sys.modules and sys.modules["ray"].is_initialized()
 
 
-def _leave_ray() -> None:
+def _leave_ray(callers_ray: bool) -> None:
     """Disconnect from Ray (stopping a local instance) before the last line, so no worker's log
-    line, forwarded late, prints after it."""
-    if _ray_connected():
+    line, forwarded late, prints after it; unless Ray was up before the command: then it is the caller's."""
+    if not callers_ray and _ray_connected():
         import ray
 
         ray.shutdown()
@@ -257,8 +257,7 @@ def run_to_one_last_line(args: argparse.Namespace) -> int:
             except OSError:
                 log_path = None
             line = failure_line(args, e, log_path)
-            if not callers_ray:
-                _leave_ray()
+            _leave_ray(callers_ray)
             print(line, file=sys.stderr, flush=True)
             return 1
         signal_name = _stop.name
@@ -266,8 +265,7 @@ def run_to_one_last_line(args: argparse.Namespace) -> int:
         signal_name = _stop.name or str(e) or "SIGINT"
     finally:
         _stop.taken.set()
-    if not callers_ray:
-        _leave_ray()
+    _leave_ray(callers_ray)
     stage = unfinished_stage(output_folder(args))
     print(f"orca-math {args.command}: stopped by {signal_name} after {time.perf_counter() - started:.0f}s"
           f"{f' in stage {stage}' if stage else ''}; {how_to_resume(args)}", file=sys.stderr, flush=True)

@@ -281,6 +281,7 @@ def test_sft_labels_mask_the_prompt_and_keep_the_solution(tiny_model, tmp_path):
 def test_the_logits_loss_is_trls_chunked_loss_on_the_solution_tokens(tiny_model, tmp_path):
     """fused_lm_head: false (the demo's faster path) trains on the same loss as TRL's chunked head."""
     import torch
+    from trl import SFTTrainer
 
     from orca_math.train.trainers import build_trainer
 
@@ -290,6 +291,7 @@ def test_the_logits_loss_is_trls_chunked_loss_on_the_solution_tokens(tiny_model,
     for fused in (True, False):
         cfg = load_stage_config(SFTTrainConfig, "tiny", "sft", {"max_steps": 1, "fused_lm_head": fused})
         trainer = build_trainer("sft", str(tiny_model), rows, cfg, tmp_path / str(fused))
+        assert (type(trainer).compute_loss is SFTTrainer.compute_loss) is fused  # the path the setting picks
         batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
         with torch.no_grad():
             losses[fused] = float(trainer.compute_loss(trainer.model.eval(), dict(batch)))
