@@ -57,7 +57,7 @@ def test_demo_config_loads_the_world_and_procedural_teacher():
         assert cfg.bf16 == cfg.fp16 == cfg.scaling.use_gpu == "auto" and cfg.attn_implementation is None
     assert cfgs.eval.engine.dtype == cfgs.practice.engine.dtype == cfgs.eval.engine.use_gpu == "auto"
     assert cfgs.sft.group_by_length
-    # The model's own loss over full logits (1.4x TRL's chunked head here; same loss: test_train.py).
+    # The model's own loss over full logits (1.4x TRL's chunked head in bf16, as fast in fp32; same loss: test_train.py).
     assert cfgs.sft.fused_lm_head is False and cfgs.pref_train.fused_lm_head is False
     assert cfgs.tiny_model.hidden_size // cfgs.tiny_model.num_heads in (32, 64, 128)  # vLLM's CPU head sizes
 
