@@ -29,8 +29,8 @@ DEMO_CONFIG = "configs/demo.yaml"
 LOG_NAME = "logs/demo.log"
 # Seconds each stage took in a committed run (docs/demo-results.md), scaled by how fast this machine
 # has been so far: the time-left estimate. Stages not listed count as 5 s.
-REFERENCE_S = {"student": 14, "world": 8, "seeds": 1, "generate": 28, "sft": 276, "eval": 40, "practice": 80,
-               "judge": 18, "prefs": 1, "rft": 44, "dpo": 60, "kto": 60, "sft-control": 125}
+REFERENCE_S = {"student": 12, "world": 9, "seeds": 1, "generate": 25, "sft": 292, "eval": 33, "practice": 65,
+               "judge": 16, "prefs": 2, "rft": 42, "dpo": 60, "kto": 60, "sft-control": 98}
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -121,7 +121,7 @@ def arms_table(results: list[dict], manifest: dict, algo: str) -> str:
                          f"| {wall(done):.0f} |")
     control = next((r for r in results if "control" in r["model"]), None)
     if control is not None:
-        lines.append(f"| {control['model']} | {100 * control['accuracy']:.1f}% | plain SFT, as many sequences "
+        lines.append(f"| {control['model']} | {100 * control['accuracy']:.1f}% | plain SFT, as many tokens "
                      f"as the rounds trained on | {wall(['sft-control']):.0f} |")
     return "\n".join(lines)
 
@@ -154,6 +154,7 @@ class Progress:
     def __init__(self, planned: list[str], out: IO[str]):
         self.planned, self.out, self.started = planned, out, time.perf_counter()
         self.done: set[str] = set()
+        self.ran: set[str] = set()  # done here, not skipped: what this machine's pace is measured on
         self.stage_started: dict[str, float] = {}
 
     @staticmethod
@@ -162,7 +163,7 @@ class Progress:
 
     def time_left(self) -> float:
         elapsed = time.perf_counter() - self.started
-        ref_done = sum(self.reference(s) for s in self.done) or 1.0
+        ref_done = sum(self.reference(s) for s in self.ran) or 1.0
         ref_left = sum(self.reference(s) for s in self.planned if s not in self.done)
         # Before anything real has run the reference is the best guess; after, this machine's pace.
         pace = elapsed / ref_done if ref_done > 30 else 1.0
@@ -179,6 +180,7 @@ class Progress:
             counts = stage_counts(stage, entry)
             self._print(f"[{now:5.0f}s] {stage:<20} done before, skipped{': ' + counts if counts else ''}")
             return
+        self.ran.add(stage)
         took = now - self.stage_started.get(stage, now)
         counts = stage_counts(stage, entry)
         self._print(f"[{now:5.0f}s] {stage:<20} finished in {took:.0f}s{': ' + counts if counts else ''}"

@@ -17,7 +17,7 @@ from orca_math.common.config import load_yaml
 from orca_math.common.manifest import RunManifest
 from orca_math.common.records import read_parquet, read_table
 from orca_math.common.schema import JUDGMENT, KTO_EXAMPLE, PROBLEM, SAMPLE
-from orca_math.demo import Progress, mcnemar_one_sided, noise_points, stage_counts, verdict
+from orca_math.demo import REFERENCE_S, Progress, mcnemar_one_sided, noise_points, stage_counts, verdict
 from orca_math.run.config import StageConfigs
 from orca_math.run.recipe import planned_stages, training_sequences
 from orca_math.world.generate import find_leaks
@@ -51,7 +51,8 @@ def test_demo_config_loads_the_world_and_procedural_teacher():
     assert cfgs.judge.method == "exact"
     assert cfgs.generate.decontam.eval_sets == []
     assert cfgs.run.preference_algo == "rft" and type(cfgs.pref_train).__name__ == "SFTTrainConfig"
-    assert cfgs.run.practice_fresh and cfgs.prefs.skip_mastered
+    # Mastered problems stay in, a right answer through a false step is no positive (docs/demo-results.md).
+    assert cfgs.run.practice_fresh and not cfgs.prefs.skip_mastered and cfgs.prefs.check_calculations
     # Precision, attention, devices and vLLM's dtype follow the machine (tests/test_hardware.py).
     for cfg in (cfgs.sft, cfgs.pref_train):
         assert cfg.bf16 == cfg.fp16 == cfg.scaling.use_gpu == "auto" and cfg.attn_implementation is None
@@ -135,6 +136,17 @@ def test_progress_prints_one_line_per_stage_with_counts_and_time_left(tmp_path):
     assert stage_counts("judge-1", {"rows_in": 4, "rows_out": 3, "rows_quarantined": 1}) == "4 in, 3 out, 1 quarantined"
 
 
+def test_stages_skipped_on_a_rerun_do_not_make_the_rest_look_instant():
+    """A resumed run skips its first stages in no time; the pace is measured on stages that ran."""
+    import io
+
+    progress = Progress(["sft", "eval-M1", "practice-1", "eval-M2"], io.StringIO())
+    progress("skip", "sft", {})
+    progress("skip", "eval-M1", {})
+    left = progress.time_left()
+    assert left == pytest.approx(REFERENCE_S["practice"] + REFERENCE_S["eval"], rel=0.01)
+
+
 def test_noise_is_two_standard_errors_of_the_difference():
     a, b = {"accuracy": 0.08, "n": 500}, {"accuracy": 0.08, "n": 500}
     assert noise_points(a, b) == pytest.approx(200 * (2 * 0.08 * 0.92 / 500) ** 0.5)
@@ -187,13 +199,16 @@ def test_short_demo_runs_every_stage(tmp_path, ray_local):
         assert (run_dir / f"models/M{k + 1}/config.json").exists()
     assert len(practiced[0]) == len(practiced[1]) == 8 and not practiced[0] & practiced[1]
 
-    # The control trained as many sequences as both rounds (2 steps x 4 examples each), with the
-    # rounds' trainer settings.
+    # The control trained as many tokens as both rounds (it stops at the first step that reaches
+    # them, the schedule fitted to them), with the rounds' trainer settings.
     control = manifest.get("sft-control")
+    rounds_tokens = sum(manifest.get(f"rft-{k}")["metrics"]["num_input_tokens_seen"] for k in (1, 2))
     assert control["control_sequences"] == 2 * 2 * 4
-    assert control["metrics"]["global_step"] == control["config"]["max_steps"] == 16 // 4
+    assert control["control_tokens"] == control["config"]["max_tokens"] == rounds_tokens > 0
+    assert control["metrics"]["stopped_by_token_budget"]
+    assert rounds_tokens <= control["metrics"]["num_input_tokens_seen"] < rounds_tokens + 4 * 512
     assert control["config"]["learning_rate"] == manifest.get("rft-1")["config"]["learning_rate"]
-    # No time cap: a control the clock cut short would not have trained as many sequences.
+    # No time cap: a control the clock cut short would not have trained as much as the rounds.
     assert control["config"]["max_time_s"] is None and manifest.get("rft-1")["config"]["max_time_s"]
 
     # Results: every model evaluated on the same held-out world problems.

@@ -376,9 +376,9 @@ def test_rft_rows_quarantine_each_negative_at_its_own_row_even_with_repeated_ids
 def test_time_cap_stops_training_once_the_loop_has_run_long_enough():
     from types import SimpleNamespace
 
-    from orca_math.train.ray_train import _time_cap
+    from orca_math.train.ray_train import _budget
 
-    cap, control = _time_cap(0.05), SimpleNamespace(should_training_stop=False)
+    cap, control = _budget(max_time_s=0.05), SimpleNamespace(should_training_stop=False)
     cap.on_train_begin(None, None, control)
     cap.on_step_end(None, None, control)
     assert not control.should_training_stop and not cap.hit  # a fast machine never meets the cap
@@ -386,7 +386,7 @@ def test_time_cap_stops_training_once_the_loop_has_run_long_enough():
 
     time.sleep(0.06)
     cap.on_step_end(None, None, control)
-    assert control.should_training_stop and cap.hit
+    assert control.should_training_stop and cap.hit == "time"
 
 
 def test_the_schedule_is_fitted_to_the_time_cap_only_where_the_clock_runs_out_first(monkeypatch):
@@ -402,9 +402,9 @@ def test_the_schedule_is_fitted_to_the_time_cap_only_where_the_clock_runs_out_fi
         opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
         sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=0, num_training_steps=100)
         monkeypatch.setattr(rt, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
-        cap, control = rt._time_cap(10.0), SimpleNamespace(should_training_stop=False)
+        cap, control = rt._budget(max_time_s=10.0), SimpleNamespace(should_training_stop=False)
         cap.on_train_begin(None, None, control)
-        state = SimpleNamespace(max_steps=100)
+        state = SimpleNamespace(max_steps=100, num_input_tokens_seen=0)
         out = []
         for _ in range(steps):
             cap.on_step_begin(None, state, control, lr_scheduler=sched)
@@ -430,3 +430,30 @@ def test_the_schedule_is_fitted_to_the_time_cap_only_where_the_clock_runs_out_fi
     assert stopped
     assert slow[-1] < 0.01 < expected[39]
     assert all(a >= b for a, b in zip(slow, slow[1:]))  # still a decaying schedule
+
+
+def test_a_token_budget_stops_training_and_the_schedule_anneals_on_it():
+    """The SFT control gets the rounds' tokens: with longer sequences than max_steps was sized for,
+    the tokens run out first, and the cosine ends there, not near its peak."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
+    from orca_math.train.ray_train import _budget
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=0, num_training_steps=100)
+    cap, control = _budget(max_tokens=5000), SimpleNamespace(should_training_stop=False)
+    state = SimpleNamespace(max_steps=100, num_input_tokens_seen=0)
+    cap.on_train_begin(None, state, control)
+    lrs = []
+    while not control.should_training_stop:
+        cap.on_step_begin(None, state, control, lr_scheduler=sched)
+        state.num_input_tokens_seen += 100  # 50 steps of 100 tokens: half of max_steps
+        opt.step()
+        sched.step()
+        cap.on_step_end(None, state, control)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert len(lrs) == 50 and cap.hit == "tokens"
+    assert lrs[-1] < 0.01 and lrs[24] == pytest.approx(0.5, abs=0.05)  # the whole cosine in 50 steps

@@ -23,6 +23,11 @@ class PreferenceConfig(StageConfig):
         False, description="Leave out problems whose every sample is right (no pairs, no examples), so a round "
         "trains only on problems the student still gets wrong. Off in the paper, which borrows negatives for them.",
     )
+    check_calculations: bool = Field(
+        False, description="A right answer whose written calculations do not all hold (\"21 / 2 = 7 ... #### 7\", "
+        "judge/calculations.py) counts as a negative, not a positive, and the report counts it as lucky. Off in "
+        "the paper, which trusts the final answer.",
+    )
     donor_pool: int = Field(
         4096, ge=1, description="Most problems whose negatives can be borrowed: those first in a hash of "
         "(seed, round, problem id), so the pool is bounded and does not depend on the order of the rows.",

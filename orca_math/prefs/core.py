@@ -1,9 +1,10 @@
 """Preferences from judged practice: DPO pairs and KTO examples, as pure functions over records.
 
 Orca-Math's rules: for each problem, positives are the student's correct samples plus the
-teacher's solution (always a positive); negatives are its wrong samples. A problem with no
-negative (every sample right) borrows negatives from other problems' negative sets (the paper
-takes one from each of 4 other problems), so the student still learns from it.
+teacher's solution (always a positive); negatives are its wrong samples (with
+``check_calculations``, also its right answers reached through a false written step). A problem
+with no negative (every sample right) borrows negatives from other problems' negative sets (the
+paper takes one from each of 4 other problems), so the student still learns from it.
 
 Everything is per problem, so a round can be built one problem at a time on any worker:
 
@@ -30,13 +31,15 @@ from dataclasses import dataclass, field
 from orca_math.common.prompts import render_prompt
 from orca_math.common.records import RowCountError, quarantine_row
 from orca_math.common.schema import stable_id
+from orca_math.judge.calculations import false_calculations
 from orca_math.prefs.config import PreferenceConfig
 
 # The sample fields a quarantined sample keeps for a human to look at.
 SAMPLE_FIELDS = ("sample_id", "problem_id", "sample_index", "text")
 # The per-problem counts the report sums (plus ``correct=<k>``, one per problem, for the histogram).
 REPORT_COUNTS = ("problems", "pairs", "kto_examples", "negatives_borrowed", "problems_borrowing",
-                 "problems_without_pairs", "problems_mastered_skipped", "samples_used", "samples_quarantined")
+                 "problems_without_pairs", "problems_mastered_skipped", "samples_used", "samples_quarantined",
+                 "lucky_samples")
 
 
 @dataclass
@@ -137,6 +140,11 @@ def problem_preferences(rec: dict, pool: Sequence[dict], cfg: PreferenceConfig, 
     if rec["question"] is None or not right + wrong:
         return out
     out.counts.update({"problems": 1, "samples_used": len(right) + len(wrong), f"correct={len(right)}": 1})
+    if cfg.check_calculations:
+        # The right answer through a false step ("21 / 2 = 7 ... #### 7") would teach the false step.
+        lucky = [bool(false_calculations(t)) for t in right]
+        right, wrong = [t for t, x in zip(right, lucky) if not x], wrong + [t for t, x in zip(right, lucky) if x]
+        out.counts["lucky_samples"] += sum(lucky)
     if cfg.skip_mastered and not wrong:
         out.counts["problems_mastered_skipped"] += 1
         return out

@@ -45,8 +45,8 @@ class RunConfig(StageConfig):
         "problems are the seeds, its held-out test problems replace `eval.data`.",
     )
     sft_control: bool = Field(
-        False, description="Also train M1 further with plain SFT on as many training sequences as the practice "
-        "rounds' training used, and evaluate it like M2..: the equal-compute control for practice.",
+        False, description="Also train M1 further with plain SFT on as many training tokens (after DPO/KTO rounds: "
+        "sequences) as the practice rounds' training used, and evaluate it like M2..: the equal-compute control.",
     )
     seed: int | None = Field(
         None, ge=0, description="One seed for the whole run: when set, it replaces the world's, the teacher's, the "

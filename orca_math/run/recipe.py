@@ -124,9 +124,9 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
         model, model_stage = practice_round(k, model, model_stage)
 
     if run.sft_control and run.rounds:
-        # The equal-compute control: M1 trained further with plain SFT on as many sequences as the
-        # rounds' training used. After RFT rounds (SFT too) it keeps their trainer settings, so the
-        # data is the only difference.
+        # The equal-compute control: M1 trained further with plain SFT on as many tokens (or
+        # sequences) as the rounds' training used. After RFT rounds (SFT too) it keeps their
+        # trainer settings, so the data is the only difference.
         sft = cfgs.pref_train if algo == "rft" else cfgs.sft
         rounds = tuple(f"{algo}-{k}" for k in range(1, run.rounds + 1))
         out = models / "M1-sft-control"
@@ -190,15 +190,24 @@ def _control(cfgs: StageConfigs, sft, m1: Path, problems: Path, c: StageContext)
     from orca_math.train.stage import sft_stage
 
     algo = cfgs.run.preference_algo
-    spent = sum(training_sequences(c.manifest.get(f"{algo}-{k}"), cfgs.pref_train, algo)
-                for k in range(1, cfgs.run.rounds + 1))
+    rounds = [c.manifest.get(f"{algo}-{k}") for k in range(1, cfgs.run.rounds + 1)]
+    spent = sum(training_sequences(e, cfgs.pref_train, algo) for e in rounds)
+    tokens = sum(e["metrics"].get("num_input_tokens_seen") or 0 for e in rounds)
     per_step = sft.per_device_batch_size * sft.gradient_accumulation_steps * sft.scaling.num_workers
-    # Another data order than M1's SFT, so the extra steps see mostly problems M1 has not. No time
-    # cap: the rounds already kept to theirs, and a control cut short by the clock (measured: 164
-    # of 257 steps on a CPU where its steps were slower) would not be the equal-compute arm it is
-    # reported as.
-    control_cfg = sft.model_copy(update={"max_steps": max(1, math.ceil(spent / per_step)), "seed": sft.seed + 1,
-                                         "max_time_s": None})
+    # Equal compute is equal tokens where the rounds counted theirs (SFT-style rounds): the
+    # rounds' positives are shorter than the SFT set's problems (measured: the same 266 x 16
+    # sequences held 1.2x the rounds' tokens), so as many sequences would give the control more.
+    # Steps then only bound it (twice the sequences' steps: the tokens run out first, and the
+    # schedule is fitted to them). Another data order than M1's SFT, so the extra steps see
+    # mostly problems M1 has not. No time cap: the rounds already kept to theirs, and a control cut
+    # short by the clock (measured: 164 of 257 steps on a CPU where its steps were slower) would
+    # not be the equal-compute arm it is reported as.
+    by_tokens = algo == "rft" and all(e["metrics"].get("num_input_tokens_seen") for e in rounds)
+    steps = max(1, math.ceil(spent / per_step))
+    control_cfg = sft.model_copy(update={"max_steps": 2 * steps if by_tokens else steps,
+                                         "max_tokens": tokens if by_tokens else None,
+                                         "seed": sft.seed + 1, "max_time_s": None})
     return {**sft_stage(m1, problems, c.out, control_cfg, c.name).run(c), "control_sequences": spent,
+            "control_tokens": tokens if by_tokens else None,
             "config": control_cfg.model_dump(mode="json")}
 

@@ -107,6 +107,12 @@ class TrainConfigBase(StageConfig):
         "elapsed/max_time_s), so a run the clock stops still ends annealed. Where max_steps finish first the cap "
         "never binds and runs stay reproducible. None: no cap.",
     )
+    max_tokens: int | None = Field(
+        None, ge=1,
+        description="Also stop once training has seen this many input tokens (not padding), whichever comes "
+        "first; the schedule is fitted to it as to max_time_s. A compute budget that does not depend on how long "
+        "the sequences are (the demo's SFT control gets the practice rounds' tokens). None: no budget.",
+    )
     learning_rate: float = Field(1e-6, gt=0, description="Peak learning rate (paper: 1e-6 for SFT).")
     lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = Field(
         "constant", description="Learning-rate schedule (paper: constant)."

@@ -32,6 +32,7 @@ def final_metrics(train_log: dict[str, Any]) -> dict[str, Any]:
         "world_size": train_log["world_size"],
         "ray_train": train_log.get("ray_train"),
         "stopped_by_time_cap": train_log.get("stopped_by_time_cap", False),
+        "stopped_by_token_budget": train_log.get("stopped_by_token_budget", False),
         "first_loss": curve[0][1] if curve else None,
         "last_loss": curve[-1][1] if curve else None,
         **metrics,

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "ray_train"
 TRAIN_LOG = "train_log.json"
 # Config keys that may change between a crash and --resume without invalidating the checkpoint.
-RESUMABLE_CHANGES = {"max_steps", "max_time_s", "keep_checkpoints", "checkpoints_to_keep", "scaling"}
+RESUMABLE_CHANGES = {"max_steps", "max_time_s", "max_tokens", "keep_checkpoints", "checkpoints_to_keep", "scaling"}
 
 
 class ResumeError(ValueError):
@@ -60,31 +60,41 @@ def _session_step_counter():
     return SessionStepCounter()
 
 
-def _time_cap(max_time_s: float):
+def _budget(max_time_s: float | None = None, max_tokens: int | None = None):
     from transformers import TrainerCallback
 
-    class TimeCap(TrainerCallback):
-        """Stop once the loop has run ``max_time_s``, with the learning-rate schedule fitted to it.
+    class Budget(TrainerCallback):
+        """Stop once the loop has run ``max_time_s`` or trained on ``max_tokens`` input tokens,
+        with the learning-rate schedule fitted to whichever comes first.
 
-        A schedule made for ``max_steps`` and cut short by the clock ends at a high learning rate
-        (a cosine cut halfway is still at half its peak), and the model is worse than a shorter
-        schedule run to its end. So the schedule reads its position as the further of two
-        progresses, steps/max_steps and elapsed/max_time_s: where the steps finish first (a fast
-        machine) nothing changes and runs stay reproducible; on a slow one the same schedule is
-        stretched over the time it has and anneals as the clock runs out.
+        A schedule made for ``max_steps`` and cut short ends at a high learning rate (a cosine cut
+        halfway is still at half its peak), and the model is worse than a shorter schedule run to
+        its end. So the schedule reads its position as the furthest of the progresses,
+        steps/max_steps, elapsed/max_time_s and tokens/max_tokens: where the steps finish first
+        nothing changes and runs stay reproducible; on a slow machine (or on longer sequences than
+        max_steps was sized for) the same schedule is stretched over the budget and anneals as it
+        runs out.
         """
 
         def __init__(self):
-            self.started, self.hit, self.fitted = time.perf_counter(), False, False
+            self.started, self.hit, self.fitted, self.state = time.perf_counter(), None, False, None
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.started = time.perf_counter()
 
+        def progress(self) -> float:
+            """The furthest of the time and token budgets' progress, 0 to 1 (0 without a budget)."""
+            spent = [min(1.0, (time.perf_counter() - self.started) / max_time_s)] if max_time_s else []
+            if max_tokens and self.state is not None:
+                spent.append(min(1.0, self.state.num_input_tokens_seen / max_tokens))
+            return max(spent, default=0.0)
+
         def time_step(self, step: int, max_steps: int) -> float:
-            """The schedule position of optimizer step ``step``: itself, or further on a slow machine."""
-            return max(step, min(1.0, (time.perf_counter() - self.started) / max_time_s) * max_steps)
+            """The schedule position of optimizer step ``step``: itself, or further where a budget binds."""
+            return max(step, self.progress() * max_steps)
 
         def on_step_begin(self, args, state, control, lr_scheduler=None, **kwargs):
+            self.state = state
             if self.fitted or state is None or not state.max_steps:
                 return
             self.fitted = True
@@ -92,17 +102,21 @@ def _time_cap(max_time_s: float):
             inner = getattr(lr_scheduler, "scheduler", lr_scheduler)
             lambdas = getattr(inner, "lr_lambdas", None)
             if lambdas is None:
-                log.warning("max_time_s: %s has no lr_lambdas; the time cap stops training but the schedule "
-                            "is not fitted to it", type(inner).__name__)
+                log.warning("max_time_s/max_tokens: %s has no lr_lambdas; the budget stops training but the "
+                            "schedule is not fitted to it", type(inner).__name__)
                 return
             max_steps = state.max_steps
             inner.lr_lambdas = [lambda step, f=f: f(self.time_step(step, max_steps)) for f in lambdas]
 
         def on_step_end(self, args, state, control, **kwargs):
-            if time.perf_counter() - self.started >= max_time_s:
-                self.hit = control.should_training_stop = True
+            self.state = state
+            if max_time_s and time.perf_counter() - self.started >= max_time_s:
+                self.hit = "time"
+            elif max_tokens and state is not None and state.num_input_tokens_seen >= max_tokens:
+                self.hit = "tokens"
+            control.should_training_stop = control.should_training_stop or self.hit is not None
 
-    return TimeCap()
+    return Budget()
 
 
 def _checkpoint_step(hf_checkpoint: Path) -> int:
@@ -136,7 +150,7 @@ def train_loop_per_worker(job: dict[str, Any]) -> None:
     # Ray storage; in local mode nothing copies them, so they are written where they are kept.
     scratch = Path(job["local_checkpoints"]) if local else Path(tempfile.mkdtemp(prefix=f"orca-math-{algo}-rank{rank}-"))
     counter = _session_step_counter()
-    cap = _time_cap(cfg.max_time_s) if cfg.max_time_s else None
+    cap = _budget(cfg.max_time_s, cfg.max_tokens) if cfg.max_time_s or cfg.max_tokens else None
     try:
         trainer = build_trainer(algo, job["model"], columns, cfg, scratch,
                                 ([] if local else [RayTrainReportCallback()]) + [counter] + ([cap] if cap else []))
@@ -165,7 +179,8 @@ def train_loop_per_worker(job: dict[str, Any]) -> None:
                 "global_step": trainer.state.global_step,
                 "resumed_from_step": resumed_from_step,
                 "precision": precision,
-                "stopped_by_time_cap": bool(cap and cap.hit),
+                "stopped_by_time_cap": bool(cap and cap.hit == "time"),
+                "stopped_by_token_budget": bool(cap and cap.hit == "tokens"),
                 "steps_this_run": counter.steps,
                 "tokens_this_run": trainer.state.num_input_tokens_seen - counter.tokens_at_start,
                 "train_metrics": output.metrics,

@@ -3,7 +3,8 @@
 The check plays the role of the LLM flow's second, independent solve: the answer is recomputed
 from the program's formula (``steps.expression``, evaluated by a separate little evaluator, not
 the ``value`` arithmetic that produced the text), every ``a op b = c`` line in the text is
-re-done from its own numbers, and the final ``#### N`` must agree with both.
+re-done from its own numbers (``judge.calculations``, the check practice applies to the
+student's samples too), and the final ``#### N`` must agree with both.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 
 from orca_math.judge.answers import extract_answer, is_correct
+from orca_math.judge.calculations import false_calculations
 from orca_math.world.program import Program, ProgramError
 from orca_math.world.render import render_solution
 from orca_math.world.steps import evaluate_expression, expression
@@ -42,9 +44,7 @@ def solution_errors(program: Program, solution: str) -> list[str]:
     equations = EQUATION.findall(solution)
     if not equations:
         errors.append("no arithmetic shown")
-    for lhs, rhs in equations:
-        if evaluate_expression(lhs) != int(rhs):
-            errors.append(f"wrong arithmetic: {lhs} = {rhs}")
+    errors += [f"wrong arithmetic: {eq}" for eq in false_calculations(solution)]
     if equations and int(equations[-1][1]) != answer:
         errors.append(f"last step gives {equations[-1][1]}, the program gives {answer}")
     if not is_correct(solution, str(answer)):
