@@ -74,11 +74,11 @@ def _decimals(written: str) -> int:
     return len(written.split(".")[1]) if "." in written else 0
 
 
-def _readings(expr: str) -> list[str]:
-    """``expr`` as written, and with "a / b/c" read as a divided by the fraction b/c (a common way
-    to write it: "25 / 1/3 = 75")."""
-    fractions = re.sub(r"/\s+(\d+(?:\.\d+)?/\d+(?:\.\d+)?)", r"/(\1)", expr)
-    return [expr] if fractions == expr else [expr, fractions]
+def _fraction_divisor(expr: str) -> str | None:
+    """``expr`` with "a / b/c" read as a divided by the fraction b/c (a common way to write it:
+    "25 / 1/3 = 75"); None when it has no such division."""
+    reread = re.sub(r"/\s+(\d+(?:\.\d+)?/\d+(?:\.\d+)?)", r"/(\1)", expr)
+    return reread if reread != expr else None
 
 
 def _holds(exact: Fraction, written: str, value: Fraction) -> bool:
@@ -115,7 +115,10 @@ def false_calculations(text: str) -> list[str]:
                 left, right = values[i], values[i + 1]
                 if left is None or right is None or not left[1] or right[1]:
                     continue  # only "calculation = number" is checked
-                if not any(_holds(v[0], sides[i + 1], right[0])
-                           for v in filter(None, map(_value, _readings(sides[i])))):
+                if _holds(left[0], sides[i + 1], right[0]):
+                    continue
+                reread = _fraction_divisor(sides[i])
+                other = _value(reread) if reread else None
+                if not (other and _holds(other[0], sides[i + 1], right[0])):
                     wrong.append(f"{sides[i].strip()} = {sides[i + 1].strip().rstrip('.')}")
     return wrong

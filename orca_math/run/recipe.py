@@ -192,7 +192,6 @@ def _control(cfgs: StageConfigs, sft, m1: Path, problems: Path, c: StageContext)
     algo = cfgs.run.preference_algo
     rounds = [c.manifest.get(f"{algo}-{k}") for k in range(1, cfgs.run.rounds + 1)]
     spent = sum(training_sequences(e, cfgs.pref_train, algo) for e in rounds)
-    tokens = sum(e["metrics"].get("num_input_tokens_seen") or 0 for e in rounds)
     per_step = sft.per_device_batch_size * sft.gradient_accumulation_steps * sft.scaling.num_workers
     # Equal compute is equal tokens where the rounds counted theirs (SFT-style rounds): the
     # rounds' positives are shorter than the SFT set's problems (measured: the same 266 x 16
@@ -202,12 +201,12 @@ def _control(cfgs: StageConfigs, sft, m1: Path, problems: Path, c: StageContext)
     # mostly problems M1 has not. No time cap: the rounds already kept to theirs, and a control cut
     # short by the clock (measured: 164 of 257 steps on a CPU where its steps were slower) would
     # not be the equal-compute arm it is reported as.
-    by_tokens = algo == "rft" and all(e["metrics"].get("num_input_tokens_seen") for e in rounds)
+    counted = [e["metrics"].get("num_input_tokens_seen") for e in rounds]
+    tokens = sum(counted) if algo == "rft" and all(counted) else None
     steps = max(1, math.ceil(spent / per_step))
-    control_cfg = sft.model_copy(update={"max_steps": 2 * steps if by_tokens else steps,
-                                         "max_tokens": tokens if by_tokens else None,
+    control_cfg = sft.model_copy(update={"max_steps": 2 * steps if tokens else steps, "max_tokens": tokens,
                                          "seed": sft.seed + 1, "max_time_s": None})
     return {**sft_stage(m1, problems, c.out, control_cfg, c.name).run(c), "control_sequences": spent,
-            "control_tokens": tokens if by_tokens else None,
+            "control_tokens": tokens,
             "config": control_cfg.model_dump(mode="json")}
 

@@ -89,7 +89,7 @@ def _budget(max_time_s: float | None = None, max_tokens: int | None = None):
                 spent.append(min(1.0, self.state.num_input_tokens_seen / max_tokens))
             return max(spent, default=0.0)
 
-        def time_step(self, step: int, max_steps: int) -> float:
+        def position(self, step: int, max_steps: int) -> float:
             """The schedule position of optimizer step ``step``: itself, or further where a budget binds."""
             return max(step, self.progress() * max_steps)
 
@@ -106,7 +106,7 @@ def _budget(max_time_s: float | None = None, max_tokens: int | None = None):
                             "schedule is not fitted to it", type(inner).__name__)
                 return
             max_steps = state.max_steps
-            inner.lr_lambdas = [lambda step, f=f: f(self.time_step(step, max_steps)) for f in lambdas]
+            inner.lr_lambdas = [lambda step, f=f: f(self.position(step, max_steps)) for f in lambdas]
 
         def on_step_end(self, args, state, control, **kwargs):
             self.state = state
