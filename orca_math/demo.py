@@ -29,8 +29,8 @@ DEMO_CONFIG = "configs/demo.yaml"
 LOG_NAME = "logs/demo.log"
 # Seconds each stage took in a committed run (docs/demo-results.md), scaled by how fast this machine
 # has been so far: the time-left estimate. Stages not listed count as 5 s.
-REFERENCE_S = {"student": 12, "world": 9, "seeds": 1, "generate": 25, "sft": 292, "eval": 33, "practice": 65,
-               "judge": 16, "prefs": 2, "rft": 42, "dpo": 60, "kto": 60, "sft-control": 98}
+REFERENCE_S = {"student": 12, "world": 9, "seeds": 1, "generate": 25, "sft": 292, "eval": 28, "practice": 65,
+               "judge": 12, "prefs": 2, "rft": 42, "dpo": 60, "kto": 60, "sft-control": 98}
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:

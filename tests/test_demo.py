@@ -154,11 +154,16 @@ def test_noise_is_two_standard_errors_of_the_difference():
 
 
 @pytest.mark.slow
-def test_short_demo_runs_every_stage(tmp_path, ray_local):
+def test_short_demo_runs_every_stage(tmp_path, ray_local, caplog):
+    import logging
+
     from orca_math.run.recipe import run_pipeline
 
     run_dir = tmp_path / "demo"
-    results = run_pipeline(small_demo_config(tmp_path / "demo.yaml"), run_dir)
+    with caplog.at_level(logging.INFO, logger="orca_math.judge.serve_judge"):
+        results = run_pipeline(small_demo_config(tmp_path / "demo.yaml"), run_dir)
+    # Training runs in the driver, so the judge stayed up: started once for 2 judge and 4 eval stages.
+    assert sum("judge (exact) ready" in r.getMessage() for r in caplog.records) == 1
     manifest = RunManifest(run_dir / "manifest.json")
     assert [s for s in STAGES if (manifest.get(s) or {}).get("status") == "done"] == STAGES
     for name in STAGES:

@@ -149,6 +149,13 @@ def test_killed_run_resumes_to_the_same_outputs(finished_run, run_config, tmp_pa
 
     reference, _ = finished_run
     run_dir = tmp_path / "killed"
+    # The finished run up to eval-M1 (a copied folder resumes like the original): the job starts at
+    # practice, not 40 s of training and evaluating earlier.
+    shutil.copytree(reference, run_dir)
+    manifest = RunManifest(run_dir / "manifest.json")
+    for stage in STAGES[STAGES.index("practice-1"):]:
+        del manifest.stages[stage]
+    manifest.save()
     env = {**os.environ, "RAY_ADDRESS": "local"}  # its own Ray, killed with it
     proc = subprocess.Popen([sys.executable, "-m", "orca_math.cli", "run", "--config", str(run_config),
                              "--out", str(run_dir)], cwd=REPO, env=env, start_new_session=True,
@@ -172,6 +179,7 @@ def test_killed_run_resumes_to_the_same_outputs(finished_run, run_config, tmp_pa
     run_pipeline(run_config, run_dir)
     manifest = RunManifest(run_dir / "manifest.json")
     assert all(manifest.get(s)["status"] == "done" for s in STAGES)
+    assert manifest.get("eval-M1")["finished_at"] == RunManifest(reference / "manifest.json").get("eval-M1")["finished_at"]
     got, want = _ids(run_dir), _ids(reference)
     for kind in want:
         assert len(got[kind]) == len(set(got[kind])), f"duplicate {kind}"

@@ -62,12 +62,13 @@ def wait_for(what: str, check, timeout_s: float, interval_s: float = 1.0):
 
 
 def stop_session(proc: subprocess.Popen) -> None:
-    """SIGTERM every process of the head's session (ours alone), SIGKILL what is left after 20 s."""
+    """SIGTERM every process of the head's session (ours alone), SIGKILL what is left after 5 s (the
+    head drains for up to 30 s on SIGTERM; nothing of it is kept)."""
     def members() -> list[int]:
         out = subprocess.run(["ps", "-o", "pid=", "-s", str(proc.pid)], capture_output=True, text=True).stdout
         return [int(p) for p in out.split()]
 
-    for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+    for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
         for pid in members():
             try:
                 os.kill(pid, sig)

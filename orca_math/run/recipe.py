@@ -81,6 +81,11 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
 
     judge_teacher = cfgs.teacher if cfgs.judge.method != "exact" else None
 
+    # Training that runs in the driver (local mode) asks Ray for no CPUs, so the judge stays up from
+    # the first eval to the end of the run: one start instead of one per judge and eval stage (each
+    # start and stop took 12-14 s on a 2-core CPU). Ray Train workers may need its replicas' CPUs.
+    keep_judge = cfgs.sft.scaling.in_process and cfgs.pref_train.scaling.in_process
+
     def evaluate(label: str, model: Path | str, after: tuple[str, ...]) -> None:
         stage = eval_stage(model, eval_cfg, run_dir / "eval" / label, f"eval-{label}", cfgs.serve.judge, judge_teacher)
 
@@ -91,7 +96,8 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
                 release_judge()  # training comes next: its workers need the judge replicas' CPUs
 
         # On the world the eval set is a stage's output: a new world re-evaluates every model.
-        stages.append(replace(stage, run=then_release_judge, after=after + (("world",) if run.world else ())))
+        stages.append(replace(stage, run=stage.run if keep_judge else then_release_judge,
+                              after=after + (("world",) if run.world else ())))
 
     if run.eval_base:
         evaluate("M0", m0, student)
