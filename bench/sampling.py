@@ -2,9 +2,11 @@
 
 The bare side calls the stage's sampler (``VLLMSampler``, per-problem seeds) in this process. The
 other side is what ``orca-math practice`` runs: ``read_parquet`` of the problems -> ``map_batches``
-into an engine actor -> each batch committed as a part (``stream_stage`` with ``PracticeBatches``),
-timed from inside the actor. Prints generated tokens/s of each over the generation window (engine
-start reported apart), the ratio stage / bare (goal >= 0.95) and whether the samples are the same.
+whose actors hand each batch to an engine host -> each batch committed as a part (``stream_stage``
+with ``PracticeBatches``), timed from inside the actor. Prints generated tokens/s of each over the
+generation window (engine start reported apart: the host's start and build), the ratio stage / bare
+(goal >= 0.95) and whether the samples are the same; then the same stage again, as the next stage
+of a run finds the host: its start.
 On CPU it also runs the bare engine with its engine core in a second process (vLLM's default)
 next to in-process (ours on CPU, ``in_process_engine``): start-up and generation ratios.
 
@@ -33,13 +35,11 @@ def _problems(k: int) -> list[dict]:
 
 
 class TimedPracticeBatches(PracticeBatches):
-    """The stage's actor, noting its engine's start and each generate call (wall clock) in ``log``."""
+    """The stage's actor, noting each generate call (wall clock) in ``log``."""
 
     def __init__(self, log: str, **kwargs):
-        t = time.time()
         super().__init__(**kwargs)
         self.log = log
-        self._note({"engine_start_s": time.time() - t})
 
     def process(self, problems):
         t0 = time.time()
@@ -76,25 +76,26 @@ def bench_bare(engine, decoding, problems, template) -> dict:
 def bench_stage(engine, decoding, problems, template, work: Path) -> dict:
     from orca_math.common.ray_runtime import ensure_ray
     from orca_math.common.records import read_parquet, write_parquet
-    from orca_math.common.sampling.ray_sampling import engine_resources
+    from orca_math.common.sampling.hosts import lease_engines
     from orca_math.common.schema import PROBLEM, SAMPLE
     from orca_math.common.streaming import StageParts, stream_stage
 
+    work.mkdir(parents=True, exist_ok=True)
     write_parquet(problems, PROBLEM, work / "problems.parquet")
     ensure_ray(num_cpus=os.cpu_count())
     log = work / "timings.jsonl"
     parts = StageParts(work / "practice", "samples.parquet", SAMPLE)
     t0 = time.perf_counter()
+    lease = lease_engines(engine)
+    t1 = time.perf_counter()
     stream_stage(work / "problems.parquet", parts, TimedPracticeBatches,
-                 {"log": str(log), "engine": engine, "decoding": decoding, "prompt_template": template,
+                 {"log": str(log), "lease": lease, "engine": engine, "decoding": decoding, "prompt_template": template,
                   "model_name": "bench"},
-                 batch_size=engine.batch_size, concurrency=engine.concurrency, **engine_resources(engine))
+                 batch_size=engine.batch_size, concurrency=engine.concurrency, num_cpus=0)
     wall = time.perf_counter() - t0
-    notes = [json.loads(line) for line in log.read_text().splitlines()]
-    calls = [n for n in notes if "gen_start" in n]
-    return {"start_s": max(n["engine_start_s"] for n in notes if "engine_start_s" in n),
-            "gen_s": max(c["gen_end"] for c in calls) - min(c["gen_start"] for c in calls), "wall_s": wall,
-            **_summary(read_parquet(parts.data_dir, SAMPLE))}
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    return {"start_s": t1 - t0, "gen_s": max(c["gen_end"] for c in calls) - min(c["gen_start"] for c in calls),
+            "wall_s": wall, **_summary(read_parquet(parts.data_dir, SAMPLE))}
 
 
 def main() -> None:
@@ -122,13 +123,17 @@ def main() -> None:
     bare = bench_bare(engine, decoding, problems, template)
     second_process = engine.model_copy(update={"in_process_engine": False})  # vLLM's default
     sub = None if args.gpu else bench_bare(second_process, decoding, problems, template)
-    stage = bench_stage(engine, decoding, problems, template, Path(tempfile.mkdtemp(prefix="bench-sampling-")))
+    work = Path(tempfile.mkdtemp(prefix="bench-sampling-"))
+    stage = bench_stage(engine, decoding, problems, template, work / "first")
+    again = bench_stage(engine, decoding, problems, template, work / "second")
     bare_tps, stage_tps = bare["tokens"] / bare["gen_s"], stage["tokens"] / stage["gen_s"]
     print(f"\nmodel={model} prompts={len(problems)} n={args.n} max_tokens={args.max_tokens}")
     print(f"{'path':<10} {'samples':>8} {'tokens':>8} {'engine start s':>15} {'gen s':>8} {'gen tok/s':>10}")
     for name, r, tps in (("bare", bare, bare_tps), ("stage", stage, stage_tps)):
         print(f"{name:<10} {r['samples']:>8} {r['tokens']:>8} {r['start_s']:>15.1f} {r['gen_s']:>8.2f} {tps:>10.0f}")
-    print(f"stage end-to-end wall (read + actor start + generation + commits): {stage['wall_s']:.1f}s")
+    print(f"stage end-to-end wall (read + host start + generation + commits): {stage['wall_s']:.1f}s")
+    print(f"the same stage again, its engine host still up: engine start {again['start_s']:.1f}s, "
+          f"wall {again['wall_s']:.1f}s; same samples: {again['texts'] == stage['texts']}")
     print(f"same samples: {stage['texts'] == bare['texts']}")
     print(f"ratio stage/bare (generation window): {stage_tps / bare_tps:.3f}  (goal >= 0.95)")
     if sub is not None:

@@ -58,7 +58,7 @@ def run_chain(n: int, work: Path) -> dict:
 
     problems = work / "problems.parquet"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    # 0.5 CPU: the canned engine actor takes 1 and reads need a little (2 CPUs in all).
+    # 0.5 CPU: the canned engine host takes 1 and reads need a little (2 CPUs in all).
     serve_cfg = JudgeServeConfig(min_replicas=1, max_replicas=1, num_cpus=0.5, max_batch_size=1024,
                                  max_ongoing_requests=64)
     ensure_judge_app(JudgeConfig(), serve_cfg)

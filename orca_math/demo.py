@@ -29,7 +29,7 @@ DEMO_CONFIG = "configs/demo.yaml"
 LOG_NAME = "logs/demo.log"
 # Seconds each stage took in a committed run (docs/demo-results.md), scaled by how fast this machine
 # has been so far: the time-left estimate. Stages not listed count as 5 s.
-REFERENCE_S = {"student": 12, "world": 9, "seeds": 1, "generate": 25, "sft": 292, "eval": 28, "practice": 65,
+REFERENCE_S = {"student": 12, "world": 9, "seeds": 1, "generate": 25, "sft": 292, "eval": 28, "practice": 47,
                "judge": 12, "prefs": 2, "rft": 42, "dpo": 60, "kto": 60, "sft-control": 98}
 
 
@@ -233,21 +233,23 @@ def run(args: argparse.Namespace) -> int:
     log_path = out / LOG_NAME
     started = time.perf_counter()
 
-    def body(terminal: IO[str]) -> list[dict]:
+    def run_and_report(terminal: IO[str]) -> int:
         print(f"orca-math demo: {len(planned_stages(cfgs))} stages into {out}/ (logs: {log_path})",
               file=terminal, flush=True)
-        return run_pipeline(config, out, on_event=Progress(planned_stages(cfgs), terminal))
+        progress = Progress(planned_stages(cfgs), terminal)
+        results = run_pipeline(config, out, on_event=progress)
+        skipped = len(progress.done - progress.ran)
+        return _report(results, out, cfgs.run.preference_algo, started, skipped, terminal)
 
     if args.verbose:
-        return _report(body(sys.stdout), out, cfgs.run.preference_algo, started, sys.stdout)
+        return run_and_report(sys.stdout)
     # A failure or Ctrl-C leaves the block (the terminal is restored) for `orca-math`'s one last line;
     # the traceback goes to this same log.
     with LogsToFile(log_path) as terminal:
-        results = body(terminal)
-        return _report(results, out, cfgs.run.preference_algo, started, terminal)
+        return run_and_report(terminal)
 
 
-def _report(results: list[dict], out: Path, algo: str, started: float, terminal: IO[str]) -> int:
+def _report(results: list[dict], out: Path, algo: str, started: float, skipped: int, terminal: IO[str]) -> int:
     from orca_math.common.manifest import RunManifest
 
     manifest = RunManifest(out / "manifest.json").data
@@ -258,5 +260,6 @@ def _report(results: list[dict], out: Path, algo: str, started: float, terminal:
     for line in verdict(results):
         say(line)
     say(f"plot: {out / 'results.png'}; table: {out / 'results.md'}; logs: {out / LOG_NAME}")
-    say(f"demo: {time.perf_counter() - started:.0f}s wall (stages finished earlier were skipped)")
+    reused = f" ({skipped} stages finished earlier were skipped)" if skipped else ""
+    say(f"demo: {time.perf_counter() - started:.0f}s wall{reused}")
     return 0

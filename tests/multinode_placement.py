@@ -2,10 +2,10 @@
 
 Three Ray nodes on this machine, like cluster.yaml's node types: a head with free CPUs (the decoy:
 Ray prefers the driver's node when nothing says otherwise), a ``sampler`` node and a ``trainer``
-node. Sampling is a Ray Data ``map_batches`` with the resources ``engine_resources`` gives a
-vLLM engine config; training is a Ray Train ``TorchTrainer`` with the ``ScalingConfig`` built
-from a ``TrainScalingConfig``. Both UDFs report their node id; the last line printed is
-``RESULT {json}``.
+node. Sampling runs on the engine hosts ``lease_engines`` starts for an engine config (canned: no
+model); training is a Ray Train ``TorchTrainer`` with the ``ScalingConfig`` built from a
+``TrainScalingConfig``. The hosts and the training workers report
+their node ids; the last line printed is ``RESULT {json}``.
 
     python tests/multinode_placement.py STORAGE_DIR
 """
@@ -20,23 +20,13 @@ from pathlib import Path
 
 import ray
 
-from orca_math.common.sampling.config import VLLMEngineConfig
-from orca_math.common.sampling.ray_sampling import engine_resources
+from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
+from orca_math.common.sampling.hosts import HostedSampler, lease_engines
 from orca_math.train.config import TrainScalingConfig
 
-ENGINE = VLLMEngineConfig(use_gpu=False, num_cpus_per_engine=1, concurrency=2, batch_size=4,
+ENGINE = VLLMEngineConfig(kind="canned", use_gpu=False, num_cpus_per_engine=1, concurrency=2, batch_size=4,
                           resources={"sampler": 1})
 SCALING = TrainScalingConfig(num_workers=2, use_gpu=False, resources_per_worker={"CPU": 1, "trainer": 1})
-
-
-class NodeReporter:
-    """Stands in for VLLMSampler: same map_batches shape, answers with the node it runs on."""
-
-    def __init__(self):
-        self.node_id = ray.get_runtime_context().get_node_id()
-
-    def __call__(self, batch: dict) -> dict:
-        return {"problem_id": batch["problem_id"], "node_id": [self.node_id] * len(batch["problem_id"])}
 
 
 def train_loop(config: dict) -> None:
@@ -48,11 +38,12 @@ def train_loop(config: dict) -> None:
 
 
 def sampling_nodes() -> list[str]:
-    ds = ray.data.from_items([{"problem_id": f"p{i}"} for i in range(16)])
-    rows = ds.map_batches(NodeReporter, batch_size=ENGINE.batch_size, concurrency=ENGINE.concurrency,
-                          **engine_resources(ENGINE)).take_all()
-    assert len(rows) == 16
-    return sorted({r["node_id"] for r in rows})
+    lease = lease_engines(ENGINE)
+    sampled = HostedSampler(lease, ENGINE, DecodingConfig(n=2), "M1")({"problem_id": ["p1"], "prompt": ["q"]})
+    assert sampled["problem_id"] == ["p1", "p1"]
+    assert len(lease.hosts) == ENGINE.concurrency
+    return sorted(set(ray.get([h.__ray_call__.remote(lambda _: ray.get_runtime_context().get_node_id())
+                               for h in lease.hosts])))
 
 
 def training_nodes(storage: Path) -> list[str]:

@@ -160,10 +160,15 @@ def test_short_demo_runs_every_stage(tmp_path, ray_local, caplog):
     from orca_math.run.recipe import run_pipeline
 
     run_dir = tmp_path / "demo"
-    with caplog.at_level(logging.INFO, logger="orca_math.judge.serve_judge"):
-        results = run_pipeline(small_demo_config(tmp_path / "demo.yaml"), run_dir)
+    caplog.set_level(logging.INFO, logger="orca_math.judge.serve_judge")
+    caplog.set_level(logging.INFO, logger="orca_math.common.sampling.hosts")
+    results = run_pipeline(small_demo_config(tmp_path / "demo.yaml"), run_dir)
     # Training runs in the driver, so the judge stayed up: started once for 2 judge and 4 eval stages.
     assert sum("judge (exact) ready" in r.getMessage() for r in caplog.records) == 1
+    # One engine process for eval-M_k and practice-k, and one for eval-M3 and the control's eval: a
+    # round's preferences free its CPUs.
+    leases = [r.getMessage() for r in caplog.records if r.name == "orca_math.common.sampling.hosts"]
+    assert [", 1 started" in m for m in leases] == [True, False, True, False, True, False], leases
     manifest = RunManifest(run_dir / "manifest.json")
     assert [s for s in STAGES if (manifest.get(s) or {}).get("status") == "done"] == STAGES
     for name in STAGES:

@@ -38,7 +38,6 @@ def test_tensor_parallel_engine_puts_custom_resources_in_its_placement_group(mon
                         lambda bundles, strategy: bundles_seen.append((bundles, strategy)) or object())
     args = engine_resources(VLLMEngineConfig(use_gpu=True, tensor_parallel_size=2, resources={"sampler": 1}))
     assert "resources" not in args and args["num_gpus"] == 0
-    args["ray_remote_args_fn"]()
     assert bundles_seen == [([{"GPU": 1, "CPU": 1, "sampler": 1}, {"GPU": 1, "CPU": 1}], "STRICT_PACK")]
 
 
@@ -74,7 +73,7 @@ def test_sampling_and_training_land_on_their_node_types(tmp_path):
     assert proc.returncode == 0 and results, out[-4000:]
     placed = json.loads(results[-1].removeprefix("RESULT "))
     assert len({placed["head"], placed["sampler"], placed["trainer"]}) == 3
-    # Every engine actor on the sampler node, every training worker on the trainer node: the head had
+    # Every engine host on the sampler node, every training worker on the trainer node: the head had
     # free CPUs (and the driver) the whole time, so only the custom resources kept them off it.
     assert placed["sampling_nodes"] == [placed["sampler"]]
     assert placed["training_nodes"] == [placed["trainer"]]

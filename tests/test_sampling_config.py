@@ -36,10 +36,16 @@ def test_single_gpu_engine_takes_one_gpu():
     assert "enable_chunked_prefill" not in kw
 
 
-def test_tensor_parallel_engine_runs_in_a_placement_group():
+def test_tensor_parallel_engine_runs_in_a_placement_group(monkeypatch):
+    import ray.util
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    groups = []
+    monkeypatch.setattr(ray.util, "placement_group", lambda bundles, strategy: groups.append(strategy) or object())
     cfg = VLLMEngineConfig(model="m", use_gpu=True, tensor_parallel_size=4)
     res = engine_resources(cfg)
-    assert res["num_gpus"] == 0 and callable(res["ray_remote_args_fn"])
+    assert res["num_gpus"] == 0 and isinstance(res["scheduling_strategy"], PlacementGroupSchedulingStrategy)
+    assert groups == ["STRICT_PACK"]
     kw = engine_kwargs(cfg)
     assert kw["tensor_parallel_size"] == 4 and kw["distributed_executor_backend"] == "ray"
 

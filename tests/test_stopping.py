@@ -208,6 +208,11 @@ def test_ctrl_c_while_sampling_after_training_stops_the_run_and_leaves_it_resuma
     from orca_math.run.recipe import recipe
 
     cfg, run_dir = small_run_config(tmp_path / "run.yaml"), tmp_path / "run"
+    # The tiny model samples the 8 problems in well under a second on eval-M1's engine host: a canned
+    # engine that takes a minute per batch makes sure the signal lands while practice-1 samples.
+    slow_practice = load_yaml(cfg)
+    slow_practice["practice"]["engine"].update(kind="canned", canned_delay_s=60)
+    cfg.write_text(yaml.safe_dump(slow_practice))
     env = {**os.environ, "RAY_ADDRESS": "local"}
     cmd = ORCA_MATH + ["run", "--config", str(cfg), "--out", str(run_dir)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL,

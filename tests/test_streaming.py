@@ -116,28 +116,35 @@ def test_eval_quarantines_what_the_judge_could_not_decide():
 
 @pytest.mark.slow
 def test_the_stages_read_while_actors_hold_every_cpu(tmp_path, ray_local):
-    """Engine actors and judge replicas may reserve every CPU of a small cluster: a read task that
-    asked for any CPU, even a tenth, would wait for one forever."""
+    """Engine hosts and judge replicas may reserve every CPU of a small cluster, from one stage to the
+    next: a task that asked for any CPU, even a tenth, would wait for one forever (ray.data.read_parquet
+    starts one to list or sample the files before it reads)."""
     import ray
 
     from orca_math.common.streaming import read_dataset
 
     path = write_parquet(problems(20), PROBLEM, tmp_path / "problems.parquet")
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for i in range(3):
+        write_parquet(problems(5 + i), PROBLEM, parts / f"part-{i}.parquet")
 
     @ray.remote(num_cpus=1)
     class Engine:
         def ready(self) -> bool:
             return True
 
-    # As in a stage: the dataset is declared first, its engine actors start when it runs.
-    rows = read_dataset(path, ["id"]).map_batches(lambda b: b, batch_format="pyarrow", num_cpus=0)
     engines = [Engine.remote() for _ in range(int(ray.cluster_resources()["CPU"]))]
     try:
         ray.get([e.ready.remote() for e in engines], timeout=60)
         assert ray.available_resources().get("CPU", 0) == 0
-        count = ThreadPoolExecutor(1).submit(
-            lambda: sum(b.num_rows for b in rows.iter_batches(batch_size=None, batch_format="pyarrow")))
-        assert count.result(timeout=60) == 20
+
+        def count(p) -> int:  # declared and read while the engines hold every CPU
+            rows = read_dataset(p, ["id"]).map_batches(lambda b: b, batch_format="pyarrow", num_cpus=0)
+            return sum(b.num_rows for b in rows.iter_batches(batch_size=None, batch_format="pyarrow"))
+
+        assert ThreadPoolExecutor(1).submit(count, path).result(timeout=60) == 20
+        assert ThreadPoolExecutor(1).submit(count, parts).result(timeout=60) == 5 + 6 + 7
     finally:
         for e in engines:
             ray.kill(e)

@@ -191,26 +191,53 @@ class StreamResult:
 
 
 def read_dataset(path: str | Path, columns: list[str] | None = None):
-    """``ray.data.read_parquet`` (a file or a folder of parts; ``columns``: only those) whose tasks
-    ask for no CPU.
+    """A Ray Data dataset of a Parquet file or folder of parts (``columns``: only those), one block per
+    row group, read by tasks that ask for no CPU.
 
-    Reading is light, and the stage's engine actors and judge replicas may hold every CPU of a
-    small cluster: a read asking for any CPU (a tenth included: engine actors that ask for 1 CPU
-    each leave no fraction free on a 2-CPU node) would then wait forever. Ray 2.60's default
-    (V2) reader lists files in a task that always asks for one CPU, so this uses the V1 reader.
+    Reading is light, and the engine hosts and judge replicas may hold every CPU of a small cluster
+    from one stage to the next: a task asking for any CPU (a tenth included: a host that asks for 1
+    CPU leaves no fraction free on a 2-CPU node with the judge up) would then wait forever.
+    ``ray.data.read_parquet`` starts such tasks before any read: the file listing (its V2 reader)
+    or the sampling of files for their size (V1). Here the driver reads only the files' footers.
     """
     import ray
     import ray.data
 
-    ctx = ray.data.DataContext.get_current()
-    v2, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
-    try:
-        # Asking for no CPU also lifts the CPU bound on how many reads run at once: capped here, or a
-        # big input starts every read together and they crowd out the stage's own work.
-        concurrency = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        return ray.data.read_parquet(str(path), columns=columns, num_cpus=0, concurrency=concurrency)
-    finally:
-        ctx.use_datasource_v2 = v2
+    # Asking for no CPU also lifts the CPU bound on how many reads run at once: capped here, or a
+    # big input starts every read together and they crowd out the stage's own work.
+    concurrency = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return ray.data.read_datasource(_row_groups(path, columns), num_cpus=0, concurrency=concurrency)
+
+
+def _row_groups(path: str | Path, columns: list[str] | None):
+    """A ``ray.data.Datasource`` of the Parquet files :func:`~orca_math.common.records.parquet_files`
+    finds at ``path``: a read task per row group, sized from the footers."""
+    from ray.data import Datasource
+    from ray.data.block import BlockMetadata
+    from ray.data.datasource import ReadTask
+
+    from orca_math.common.records import parquet_files
+
+    def read(file: Path, group: int | None) -> list[pa.Table]:
+        if group is None:  # a file with no rows has no row group: its empty table keeps the schema
+            return [pq.read_table(file, columns=columns)]
+        return [pq.ParquetFile(file).read_row_group(group, columns=columns)]
+
+    groups = [(f, i, None if i is None else meta.row_group(i)) for f in parquet_files(path)
+              for meta in [pq.read_metadata(f)] for i in (range(meta.num_row_groups) or [None])]
+
+    class RowGroups(Datasource):
+        def estimate_inmemory_data_size(self) -> int:
+            return sum(g.total_byte_size for _, i, g in groups if i is not None)
+
+        def get_read_tasks(self, parallelism: int, per_task_row_limit=None, data_context=None) -> list:
+            return [ReadTask(lambda f=f, i=i: read(f, i),
+                             BlockMetadata(num_rows=0 if i is None else g.num_rows,
+                                           size_bytes=0 if i is None else int(g.total_byte_size),
+                                           input_files=[str(f)], exec_stats=None))
+                    for f, i, g in groups]
+
+    return RowGroups()
 
 
 def stream_stage(input_path: str | Path, parts: StageParts, udf: type[CommitBatches], udf_kwargs: dict,

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 from orca_math.common.records import StageOutput
 from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
-from orca_math.common.sampling.ray_sampling import engine_resources, sample_problems, sampler_class
+from orca_math.common.sampling.hosts import EngineLease, HostedSampler, lease_engines, release_engines
+from orca_math.common.sampling.ray_sampling import sample_problems
 from orca_math.common.schema import EVAL_RESULT
 from orca_math.common.streaming import CommitBatches, StageParts, stream_stage
 from orca_math.evaluate.config import EvalConfig
@@ -30,14 +31,14 @@ log = logging.getLogger(__name__)
 
 
 class EvalBatches(CommitBatches):
-    """``map_batches`` callable holding one engine: problems -> completions -> the judge's verdicts, committed."""
+    """``map_batches`` callable: problems -> completions (from an engine host) -> the judge's verdicts, committed."""
 
-    def __init__(self, parts: StageParts, engine: VLLMEngineConfig, decoding: DecodingConfig,
+    def __init__(self, parts: StageParts, lease: EngineLease, engine: VLLMEngineConfig, decoding: DecodingConfig,
                  prompt_template: str, model: str, app_name: str):
         from orca_math.judge.serve_judge import judge_handle
 
         super().__init__(parts, "id")
-        self.sampler = sampler_class(engine)(engine, decoding, model)
+        self.sampler = HostedSampler(lease, engine, decoding, model)
         self.template, self.model = prompt_template, model
         self.handle = judge_handle(app_name)
 
@@ -84,9 +85,9 @@ def eval_stage(model: str | Path, cfg: EvalConfig, out_dir: str | Path, name: st
         engine = cfg.engine.model_copy(update={"model": model}).on_cluster()
         result = stream_stage(
             problems_path, parts, EvalBatches,
-            {"engine": engine, "decoding": cfg.decoding, "prompt_template": cfg.prompt_template,
-             "model": model, "app_name": app},
-            batch_size=engine.batch_size, concurrency=engine.concurrency, **engine_resources(engine))
+            {"lease": lease_engines(engine), "engine": engine, "decoding": cfg.decoding,
+             "prompt_template": cfg.prompt_template, "model": model, "app_name": app},
+            batch_size=engine.batch_size, concurrency=engine.concurrency, num_cpus=0)  # the hosts hold the engines
         s = result.summary
         summary = {
             "stage": c.name,
@@ -118,5 +119,8 @@ def eval_stage(model: str | Path, cfg: EvalConfig, out_dir: str | Path, name: st
 def run_eval(model: str | Path, cfg: EvalConfig, out_dir: str | Path, serve_cfg: JudgeServeConfig | None = None,
              teacher_cfg: TeacherConfig | None = None) -> dict:
     """:func:`eval_stage` on its own (manifest in ``out_dir``); returns its ``summary.json``."""
-    run_stage(eval_stage(model, cfg, out_dir, serve_cfg=serve_cfg, teacher_cfg=teacher_cfg))
+    try:
+        run_stage(eval_stage(model, cfg, out_dir, serve_cfg=serve_cfg, teacher_cfg=teacher_cfg))
+    finally:
+        release_engines()
     return json.loads((Path(out_dir) / "summary.json").read_text())

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 from orca_math.common.records import StageOutput, parquet_files
 from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
-from orca_math.common.sampling.ray_sampling import engine_resources, sample_problems, sampler_class
+from orca_math.common.sampling.hosts import EngineLease, HostedSampler, lease_engines, release_engines
+from orca_math.common.sampling.ray_sampling import sample_problems
 from orca_math.common.schema import PROBLEM, SAMPLE
 from orca_math.common.streaming import CommitBatches, StageParts, stream_stage
 from orca_math.practice.config import PracticeConfig
@@ -57,12 +58,12 @@ def write_practice_slice(problems_path: str | Path, offset: int, limit: int | No
 
 
 class PracticeBatches(CommitBatches):
-    """``map_batches`` callable holding one engine: a batch of problems -> their samples, committed."""
+    """``map_batches`` callable sampling on an engine host: a batch of problems -> their samples, committed."""
 
-    def __init__(self, parts: StageParts, engine: VLLMEngineConfig, decoding: DecodingConfig,
+    def __init__(self, parts: StageParts, lease: EngineLease, engine: VLLMEngineConfig, decoding: DecodingConfig,
                  prompt_template: str, model_name: str):
         super().__init__(parts, "id")
-        self.sampler = sampler_class(engine)(engine, decoding, model_name)
+        self.sampler = HostedSampler(lease, engine, decoding, model_name)
         self.n, self.template = decoding.n, prompt_template
 
     def process(self, problems: list[dict]) -> tuple[StageOutput, dict[str, int]]:
@@ -95,9 +96,9 @@ def practice_stage(model: str | Path, problems_path: str | Path, out_dir: str | 
         parts = StageParts(c.out, "samples.parquet", SAMPLE)
         result = stream_stage(
             selected, parts, PracticeBatches,
-            {"engine": engine, "decoding": cfg.decoding, "prompt_template": cfg.prompt_template,
-             "model_name": model_name},
-            batch_size=engine.batch_size, concurrency=engine.concurrency, **engine_resources(engine))
+            {"lease": lease_engines(engine), "engine": engine, "decoding": cfg.decoding,
+             "prompt_template": cfg.prompt_template, "model_name": model_name},
+            batch_size=engine.batch_size, concurrency=engine.concurrency, num_cpus=0)  # the hosts hold the engines
         return {"outputs": {"samples": str(parts.data_dir), "quarantine": str(parts.quarantine_dir)},
                 "problems": n_problems, "engine": engine.choice_record(), **result.manifest_fields()}
 
@@ -109,5 +110,8 @@ def practice_stage(model: str | Path, problems_path: str | Path, out_dir: str | 
 def run_practice(model: str | Path, problems_path: str | Path, out_dir: str | Path, cfg: PracticeConfig,
                  model_name: str | None = None) -> Path:
     """:func:`practice_stage` on its own (manifest in ``out_dir``); returns the samples folder."""
-    run_stage(practice_stage(model, problems_path, out_dir, cfg, model_name=model_name))
+    try:
+        run_stage(practice_stage(model, problems_path, out_dir, cfg, model_name=model_name))
+    finally:
+        release_engines()
     return Path(out_dir) / "samples.parquet"

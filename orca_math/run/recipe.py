@@ -27,6 +27,7 @@ TRAINING_DATA = {"kto": "kto.parquet", "dpo": "pairs.parquet", "rft": "positives
 
 def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
     """Every stage ``cfgs`` asks for, in the order they run."""
+    from orca_math.common.sampling.hosts import release_engines
     from orca_math.evaluate.stage import eval_stage
     from orca_math.judge.serve_judge import release_judge
     from orca_math.judge.stage import judge_stage
@@ -81,28 +82,35 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
 
     judge_teacher = cfgs.teacher if cfgs.judge.method != "exact" else None
 
-    # Training that runs in the driver (local mode) asks Ray for no CPUs, so the judge stays up from
-    # the first eval to the end of the run: one start instead of one per judge and eval stage (each
-    # start and stop took 12-14 s on a 2-core CPU). Ray Train workers may need its replicas' CPUs.
-    keep_judge = cfgs.sft.scaling.in_process and cfgs.pref_train.scaling.in_process
+    # Before training, the recipe frees what Ray Train's workers may need: the judge's replicas and
+    # the engine hosts. Training in the driver (local mode) asks Ray for no CPUs: then the judge stays
+    # up from its first stage to the end of the run (one start instead of one per judge and eval
+    # stage, 12-14 s each on a 2-core CPU), and only hosts on GPUs go (the driver may train on its
+    # GPU). A host serves an eval and the practice after it (one vLLM import instead of two, 14 s).
+    in_driver = cfgs.sft.scaling.in_process and cfgs.pref_train.scaling.in_process
+
+    def after_release(stage: Stage, gpu_engines_only: bool = False, judge: bool = False) -> Stage:
+        """``stage``, run once the engine hosts (only those on GPUs) and the judge are gone."""
+        def release_then_run(c: StageContext) -> dict:
+            release_engines(gpu_only=gpu_engines_only)
+            if judge:
+                release_judge()
+            return stage.run(c)
+
+        return replace(stage, run=release_then_run)
+
+    def trains(stage: Stage) -> Stage:
+        return after_release(stage, gpu_engines_only=in_driver, judge=not in_driver)
 
     def evaluate(label: str, model: Path | str, after: tuple[str, ...]) -> None:
         stage = eval_stage(model, eval_cfg, run_dir / "eval" / label, f"eval-{label}", cfgs.serve.judge, judge_teacher)
-
-        def then_release_judge(c: StageContext) -> dict:
-            try:
-                return stage.run(c)
-            finally:
-                release_judge()  # training comes next: its workers need the judge replicas' CPUs
-
         # On the world the eval set is a stage's output: a new world re-evaluates every model.
-        stages.append(replace(stage, run=stage.run if keep_judge else then_release_judge,
-                              after=after + (("world",) if run.world else ())))
+        stages.append(replace(stage, after=after + (("world",) if run.world else ())))
 
     if run.eval_base:
         evaluate("M0", m0, student)
     m1 = models / "M1"
-    stages.append(replace(sft_stage(m0, problems, m1, cfgs.sft), after=student + last))
+    stages.append(trains(replace(sft_stage(m0, problems, m1, cfgs.sft), after=student + last)))
     evaluate("M1", m1, ("sft",))
 
     def practice_round(k: int, model: Path, model_stage: str) -> tuple[Path, str]:
@@ -117,10 +125,11 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
                     after=(model_stage,) + last),
             replace(judge_stage(samples, problems, rd / "judge", cfgs.judge, cfgs.serve.judge, judge_teacher,
                                 f"judge-{k}"), after=(f"practice-{k}",)),
-            replace(prefs_stage(problems, samples, judgments, prefs, cfgs.prefs, k, f"prefs-{k}"),
-                    after=(f"judge-{k}",)),
-            replace(preference_stage(algo, model, prefs / TRAINING_DATA[algo], nxt, cfgs.pref_train, f"{algo}-{k}"),
-                    after=(f"prefs-{k}", model_stage)),
+            # A big round's shuffle runs tasks that each ask for a CPU: the hosts' CPUs must be free.
+            after_release(replace(prefs_stage(problems, samples, judgments, prefs, cfgs.prefs, k, f"prefs-{k}"),
+                                  after=(f"judge-{k}",))),
+            trains(replace(preference_stage(algo, model, prefs / TRAINING_DATA[algo], nxt, cfgs.pref_train,
+                                            f"{algo}-{k}"), after=(f"prefs-{k}", model_stage))),
         ])
         evaluate(f"M{k + 1}", nxt, (f"{algo}-{k}",))
         return nxt, f"{algo}-{k}"
@@ -136,8 +145,8 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
         sft = cfgs.pref_train if algo == "rft" else cfgs.sft
         rounds = tuple(f"{algo}-{k}" for k in range(1, run.rounds + 1))
         out = models / "M1-sft-control"
-        stages.append(Stage("sft-control", sft, lambda c: _control(cfgs, sft, m1, problems, c), out=out,
-                            after=("sft",) + last + rounds, inputs={"model": str(m1), "data": str(problems)}))
+        stages.append(trains(Stage("sft-control", sft, lambda c: _control(cfgs, sft, m1, problems, c), out=out,
+                                   after=("sft",) + last + rounds, inputs={"model": str(m1), "data": str(problems)})))
         evaluate("M1-sft-control", out, ("sft-control",))
     return stages
 
@@ -153,6 +162,7 @@ def run_pipeline(config: str | Path, run_dir: str | Path, overrides: dict[str, A
 
     ``on_event(event, stage, entry)`` hears of every stage's start, end and skip."""
     from orca_math.common.ray_runtime import ensure_ray
+    from orca_math.common.sampling.hosts import release_engines
     from orca_math.judge.serve_judge import release_judge
 
     config = resolve_config_path(config)
@@ -167,6 +177,7 @@ def run_pipeline(config: str | Path, run_dir: str | Path, overrides: dict[str, A
         runner.run_all(stages)
     finally:
         release_judge()
+        release_engines()
 
     results = []
     for stage in (s for s in stages if s.name.startswith("eval-")):

@@ -19,7 +19,7 @@ from orca_math.common.prompts import DEFAULT_STOP
 
 
 class VLLMEngineConfig(StageConfig):
-    """One vLLM engine replica per Ray Data actor; ``concurrency`` replicas in all."""
+    """One vLLM engine per engine host (a Ray actor that outlives a stage, hosts.py); ``concurrency`` in all."""
 
     execution_fields = frozenset({"use_gpu", "tensor_parallel_size", "gpu_memory_utilization", "num_cpus_per_engine",
                                   "cpu_kvcache_space_gib", "concurrency", "batch_size", "enforce_eager",
@@ -42,7 +42,7 @@ class VLLMEngineConfig(StageConfig):
     )
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine (GPU only).")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    num_cpus_per_engine: float = Field(1.0, gt=0, description="CPUs reserved per engine actor (CPU mode).")
+    num_cpus_per_engine: float = Field(1.0, gt=0, description="CPUs reserved per engine (its host actor, CPU mode).")
     cpu_kvcache_space_gib: int = Field(1, ge=1, description="KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE).")
     concurrency: int = Field(1, ge=1, description="Engine replicas (Ray Data actors).")
     batch_size: int = Field(256, ge=1, description="Prompts handed to one engine call.")

@@ -1,4 +1,4 @@
-"""A vLLM engine wrapped as a Ray Data callable class: prompts in, one row per sample out.
+"""A vLLM engine wrapped as a callable: prompts in, one row per sample out (stages call it in an engine host, hosts.py).
 
 ``ray.data.llm`` returns only the first of ``n`` completions and asks for a GPU by default, so we
 hold ``vllm.LLM`` ourselves (measured at 0.85-0.98 of bare vLLM on CPU). Works without Ray too:
@@ -86,17 +86,22 @@ def request_seed(base: int, problem_id: str) -> int:
     return int(stable_id("seed", base, problem_id), 16) % (2**31)
 
 
+def build_llm(engine: VLLMEngineConfig):
+    """A ``vllm.LLM`` for ``engine``, with ``auto`` decided for this machine."""
+    engine = engine.on_this_machine()
+    if not engine.use_gpu:
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kvcache_space_gib))
+    apply_engine_process_mode(engine)
+    from vllm import LLM
+
+    return LLM(**engine_kwargs(engine))
+
+
 class VLLMSampler:
-    """Callable class for ``Dataset.map_batches``: columns ``problem_id``, ``prompt`` -> samples."""
+    """Callable class: columns ``problem_id``, ``prompt`` -> samples, from ``llm`` (default: its own engine)."""
 
-    def __init__(self, engine: VLLMEngineConfig, decoding: DecodingConfig, model_name: str | None = None):
-        engine = engine.on_this_machine()
-        if not engine.use_gpu:
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kvcache_space_gib))
-        apply_engine_process_mode(engine)
-        from vllm import LLM
-
-        self.llm = LLM(**engine_kwargs(engine))
+    def __init__(self, engine: VLLMEngineConfig, decoding: DecodingConfig, model_name: str | None = None, llm=None):
+        self.llm = llm if llm is not None else build_llm(engine)
         self.decoding = decoding
         self.model_name = model_name or str(engine.model)
 

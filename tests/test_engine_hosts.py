@@ -1,0 +1,87 @@
+"""Engine hosts: one process keeps vLLM (and its engine) from one stage to the next, and lets go on request."""
+
+from __future__ import annotations
+
+import pytest
+
+from orca_math.common.sampling.config import GREEDY, DecodingConfig, VLLMEngineConfig
+from orca_math.common.sampling.hosts import _HOSTS, HostedSampler, host_kind, lease_engines, release_engines
+
+pytestmark = pytest.mark.slow
+
+CANNED = VLLMEngineConfig(kind="canned", use_gpu=False, num_cpus_per_engine=0.5, concurrency=2)
+BATCH = {"problem_id": ["p1", "p2"], "prompt": ["Q: 1 + 1?", "Q: 2 + 2?"]}
+
+
+def _hosts() -> dict[str, int]:
+    """This driver's engine hosts: key -> process id."""
+    import os
+
+    import ray
+
+    return {key: ray.get(host.__ray_call__.remote(lambda _: os.getpid())) for key, (host, _, _) in _HOSTS.items()}
+
+
+@pytest.fixture
+def no_hosts(ray_local):
+    release_engines()
+    yield
+    release_engines()
+    assert _hosts() == {}
+
+
+def test_a_stage_reuses_the_hosts_of_its_kind_and_replaces_others(no_hosts):
+    lease = lease_engines(CANNED)
+    first = _hosts()
+    assert len(first) == 2 and all(host_kind(CANNED) in name for name in first)
+    # The next stage (another model: a canned engine builds nothing) finds the same processes.
+    lease_engines(CANNED.model_copy(update={"model": "M2"}))
+    assert _hosts() == first
+    # Each map_batches actor of a stage claims its own host; one Ray Data restarted shares the first.
+    samplers = [HostedSampler(lease, CANNED, DecodingConfig(n=3), "M1") for _ in range(3)]
+    assert len({s.host for s in samplers[:2]}) == 2 and samplers[2].host == lease.hosts[0]
+    out = samplers[1](BATCH)
+    assert out["problem_id"] == ["p1"] * 3 + ["p2"] * 3 and set(out["model"]) == {"M1"}
+    # Other resources are another kind: the old hosts go first (they may hold the CPUs needed).
+    wider = CANNED.model_copy(update={"num_cpus_per_engine": 1.0, "concurrency": 1})
+    lease_engines(wider)
+    now = _hosts()
+    assert len(now) == 1 and not set(now) & set(first)
+
+
+def test_release_can_spare_the_cpu_hosts(no_hosts):
+    lease_engines(CANNED)
+    release_engines(gpu_only=True)  # training in the driver on a GPU needs only the GPU hosts gone
+    assert len(_hosts()) == 2
+    release_engines()
+    assert _hosts() == {}
+
+
+def test_one_process_rebuilds_its_engine_for_each_model_with_the_same_samples(no_hosts, tiny_model, tmp_path):
+    """eval-M1 -> practice-1 on the same model: nothing rebuilt; another model: the engine is rebuilt in
+    the same process (no new vLLM import), and its samples are those a fresh process gives."""
+    import ray
+
+    from orca_math.tiny_model.core import TinyModelConfig, build_tiny_model
+
+    other = build_tiny_model(tmp_path / "other", TinyModelConfig(seed=1))
+    engine = VLLMEngineConfig(model=str(tiny_model), use_gpu=False, max_model_len=256, batch_size=8)
+    decoding = DecodingConfig(n=2, max_tokens=16)
+    greedy = GREEDY.model_copy(update={"max_tokens": 16})
+
+    def sample(eng, dec):
+        return HostedSampler(lease_engines(eng), eng, dec, "M")(BATCH)["text"]
+
+    first = sample(engine, greedy)
+    (pid,) = set(_hosts().values())
+    assert sample(engine, decoding) and sample(engine, greedy) == first
+    (host,) = lease_engines(engine).hosts
+    assert ray.get(host.load.remote(engine)) < 0.5  # the same engine: kept, not rebuilt
+    other_engine = engine.model_copy(update={"model": str(other)})
+    others = sample(other_engine, greedy)
+    assert others != first  # other weights: the new model, not the old engine
+    assert sample(engine, greedy) == first
+    assert set(_hosts().values()) == {pid}  # one process all along
+    release_engines()
+    assert sample(other_engine, greedy) == others  # what a fresh process gives
+    assert set(_hosts().values()) != {pid}
