@@ -1,7 +1,7 @@
 """The GPU training path: TRL's SFT, DPO and KTO trainers on CUDA with what ``auto`` picks there.
 
-CI has no GPU, so these skip there. On a GPU machine: ``pytest -m gpu -s`` (torch with CUDA,
-transformers, trl, datasets and pydantic; no Ray or vLLM needed). The Ray Train shell around these
+CI has no GPU, so these skip there. On a GPU machine: ``pytest -m gpu -s`` (torch with CUDA and
+the project's other dependencies; Ray and vLLM are not needed). The Ray Train shell around these
 trainers (``fit_on_ray``) is the same on both devices and is tested on CPU.
 """
 
