@@ -104,8 +104,9 @@ class TrainConfigBase(StageConfig):
         description="Also stop once the training loop has run this long, whichever comes first: a cap that keeps "
         "a run inside its time budget on a slower machine (e.g. a CPU without native bf16) at the price of fewer "
         "steps. The learning-rate schedule is fitted to it (its position is the further of steps/max_steps and "
-        "elapsed/max_time_s), so a run the clock stops still ends annealed. Where max_steps finish first the cap "
-        "never binds and runs stay reproducible. None: no cap.",
+        "elapsed/max_time_s, the clock counting once a tenth of the cap has passed and the pace so far would "
+        "overrun it), so a run the clock stops still ends annealed. Where max_steps finish first the schedule is "
+        "the plain one and runs reproduce. None: no cap.",
     )
     max_tokens: int | None = Field(
         None, ge=1,

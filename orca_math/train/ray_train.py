@@ -83,16 +83,18 @@ def _budget(max_time_s: float | None = None, max_tokens: int | None = None):
 
         def __init__(self):
             self.started, self.hit, self.fitted, self.state = time.perf_counter(), None, False, None
+            self.first_step = 0
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.started = time.perf_counter()
+            self.first_step = getattr(state, "global_step", 0)  # a resumed run's clock starts here
 
         def progress(self) -> float:
             """The furthest of the time and token budgets' progress, 0 to 1 (0 without a budget)."""
             spent = []
-            if max_time_s and self.state is not None and self.state.global_step:
-                elapsed = time.perf_counter() - self.started
-                on_course = elapsed / self.state.global_step * self.state.max_steps <= max_time_s
+            if max_time_s and self.state is not None and self.state.global_step > self.first_step:
+                elapsed, done = time.perf_counter() - self.started, self.state.global_step - self.first_step
+                on_course = elapsed / done * (self.state.max_steps - self.first_step) <= max_time_s
                 if elapsed >= max_time_s / 10 and not on_course:
                     spent.append(min(1.0, elapsed / max_time_s))
             if max_tokens and self.state is not None:
