@@ -74,29 +74,25 @@ def _budget(max_time_s: float | None = None, max_tokens: int | None = None):
         sequences than max_steps was sized for) the same schedule is stretched over the budget and
         anneals as it runs out.
 
-        The clock joins in only once it has seen a tenth of the budget and its pace so far would
-        not finish max_steps inside it. The first steps run slower than the rest (kernels built
-        for each new shape, the longest batch first), and a clock read from the first step moved
-        the warm-up of runs that finish well inside the cap: two runs of one command then differed
-        by 5 points (measured). Where the steps finish first nothing changes and runs reproduce.
+        The clock counts only once a tenth of its budget has passed; from then on it moves the
+        schedule where the pace so far would not finish max_steps inside the budget. The first
+        steps run slower than the rest (kernels built for each new shape, the longest batch first),
+        and a clock read from the first step moved the warm-up of runs that finish well inside the
+        cap: two runs of one command then differed by 5 points (measured). Where the steps finish
+        first nothing changes and runs reproduce.
         """
 
         def __init__(self):
             self.started, self.hit, self.fitted, self.state = time.perf_counter(), None, False, None
-            self.first_step = 0
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.started = time.perf_counter()
-            self.first_step = getattr(state, "global_step", 0)  # a resumed run's clock starts here
 
         def progress(self) -> float:
             """The furthest of the time and token budgets' progress, 0 to 1 (0 without a budget)."""
             spent = []
-            if max_time_s and self.state is not None and self.state.global_step > self.first_step:
-                elapsed, done = time.perf_counter() - self.started, self.state.global_step - self.first_step
-                on_course = elapsed / done * (self.state.max_steps - self.first_step) <= max_time_s
-                if elapsed >= max_time_s / 10 and not on_course:
-                    spent.append(min(1.0, elapsed / max_time_s))
+            if max_time_s and (elapsed := time.perf_counter() - self.started) >= max_time_s / 10:
+                spent.append(min(1.0, elapsed / max_time_s))
             if max_tokens and self.state is not None:
                 spent.append(min(1.0, self.state.num_input_tokens_seen / max_tokens))
             return max(spent, default=0.0)
