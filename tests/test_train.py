@@ -404,13 +404,12 @@ def test_the_schedule_is_fitted_to_the_time_cap_only_where_the_clock_runs_out_fi
         monkeypatch.setattr(rt, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
         cap, control = rt._budget(max_time_s=10.0), SimpleNamespace(should_training_stop=False)
         cap.on_train_begin(None, None, control)
-        state = SimpleNamespace(max_steps=100, num_input_tokens_seen=0, global_step=0)
+        state = SimpleNamespace(max_steps=100, num_input_tokens_seen=0)
         out = []
         for i in range(steps):
             cap.on_step_begin(None, state, control, lr_scheduler=sched)
             opt.step()
             sched.step()
-            state.global_step += 1
             clock[0] += first_step_s if i == 0 and first_step_s is not None else step_s
             cap.on_step_end(None, state, control)
             out.append(opt.param_groups[0]["lr"])
