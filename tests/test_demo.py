@@ -19,7 +19,7 @@ from orca_math.common.records import read_parquet, read_table
 from orca_math.common.schema import JUDGMENT, KTO_EXAMPLE, PROBLEM, SAMPLE
 from orca_math.demo import REFERENCE_S, Progress, mcnemar_one_sided, noise_points, stage_counts, verdict
 from orca_math.run.config import StageConfigs
-from orca_math.run.recipe import planned_stages, training_sequences
+from orca_math.run.recipe import planned_stages, recipe, training_sequences
 from orca_math.world.generate import find_leaks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +65,24 @@ def test_demo_config_loads_the_world_and_procedural_teacher():
 
 def test_planned_stages_are_the_demo_stages_in_order():
     assert planned_stages(StageConfigs.load(REPO / "configs/demo.yaml")) == STAGES
+
+
+@pytest.mark.parametrize("offset", [0, 500])
+def test_each_round_practices_the_next_problems_from_the_configured_offset(offset):
+    # generate writes the seeds first: from offset 0 the rounds practice the world's own problems (the
+    # test's kind), not the harder Suggester+Editor rewrites at the end (docs/demo-results.md).
+    cfgs = StageConfigs.load(REPO / "configs/demo.yaml")
+    cfgs.practice = cfgs.practice.model_copy(update={"offset": offset})
+    practiced = [(s.config.offset, s.config.limit) for s in recipe(cfgs, Path("RUN")) if s.name.startswith("practice-")]
+    assert practiced == [(offset, 1000), (offset + 1000, 1000)]
+
+
+def test_the_stricter_control_reads_the_problems_the_rounds_practiced():
+    stages = {s.name: s for s in recipe(StageConfigs.load(REPO / "configs/demo.yaml"), Path("RUN"))}
+    assert stages["sft-control"].inputs["data"] == "RUN/generate/problems"
+    cfgs = StageConfigs.load(REPO / "configs/demo.yaml", {"sft_control_data": "practiced"})
+    stages = {s.name: s for s in recipe(cfgs, Path("RUN"))}
+    assert stages["sft-control"].inputs["data"] == "RUN/round1/practice/problems.parquet,RUN/round2/practice/problems.parquet"
 
 
 def test_one_seed_reseeds_world_teacher_init_data_order_and_sampling():
@@ -230,6 +248,18 @@ def test_short_demo_runs_every_stage(tmp_path, ray_local, caplog):
     assert (run_dir / "results.png").stat().st_size > 0
     for label in ("M1", "M2", "M3", "M1-sft-control"):
         assert manifest.get(f"eval-{label}")["rows_in"] == 10
+
+    # The stricter control: plain SFT on the very problems the rounds practiced. Only the control
+    # and its eval rerun; it reads the 16 practiced problems and nothing else.
+    finished = {s: manifest.get(s)["finished_at"] for s in STAGES}
+    results = run_pipeline(small_demo_config(tmp_path / "demo.yaml"), run_dir, {"sft_control_data": "practiced"})
+    manifest = RunManifest(run_dir / "manifest.json")
+    rerun = [s for s in STAGES if manifest.get(s)["finished_at"] != finished[s]]
+    assert rerun == ["sft-control", "eval-M1-sft-control"]
+    control = manifest.get("sft-control")
+    assert control["rows_in"] == 16 and control["control_tokens"] == rounds_tokens
+    assert {p["id"] for p in read_parquet(run_dir / "sft-control/problems.parquet", PROBLEM)} == practiced[0] | practiced[1]
+    assert results[-1]["model"] == "M1+SFT on practiced problems (control)"
 
 
 def test_dpo_loss_list_is_rpo_and_weights_must_match():

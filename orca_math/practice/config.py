@@ -15,5 +15,5 @@ class PracticeConfig(StageConfig):
     prompt_template: str = Field(DEFAULT_PROMPT_TEMPLATE, description="Same format as SFT and eval.")
     decoding: DecodingConfig = Field(default_factory=DecodingConfig)
     engine: VLLMEngineConfig = Field(default_factory=VLLMEngineConfig)
-    offset: int = Field(0, ge=0, description="Skip the first N problems (a run moves it on each round).")
+    offset: int = Field(0, ge=0, description="Skip the first N problems (with run.practice_fresh, round k adds (k-1) x limit).")
     limit: int | None = Field(None, ge=1, description="Practice on N problems only (after the offset).")

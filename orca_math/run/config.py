@@ -37,7 +37,7 @@ class RunConfig(StageConfig):
     practice_limit: int | None = Field(None, ge=1, description="Problems practiced per round (None: the whole SFT set).")
     practice_fresh: bool = Field(
         False, description="Each round practices the next practice_limit problems (round k starts at "
-        "(k-1) x practice_limit, wrapping), not the same first ones again.",
+        "practice.offset + (k-1) x practice_limit, wrapping), not the same first ones again.",
     )
     eval_base: bool = Field(False, description="Also evaluate M0 before SFT.")
     world: bool = Field(
@@ -47,6 +47,12 @@ class RunConfig(StageConfig):
     sft_control: bool = Field(
         False, description="Also train M1 further with plain SFT on as many training tokens (after DPO/KTO rounds: "
         "sequences) as the practice rounds' training used, and evaluate it like M2..: the equal-compute control.",
+    )
+    sft_control_data: Literal["set", "practiced"] = Field(
+        "set", description="What the control trains on. set: the whole SFT set, in another order (the question "
+        "a user with a budget asks: more SFT, or practice?). practiced: only the problems the rounds practiced, "
+        "with the teacher's solutions, so the rounds' only edge is the student's own samples and the judge's "
+        "verdicts (what feedback buys, apart from which problems were practiced).",
     )
     seed: int | None = Field(
         None, ge=0, description="One seed for the whole run: when set, it replaces the world's, the teacher's, the "

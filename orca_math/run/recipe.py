@@ -119,7 +119,7 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
         samples, judgments, prefs = rd / "practice" / "samples.parquet", rd / "judge" / "judgments.parquet", rd / "prefs"
         practice_cfg = cfgs.practice.model_copy(update={"limit": run.practice_limit or cfgs.practice.limit})
         if run.practice_fresh and practice_cfg.limit:
-            practice_cfg = practice_cfg.model_copy(update={"offset": (k - 1) * practice_cfg.limit})
+            practice_cfg = practice_cfg.model_copy(update={"offset": practice_cfg.offset + (k - 1) * practice_cfg.limit})
         stages.extend([
             replace(practice_stage(model, problems, rd / "practice", practice_cfg, f"practice-{k}", f"M{k}"),
                     after=(model_stage,) + last),
@@ -145,8 +145,13 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
         sft = cfgs.pref_train if algo == "rft" else cfgs.sft
         rounds = tuple(f"{algo}-{k}" for k in range(1, run.rounds + 1))
         out = models / "M1-sft-control"
-        stages.append(trains(Stage("sft-control", sft, lambda c: _control(cfgs, sft, m1, problems, c), out=out,
-                                   after=("sft",) + last + rounds, inputs={"model": str(m1), "data": str(problems)})))
+        data: list[Path] = [problems]
+        if run.sft_control_data == "practiced":
+            data = [run_dir / f"round{k}" / "practice" / "problems.parquet" for k in range(1, run.rounds + 1)]
+        merged = run_dir / "sft-control" / "problems.parquet"
+        stages.append(trains(Stage("sft-control", sft, lambda c: _control(cfgs, sft, m1, data, merged, c), out=out,
+                                   after=("sft",) + last + rounds,
+                                   inputs={"model": str(m1), "data": ",".join(map(str, data))})))
         evaluate("M1-sft-control", out, ("sft-control",))
     return stages
 
@@ -180,10 +185,11 @@ def run_pipeline(config: str | Path, run_dir: str | Path, overrides: dict[str, A
         release_engines()
 
     results = []
+    control = "M1+SFT (control)" if cfgs.run.sft_control_data == "set" else "M1+SFT on practiced problems (control)"
     for stage in (s for s in stages if s.name.startswith("eval-")):
         e = runner.manifest.get(stage.name)
         label = stage.name.removeprefix("eval-")
-        results.append({"stage": stage.name, "model": "M1+SFT (control)" if "control" in label else label,
+        results.append({"stage": stage.name, "model": control if "control" in label else label,
                         "accuracy": e["accuracy"], "n": e.get("rows_in", 0),
                         "results": (e.get("outputs") or {}).get("results")})
     metric = "world-test pass@1" if cfgs.run.world else "GSM8K pass@1"
@@ -203,7 +209,11 @@ def training_sequences(entry: dict, cfg, algo: str) -> int:
     return entry["metrics"]["global_step"] * per_step * (1 if algo in ("sft", "rft") else 2)
 
 
-def _control(cfgs: StageConfigs, sft, m1: Path, problems: Path, c: StageContext) -> dict:
+def _control(cfgs: StageConfigs, sft, m1: Path, data: list[Path], merged: Path, c: StageContext) -> dict:
+    import pyarrow as pa
+
+    from orca_math.common.records import read_table, write_table_atomic
+    from orca_math.common.schema import PROBLEM
     from orca_math.train.stage import sft_stage
 
     algo = cfgs.run.preference_algo
@@ -223,6 +233,11 @@ def _control(cfgs: StageConfigs, sft, m1: Path, problems: Path, c: StageContext)
     steps = max(1, math.ceil(spent / per_step))
     control_cfg = sft.model_copy(update={"max_steps": 2 * steps if tokens else steps, "max_tokens": tokens,
                                          "seed": sft.seed + 1, "max_time_s": None})
+    problems = data[0]
+    if len(data) > 1:  # the rounds' practiced problems, one file per round: the control reads them as one set
+        problems = merged
+        merged.parent.mkdir(parents=True, exist_ok=True)
+        write_table_atomic(pa.concat_tables([read_table(p, PROBLEM) for p in data]), merged)
     return {**sft_stage(m1, problems, c.out, control_cfg, c.name).run(c), "control_sequences": spent,
             "control_tokens": tokens,
             "config": control_cfg.model_dump(mode="json")}
