@@ -83,6 +83,10 @@ def test_the_stricter_control_reads_the_problems_the_rounds_practiced():
     cfgs = StageConfigs.load(REPO / "configs/demo.yaml", {"sft_control_data": "practiced"})
     stages = {s.name: s for s in recipe(cfgs, Path("RUN"))}
     assert stages["sft-control"].inputs["data"] == "RUN/round1/practice/problems.parquet,RUN/round2/practice/problems.parquet"
+    # Rounds that are not fresh all practice round 1's problems: the control reads them once.
+    cfgs = StageConfigs.load(REPO / "configs/demo.yaml", {"sft_control_data": "practiced", "practice_fresh": False})
+    stages = {s.name: s for s in recipe(cfgs, Path("RUN"))}
+    assert stages["sft-control"].inputs["data"] == "RUN/round1/practice/problems.parquet"
 
 
 def test_one_seed_reseeds_world_teacher_init_data_order_and_sampling():

@@ -113,12 +113,16 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
     stages.append(trains(replace(sft_stage(m0, problems, m1, cfgs.sft), after=student + last)))
     evaluate("M1", m1, ("sft",))
 
+    # Fresh rounds each practice the next `limit` problems; otherwise every round practices round 1's.
+    practice_base = cfgs.practice.model_copy(update={"limit": run.practice_limit or cfgs.practice.limit})
+    fresh = bool(run.practice_fresh and practice_base.limit)
+
     def practice_round(k: int, model: Path, model_stage: str) -> tuple[Path, str]:
         """Round k: M_k practices, the judge marks its samples, preferences are built, M_k -> M_{k+1}."""
         rd, nxt = run_dir / f"round{k}", models / f"M{k + 1}"
         samples, judgments, prefs = rd / "practice" / "samples.parquet", rd / "judge" / "judgments.parquet", rd / "prefs"
-        practice_cfg = cfgs.practice.model_copy(update={"limit": run.practice_limit or cfgs.practice.limit})
-        if run.practice_fresh and practice_cfg.limit:
+        practice_cfg = practice_base
+        if fresh:
             practice_cfg = practice_cfg.model_copy(update={"offset": practice_cfg.offset + (k - 1) * practice_cfg.limit})
         stages.extend([
             replace(practice_stage(model, problems, rd / "practice", practice_cfg, f"practice-{k}", f"M{k}"),
@@ -147,7 +151,8 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
         out = models / "M1-sft-control"
         data: list[Path] = [problems]
         if run.sft_control_data == "practiced":
-            data = [run_dir / f"round{k}" / "practice" / "problems.parquet" for k in range(1, run.rounds + 1)]
+            practiced = range(1, (run.rounds if fresh else 1) + 1)
+            data = [run_dir / f"round{k}" / "practice" / "problems.parquet" for k in practiced]
         merged = run_dir / "sft-control" / "problems.parquet"
         stages.append(trains(Stage("sft-control", sft, lambda c: _control(cfgs, sft, m1, data, merged, c), out=out,
                                    after=("sft",) + last + rounds,
@@ -210,9 +215,9 @@ def training_sequences(entry: dict, cfg, algo: str) -> int:
 
 
 def _control(cfgs: StageConfigs, sft, m1: Path, data: list[Path], merged: Path, c: StageContext) -> dict:
-    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    from orca_math.common.records import read_table, write_table_atomic
+    from orca_math.common.records import atomic_path
     from orca_math.common.schema import PROBLEM
     from orca_math.train.stage import sft_stage
 
@@ -237,7 +242,9 @@ def _control(cfgs: StageConfigs, sft, m1: Path, data: list[Path], merged: Path, 
     if len(data) > 1:  # the rounds' practiced problems, one file per round: the control reads them as one set
         problems = merged
         merged.parent.mkdir(parents=True, exist_ok=True)
-        write_table_atomic(pa.concat_tables([read_table(p, PROBLEM) for p in data]), merged)
+        with atomic_path(merged) as tmp, pq.ParquetWriter(tmp, PROBLEM) as writer:  # a batch in memory at a time
+            for batch in (b for path in data for b in pq.ParquetFile(path).iter_batches(batch_size=8192)):
+                writer.write_batch(batch)
     return {**sft_stage(m1, problems, c.out, control_cfg, c.name).run(c), "control_sequences": spent,
             "control_tokens": tokens,
             "config": control_cfg.model_dump(mode="json")}
