@@ -9,6 +9,7 @@ The terminal gets one line per stage (start, end with its counts and elapsed tim
 of the time left), then the table and the verdict: how far practice moved the student, and whether
 it beat plain SFT given the same training compute, by McNemar's exact test on the per-problem
 verdicts. Ray's, vLLM's and TRL's own output goes to ``RUN_DIR/logs/demo.log``. Rerunning resumes.
+``orca-math demo --compare RUN...`` sets finished runs (other seeds) side by side and tests them together.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="run folder")
     p.add_argument("--config", default=DEMO_CONFIG, help="run config (YAML path or preset)")
     p.add_argument("--verbose", action="store_true", help="let Ray's, vLLM's and TRL's output through to the terminal")
+    p.add_argument("--compare", nargs="+", metavar="RUN", help="run nothing: finished demo run folders (other "
+                   "seeds) side by side, and the verdict on them together")
     add_run_config_flags(p)
     add_config_flags(p, "run", RunConfig, ["seed"])
     p.set_defaults(func=run)
@@ -63,32 +66,48 @@ def mcnemar_one_sided(wins: int, losses: int) -> float:
     return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n
 
 
-def paired_counts(a_path: str | Path, b_path: str | Path) -> tuple[int, int, int]:
-    """(A right & B wrong, A wrong & B right, problems in both) from two eval ``results.parquet``."""
+def verdicts(path: str | Path) -> dict[str, bool]:
+    """problem id -> right, from an eval's ``results.parquet``."""
     import pyarrow.parquet as pq
 
-    def verdicts(path) -> dict[str, bool]:
-        t = pq.read_table(path, columns=["problem_id", "correct"]).to_pydict()
-        return dict(zip(t["problem_id"], t["correct"]))
+    t = pq.read_table(path, columns=["problem_id", "correct"]).to_pydict()
+    return dict(zip(t["problem_id"], t["correct"]))
 
-    a, b = verdicts(a_path), verdicts(b_path)
+
+def paired_counts(a_path: str | Path, b_path: str | Path) -> tuple[int, int, int]:
+    """(A right & B wrong, A wrong & B right, problems in both) from two eval ``results.parquet``."""
+    return discordant(verdicts(a_path), verdicts(b_path))
+
+
+def discordant(a: dict[str, bool], b: dict[str, bool]) -> tuple[int, int, int]:
+    """(A right & B wrong, A wrong & B right, problems in both) from two evals' verdicts."""
     common = a.keys() & b.keys()
     wins = sum(1 for p in common if a[p] and not b[p])
     losses = sum(1 for p in common if b[p] and not a[p])
     return wins, losses, len(common)
 
 
+def arms(results: list[dict]) -> tuple[dict | None, dict | None, dict | None]:
+    """(M1, the last round's model, the control) among a run's results rows; None where absent."""
+    rounds = [r for r in results if r["model"].startswith("M") and r["model"][1:].isdigit()]
+    control = next((r for r in results if "control" in r["model"]), None)
+    if len(rounds) < 2:
+        return (rounds or [None])[0], None, control
+    return rounds[0], rounds[-1], control
+
+
+def points(a: dict, b: dict) -> float:
+    return 100 * (a["accuracy"] - b["accuracy"])
+
+
 def verdict(results: list[dict]) -> list[str]:
     """Plain sentences on the table: last round vs M1, and vs the equal-compute SFT control."""
-    rounds = [r for r in results if r["model"].startswith("M") and r["model"][1:].isdigit()]
-    if len(rounds) < 2:
+    first, last, control = arms(results)
+    if last is None:
         return []
-    first, last = rounds[0], rounds[-1]
-    points = lambda a, b: 100 * (a["accuracy"] - b["accuracy"])  # noqa: E731
     lines = [f"{last['model']} vs {first['model']}: {points(last, first):+.1f} points "
              f"({100 * first['accuracy']:.1f}% -> {100 * last['accuracy']:.1f}% on {last['n']} held-out problems; "
              f"eval noise {noise_points(last, first):.1f} points)"]
-    control = next((r for r in results if "control" in r["model"]), None)
     if control is None:
         return lines
     diff, noise = points(last, control), noise_points(last, control)
@@ -102,6 +121,86 @@ def verdict(results: list[dict]) -> list[str]:
     unpaired = ("beat" if diff > 0 else "fell behind") if abs(diff) > noise else "matched"
     lines.append(f"  unpaired, more conservative: practice {unpaired} plain SFT "
                  f"(differences under {noise:.1f} points are within two standard errors)")
+    return lines
+
+
+def sign_flip_one_sided(diffs: list[float]) -> float:
+    """One-sided p that the runs' mean difference is above 0, each run one draw: the share of the
+    2^n ways to flip the differences' signs whose sum reaches the observed one (exact up to 16
+    runs, 65,536 seeded random flips beyond). The runs' own spread, training's and the eval's,
+    is the noise: no assumption about its shape."""
+    import itertools
+    import random
+
+    n, observed = len(diffs), sum(diffs)
+    flips = (itertools.product((1, -1), repeat=n) if n <= 16
+             else (random.Random(0).choices((1, -1), k=n) for _ in range(1 << 16)))
+    hits = total = 0
+    for signs in flips:
+        total += 1
+        hits += sum(s * d for s, d in zip(signs, diffs)) >= observed - 1e-9
+    return hits / total
+
+
+def compare_runs(run_dirs: list[str | Path]) -> list[str]:
+    """Finished demo runs side by side (other seeds, other precisions), then the verdict on them
+    together: one run's 500 problems resolve only differences of several points.
+
+    Two verdicts, for two questions:
+
+    - Pooled: are these runs' practiced models better than their controls? McNemar's exact test on
+      every run's discordant problems together: under the null each is a fair coin, and runs train
+      their models independently (also two runs of one seed on the same problems, e.g. bf16 and
+      fp32), so their sum is Binomial(n, 1/2) as in one run.
+    - Across runs: will practice beat the control for a new seed? Each run is one draw of the
+      difference, noise of training included (:func:`sign_flip_one_sided`): it takes more runs.
+
+    Two runs with the same verdicts on every problem (the same command twice: runs are
+    reproducible) are one run counted twice: refused.
+    """
+    import json
+
+    seen: dict[tuple, Path] = {}
+    head = "| run | M1 | {last} | {control} | {last} - M1 | {last} - control | only {last} / only control | p |"
+    lines, labels, wins_all, losses_all, diffs, gains = [], None, 0, 0, [], []
+    for run_dir in map(Path, run_dirs):
+        path = run_dir / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing: {run_dir} is not a finished demo run")
+        first, last, control = arms(json.loads(path.read_text()))
+        if last is None or control is None:
+            raise ValueError(f"{path}: needs M1, a practice round and the control (run.sft_control: true)")
+        if labels is None:
+            labels = last["model"], control["model"]
+            lines += [head.format(last=labels[0], control=labels[1]), "|---" * 8 + "|"]
+        elif labels != (last["model"], control["model"]):
+            raise ValueError(f"{path}: compares {last['model']} with {control['model']!r}, the first run "
+                             f"{labels[0]} with {labels[1]!r}: pool runs of one recipe")
+        for row in (last, control):
+            if not Path(row.get("results") or "").exists():
+                raise FileNotFoundError(f"{path}: {row['model']}'s per-problem verdicts {row.get('results')!r} "
+                                        "are not there (was the run folder moved or pruned?)")
+        ours, theirs = verdicts(last["results"]), verdicts(control["results"])
+        key = tuple(sorted((pid, ok, theirs.get(pid)) for pid, ok in ours.items()))
+        if key in seen:
+            raise ValueError(f"{run_dir} and {seen[key]} have the same verdicts on every problem: one run "
+                             "twice (pool runs of other seeds)")
+        seen[key] = run_dir
+        wins, losses, _ = discordant(ours, theirs)
+        wins_all, losses_all = wins_all + wins, losses_all + losses
+        diffs.append(points(last, control))
+        gains.append(points(last, first))
+        lines.append(f"| {run_dir} | {100 * first['accuracy']:.1f}% | {100 * last['accuracy']:.1f}% | "
+                     f"{100 * control['accuracy']:.1f}% | {gains[-1]:+.1f} | {diffs[-1]:+.1f} | {wins} / {losses} "
+                     f"| {mcnemar_one_sided(wins, losses):.2g} |")
+    p, p_runs, n = mcnemar_one_sided(wins_all, losses_all), sign_flip_one_sided(diffs), len(diffs)
+    outcome = lambda p: "beat" if p < 0.05 else "did not beat"  # noqa: E731
+    lines += ["", f"{n} runs: {labels[0]} - M1 {sum(gains) / n:+.1f} points on average ({min(gains):+.1f} to "
+              f"{max(gains):+.1f}); {labels[0]} - control {sum(diffs) / n:+.1f} ({min(diffs):+.1f} to {max(diffs):+.1f})",
+              f"pooled: in these runs practice {outcome(p)} plain SFT (McNemar exact, one-sided, over all runs' "
+              f"problems: p = {p:.3g}; {wins_all} problems only {labels[0]} solved, {losses_all} only the control)",
+              f"across runs: practice {outcome(p_runs)} plain SFT from seed to seed (sign-flip test on the {n} "
+              f"runs' differences, one-sided: p = {p_runs:.3g}; the smallest {n} runs can give is {0.5 ** n:.2g})"]
     return lines
 
 
@@ -221,6 +320,13 @@ class LogsToFile:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.compare:  # reads finished runs only: nothing to resume, no log folder
+        try:
+            print("\n".join(compare_runs(args.compare)))
+        except (OSError, ValueError) as e:
+            print(f"orca-math demo --compare: {e}", file=sys.stderr)
+            return 2
+        return 0
     # The demo runs one heavy stage at a time, so each may use every core: without this Ray pins a
     # 1-CPU training worker to one thread. Set before Ray starts so its workers inherit it.
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
@@ -259,6 +365,9 @@ def _report(results: list[dict], out: Path, algo: str, started: float, skipped: 
     say("")
     for line in verdict(results):
         say(line)
+    if arms(results)[2] is not None:
+        say(f"seed noise: pool this run with other seeds' (--seed 1 --out {out}-seed1, ...): "
+            f"orca-math demo --compare {out} {out}-seed1 ...")
     say(f"plot: {out / 'results.png'}; table: {out / 'results.md'}; logs: {out / LOG_NAME}")
     reused = f" ({skipped} stages finished earlier were skipped)" if skipped else ""
     say(f"demo: {time.perf_counter() - started:.0f}s wall{reused}")

@@ -35,6 +35,7 @@ EXISTING_FLAGS = [
     ["world", "--split", "train", "--n", "4", "--seed", "3", "--out", "o.parquet"],
     ["world-teach", "--seeds", "s", "--out", "o", "--rounds", "1", "--keep-all-rounds", "--include-seeds"],
     ["demo", "--out", "o", "--seed", "7"],
+    ["demo", "--compare", "runs/demo", "runs/demo-seed1"],
 ]
 
 

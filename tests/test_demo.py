@@ -17,7 +17,16 @@ from orca_math.common.config import load_yaml
 from orca_math.common.manifest import RunManifest
 from orca_math.common.records import read_parquet, read_table
 from orca_math.common.schema import JUDGMENT, KTO_EXAMPLE, PROBLEM, SAMPLE
-from orca_math.demo import REFERENCE_S, Progress, mcnemar_one_sided, noise_points, stage_counts, verdict
+from orca_math.demo import (
+    REFERENCE_S,
+    Progress,
+    compare_runs,
+    mcnemar_one_sided,
+    noise_points,
+    sign_flip_one_sided,
+    stage_counts,
+    verdict,
+)
 from orca_math.run.config import StageConfigs
 from orca_math.run.recipe import planned_stages, recipe, training_sequences
 from orca_math.world.generate import find_leaks
@@ -131,6 +140,67 @@ def test_verdict_is_mcnemar_on_the_per_problem_verdicts(tmp_path):
     # Swapped arms: the same evidence says the control is ahead, so practice did not beat it.
     rows[1]["results"], rows[2]["results"] = rows[2]["results"], rows[1]["results"]
     assert "practice did not beat plain SFT" in verdict(rows)[1]
+
+
+def _finished_run(run_dir: Path, m1: float, m3: list[bool], control: list[bool],
+                  control_label: str = "M1+SFT (control)") -> Path:
+    run_dir.mkdir(parents=True)
+    rows = [{"model": "M1", "accuracy": m1, "n": len(m3)}, {"model": "M2", "accuracy": m1, "n": len(m3)}]
+    for label, correct in (("M3", m3), (control_label, control)):
+        rows.append({"model": label, "accuracy": sum(correct) / len(correct), "n": len(correct),
+                     "results": _eval_results(run_dir / f"{len(rows)}.parquet", correct)})
+    (run_dir / "results.json").write_text(json.dumps(rows))
+    return run_dir
+
+
+def test_compare_pools_the_runs_discordant_problems(tmp_path, capsys):
+    # Three runs of 100 problems where M3 alone solves w problems and the control alone l others:
+    # 7 / 2, 6 / 2, 7 / 3. No run alone is significant at 5%; together, 20 / 7 is.
+    runs = [_finished_run(tmp_path / f"seed{i}", 0.40, [True] * (50 + w) + [False] * (50 - w),
+                          [True] * 50 + [False] * w + [True] * l + [False] * (50 - w - l))
+            for i, (w, l) in enumerate([(7, 2), (6, 2), (7, 3)])]
+    lines = compare_runs(runs)
+    assert lines[0] == ("| run | M1 | M3 | M1+SFT (control) | M3 - M1 | M3 - control | only M3 / only control | p |")
+    assert [line.split(" | ")[-2:] for line in lines[2:5]] == [
+        ["7 / 2", f"{mcnemar_one_sided(7, 2):.2g} |"], ["6 / 2", f"{mcnemar_one_sided(6, 2):.2g} |"],
+        ["7 / 3", f"{mcnemar_one_sided(7, 3):.2g} |"]]
+    assert min(mcnemar_one_sided(w, l) for w, l in [(7, 2), (6, 2), (7, 3)]) > 0.05
+    assert lines[-2].startswith("pooled: in these runs practice beat plain SFT")
+    assert f"p = {mcnemar_one_sided(20, 7):.3g}; 20 problems only M3 solved, 7 only the control" in lines[-2]
+    assert mcnemar_one_sided(20, 7) < 0.05
+    assert lines[-3].startswith("3 runs: M3 - M1 ")
+    # Three runs, each ahead: as likely as 1 in 8 under the null, seed to seed.
+    assert lines[-1].startswith("across runs: practice did not beat plain SFT from seed to seed")
+    assert "p = 0.125; the smallest 3 runs can give is 0.12" in lines[-1]
+    # The command prints the same, runs nothing and writes nothing.
+    from orca_math.cli import main
+
+    assert main(["demo", "--compare", *map(str, runs)]) == 0
+    assert capsys.readouterr().out.splitlines() == lines
+    assert main(["demo", "--compare", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere/results.json: missing" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seed0", "seed1", "seed2"]
+    # A run whose control is another kind is not pooled with these, and the error names it.
+    odd = _finished_run(tmp_path / "odd", 0.4, [True] * 10, [False] * 10, "M1+SFT on practiced problems (control)")
+    with pytest.raises(ValueError, match=f"{odd}/results.json: compares M3 with 'M1\\+SFT on practiced"):
+        compare_runs([*runs, odd])
+    # The same command twice gives the same verdicts (runs are reproducible): one run, not two.
+    again = _finished_run(tmp_path / "again", 0.40, [True] * 57 + [False] * 43,
+                          [True] * 50 + [False] * 7 + [True] * 2 + [False] * 41)
+    with pytest.raises(ValueError, match=f"{again} and {runs[0]} have the same verdicts on every problem"):
+        compare_runs([*runs, again])
+    with pytest.raises(FileNotFoundError, match="is not a finished demo run"):
+        compare_runs([tmp_path / "nowhere"])
+    (runs[0] / "3.parquet").unlink()
+    with pytest.raises(FileNotFoundError, match="M1\\+SFT \\(control\\)'s per-problem verdicts .* are not there"):
+        compare_runs(runs)
+
+
+def test_sign_flip_counts_every_way_the_runs_could_have_gone():
+    assert sign_flip_one_sided([1.0, 2.0, 3.0]) == 1 / 8
+    assert sign_flip_one_sided([-1.0, 1.0]) == 3 / 4  # sums 0, -2, 2, 0 against 0
+    assert sign_flip_one_sided([-2.0, -1.0]) == 1.0
+    assert sign_flip_one_sided([0.4, 0.2, 0.4, 0.6, 0.8] * 4) < 1e-3  # 20 runs: sampled flips
 
 
 def test_mcnemar_exact_one_sided():

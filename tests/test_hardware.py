@@ -1,6 +1,7 @@
 """`auto` settings follow the machine: precision, attention, vLLM dtype, devices (faked machines)."""
 
 import logging
+import os
 
 import pytest
 
@@ -123,6 +124,23 @@ def test_worker_resolution_records_the_choice(monkeypatch):
     monkeypatch.setattr(trainers, "this_machine", lambda: AVX512_BF16)
     cfg, record = trainers.resolve_on_worker(SFTTrainConfig(scaling={"use_gpu": False}))
     assert (cfg.bf16, cfg.attn_implementation) == (True, "eager") and "avx512_bf16" in record["reason"]
+
+
+def test_the_record_names_the_kernels_torch_runs_even_when_lowered_below_the_cpu():
+    # ATEN_CPU_CAPABILITY lowers torch's kernels below what the CPU offers (how an AVX2-only CPU was
+    # timed on an AVX-512 one): the manifest must show it, beside the CPU's own flags.
+    import json
+    import subprocess
+    import sys
+
+    show = "import json; from orca_math.common.hardware import this_machine; print(json.dumps(this_machine().record()))"
+    here = json.loads(subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, check=True).stdout)
+    lowered = json.loads(subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, check=True,
+                                        env={**os.environ, "ATEN_CPU_CAPABILITY": "default"}).stdout)
+    assert here["cpu_kernels"] in ("AVX512", "AVX2", "Z VECTOR", "VSX", "SVE256", "NO AVX", "DEFAULT")
+    assert lowered.pop("cpu_kernels") == "DEFAULT"
+    here.pop("cpu_kernels")
+    assert lowered == here  # the CPU and its bf16 flags are what they are
 
 
 def test_on_a_real_cpu_only_ray_cluster_auto_is_cpu_and_a_gpu_worker_fails_in_seconds(ray_local, tiny_model, tmp_path):

@@ -41,6 +41,9 @@ class Machine:
     cuda: bool = False
     cuda_bf16: bool = False
     gpu_name: str | None = None
+    # The vector ISA torch's CPU kernels dispatch to (AVX512, AVX2, ...): below what the flags
+    # offer when ATEN_CPU_CAPABILITY lowers it, e.g. to time an AVX2-only CPU on an AVX-512 one.
+    cpu_kernels: str | None = None
 
     def record(self) -> dict[str, Any]:
         """What a manifest keeps: the machine the choice was made on."""
@@ -61,6 +64,7 @@ def this_machine() -> Machine:
         cuda=cuda,
         cuda_bf16=cuda and torch.cuda.is_bf16_supported(),
         gpu_name=torch.cuda.get_device_name(0) if cuda else None,
+        cpu_kernels=torch.backends.cpu.get_cpu_capability(),
     )
 
 
