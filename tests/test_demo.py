@@ -200,7 +200,9 @@ def test_sign_flip_counts_every_way_the_runs_could_have_gone():
     assert sign_flip_one_sided([1.0, 2.0, 3.0]) == 1 / 8
     assert sign_flip_one_sided([-1.0, 1.0]) == 3 / 4  # sums 0, -2, 2, 0 against 0
     assert sign_flip_one_sided([-2.0, -1.0]) == 1.0
-    assert sign_flip_one_sided([0.4, 0.2, 0.4, 0.6, 0.8] * 4) < 1e-3  # 20 runs: sampled flips
+    # 20 runs: sampled flips, a new draw each time
+    assert 0 < sign_flip_one_sided([0.4, 0.2, 0.4, 0.6, 0.8] * 4) < 1e-3
+    assert 0.5 < sign_flip_one_sided([1.0, -1.0] * 10) < 0.7  # exactly: 0.588
 
 
 def test_mcnemar_exact_one_sided():
