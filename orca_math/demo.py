@@ -369,8 +369,8 @@ def _report(results: list[dict], out: Path, algo: str, started: float, skipped: 
     for line in verdict(results):
         say(line)
     if arms(results)[2] is not None:
-        say(f"seed noise: pool this run with other seeds' (--seed 1 --out {out}-seed1, ...): "
-            f"orca-math demo --compare {out} {out}-seed1 ...")
+        say(f"seed noise: run other seeds (orca-math demo --seed 1 --out {out}-seed1, ...), then set them "
+            f"beside this one: orca-math demo --compare {out} {out}-seed1 ...")
     say(f"plot: {out / 'results.png'}; table: {out / 'results.md'}; logs: {out / LOG_NAME}")
     reused = f" ({skipped} stages finished earlier were skipped)" if skipped else ""
     say(f"demo: {time.perf_counter() - started:.0f}s wall{reused}")

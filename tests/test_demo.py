@@ -196,6 +196,22 @@ def test_compare_pools_the_runs_discordant_problems(tmp_path, capsys):
         compare_runs(runs)
 
 
+def test_the_report_says_how_to_pool_seeds_when_there_is_a_control(tmp_path):
+    import io
+
+    from orca_math.demo import _report
+
+    run = _finished_run(tmp_path / "demo", 0.4, [True] * 6 + [False] * 4, [True] * 5 + [False] * 5)
+    results = json.loads((run / "results.json").read_text())
+    for rows, hint in ((results, True), (results[:3], False)):
+        out = io.StringIO()
+        assert _report(rows, run, "rft", 0.0, 0, out) == 0
+        said = out.getvalue()
+        assert ("M3 vs equal-compute SFT control" in said) is hint
+        assert (f"orca-math demo --seed 1 --out {run}-seed1" in said
+                and f"orca-math demo --compare {run} {run}-seed1 ..." in said) is hint
+
+
 def test_sign_flip_counts_every_way_the_runs_could_have_gone():
     assert sign_flip_one_sided([1.0, 2.0, 3.0]) == 1 / 8
     assert sign_flip_one_sided([-1.0, 1.0]) == 3 / 4  # sums 0, -2, 2, 0 against 0
