@@ -162,7 +162,7 @@ def compare_runs(run_dirs: list[str | Path]) -> list[str]:
     """
     import json
 
-    seen: dict[tuple, Path] = {}
+    seen: dict[tuple[frozenset, frozenset], Path] = {}
     head = "| run | M1 | {last} | {control} | {last} - M1 | {last} - control | only {last} / only control | p |"
     lines, labels, wins_all, losses_all, diffs, gains = [], None, 0, 0, [], []
     for run_dir in map(Path, run_dirs):
@@ -179,11 +179,11 @@ def compare_runs(run_dirs: list[str | Path]) -> list[str]:
             raise ValueError(f"{path}: compares {last['model']} with {control['model']!r}, the first run "
                              f"{labels[0]} with {labels[1]!r}: pool runs of one recipe")
         for row in (last, control):
-            if not Path(row.get("results") or "").exists():
+            if not (row.get("results") and Path(row["results"]).exists()):  # Path("") would be the cwd
                 raise FileNotFoundError(f"{path}: {row['model']}'s per-problem verdicts {row.get('results')!r} "
                                         "are not there (was the run folder moved or pruned?)")
         ours, theirs = verdicts(last["results"]), verdicts(control["results"])
-        key = tuple(sorted((pid, ok, theirs.get(pid)) for pid, ok in ours.items()))
+        key = frozenset(ours.items()), frozenset(theirs.items())
         if key in seen:
             raise ValueError(f"{run_dir} and {seen[key]} have the same verdicts on every problem: one run "
                              "twice (pool runs of other seeds)")

@@ -194,6 +194,12 @@ def test_compare_pools_the_runs_discordant_problems(tmp_path, capsys):
     (runs[0] / "3.parquet").unlink()
     with pytest.raises(FileNotFoundError, match="M1\\+SFT \\(control\\)'s per-problem verdicts .* are not there"):
         compare_runs(runs)
+    # A results row that names no file is missing too (not the current folder).
+    rows = json.loads((runs[1] / "results.json").read_text())
+    del rows[2]["results"]
+    (runs[1] / "results.json").write_text(json.dumps(rows))
+    with pytest.raises(FileNotFoundError, match="M3's per-problem verdicts None are not there"):
+        compare_runs(runs[1:])
 
 
 def test_the_report_says_how_to_pool_seeds_when_there_is_a_control(tmp_path):
