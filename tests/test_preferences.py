@@ -2,6 +2,7 @@
 
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from orca_math.common.schema import (
     QUARANTINE,
     SAMPLE,
     empty_provenance,
+    stable_id,
 )
 from orca_math.prefs.config import PreferenceConfig
 from orca_math.prefs.core import build_preferences, donor_rank
@@ -119,6 +121,23 @@ def test_skip_mastered_leaves_out_problems_the_student_always_gets_right():
     assert {p["problem_id"] for p in prefs.pairs} == {"mixed", "hard"}
     assert prefs.report["problems_mastered_skipped"] == 1 and prefs.report["negatives_borrowed"] == 0
     assert prefs.report["correct_histogram"] == {"0": 1, "1": 1, "4": 1}
+
+
+def test_a_text_written_twice_is_two_rows_with_their_own_ids():
+    problems, samples, judgments = _practice({"a": [True, True, True, False], "b": [False] * 4})
+    for s in samples:  # the student writes the teacher's solution word for word, and one slip twice
+        s["text"] = {"a": "teacher a\n#### 1"}.get(s["problem_id"], "b wrong") if s["sample_index"] < 2 else s["text"]
+    prefs = build_preferences(problems, samples, judgments, PreferenceConfig(borrow_negatives=0))
+    a = Counter((e["completion"], e["label"]) for e in prefs.kto_examples if e["problem_id"] == "a")
+    assert a == {("teacher a\n#### 1", True): 3, ("a sample 2 right", True): 1, ("a sample 3 wrong", False): 1}
+    b = Counter(e["completion"] for e in prefs.kto_examples if e["problem_id"] == "b")
+    assert b == {"b wrong": 2, "b sample 2 wrong": 1, "b sample 3 wrong": 1, "teacher b\n#### 1": 1}
+    assert len(prefs.pairs) == 4 * 1 + 1 * 4  # a: 4 positives x 1 negative; b: teacher x 4 negatives
+    assert len({p["pair_id"] for p in prefs.pairs}) == len(prefs.pairs)
+    assert len({e["example_id"] for e in prefs.kto_examples}) == len(prefs.kto_examples)
+    # A text's first row keeps the id it had before repeats were numbered.
+    first = next(e for e in prefs.kto_examples if e["completion"] == "b sample 2 wrong")
+    assert first["example_id"] == stable_id("kto", 1, "b", "b sample 2 wrong", False)
 
 
 def test_each_problem_draws_the_same_rows_whatever_else_is_in_the_round():
