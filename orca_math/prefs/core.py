@@ -133,8 +133,8 @@ def _pick(items: Sequence, k: int | None, rng: random.Random) -> Sequence:
 def _repeats(keys: list[tuple]) -> list[tuple]:
     """For each row's id parts, how often they came before, as one more id part (none the first
     time), so a repeated row keeps its own id. Every right sample is a positive, and a small student
-    writes the teacher's solution word for word for most problems it solves: the demo's M3 is ~2
-    points better with those repeats than with one row per text (docs/demo-results.md)."""
+    writes the teacher's solution word for word for most problems it solves: those repeats stay
+    rows (the demo's M3 was 0.9 points lower with one row per text, docs/demo-results.md)."""
     seen: Counter = Counter()
     out = []
     for key in keys:
