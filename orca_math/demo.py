@@ -74,11 +74,6 @@ def verdicts(path: str | Path) -> dict[str, bool]:
     return dict(zip(t["problem_id"], t["correct"]))
 
 
-def paired_counts(a_path: str | Path, b_path: str | Path) -> tuple[int, int, int]:
-    """(A right & B wrong, A wrong & B right, problems in both) from two eval ``results.parquet``."""
-    return discordant(verdicts(a_path), verdicts(b_path))
-
-
 def discordant(a: dict[str, bool], b: dict[str, bool]) -> tuple[int, int, int]:
     """(A right & B wrong, A wrong & B right, problems in both) from two evals' verdicts."""
     common = a.keys() & b.keys()
@@ -100,6 +95,11 @@ def points(a: dict, b: dict) -> float:
     return 100 * (a["accuracy"] - b["accuracy"])
 
 
+def outcome(p: float) -> str:
+    """How a verdict reads: practice ``beat`` / ``did not beat`` plain SFT at one-sided p < 0.05."""
+    return "beat" if p < 0.05 else "did not beat"
+
+
 def verdict(results: list[dict]) -> list[str]:
     """Plain sentences on the table: last round vs M1, and vs the equal-compute SFT control."""
     first, last, control = arms(results)
@@ -112,11 +112,10 @@ def verdict(results: list[dict]) -> list[str]:
         return lines
     diff, noise = points(last, control), noise_points(last, control)
     if last.get("results") and control.get("results"):
-        wins, losses, n = paired_counts(last["results"], control["results"])
+        wins, losses, n = discordant(verdicts(last["results"]), verdicts(control["results"]))
         p = mcnemar_one_sided(wins, losses)
-        outcome = "beat" if p < 0.05 else "did not beat"
         lines.append(f"{last['model']} vs equal-compute SFT control: {diff:+.1f} points (control "
-                     f"{100 * control['accuracy']:.1f}%): practice {outcome} plain SFT (McNemar exact, one-sided: "
+                     f"{100 * control['accuracy']:.1f}%): practice {outcome(p)} plain SFT (McNemar exact, one-sided: "
                      f"p = {p:.3g}; {wins} problems only {last['model']} solved, {losses} only the control, of {n})")
     unpaired = ("beat" if diff > 0 else "fell behind") if abs(diff) > noise else "matched"
     lines.append(f"  unpaired, more conservative: practice {unpaired} plain SFT "
@@ -196,7 +195,6 @@ def compare_runs(run_dirs: list[str | Path]) -> list[str]:
                      f"{100 * control['accuracy']:.1f}% | {gains[-1]:+.1f} | {diffs[-1]:+.1f} | {wins} / {losses} "
                      f"| {mcnemar_one_sided(wins, losses):.2g} |")
     p, p_runs, n = mcnemar_one_sided(wins_all, losses_all), sign_flip_one_sided(diffs), len(diffs)
-    outcome = lambda p: "beat" if p < 0.05 else "did not beat"  # noqa: E731
     lines += ["", f"{n} runs: {labels[0]} - M1 {sum(gains) / n:+.1f} points on average ({min(gains):+.1f} to "
               f"{max(gains):+.1f}); {labels[0]} - control {sum(diffs) / n:+.1f} ({min(diffs):+.1f} to {max(diffs):+.1f})",
               f"pooled: in these runs practice {outcome(p)} plain SFT (McNemar exact, one-sided, over all runs' "

@@ -135,9 +135,9 @@ def test_a_text_written_twice_is_two_rows_with_their_own_ids():
     assert len(prefs.pairs) == 4 * 1 + 1 * 4  # a: 4 positives x 1 negative; b: teacher x 4 negatives
     assert len({p["pair_id"] for p in prefs.pairs}) == len(prefs.pairs)
     assert len({e["example_id"] for e in prefs.kto_examples}) == len(prefs.kto_examples)
-    # A text's first row keeps the id it had before repeats were numbered.
-    first = next(e for e in prefs.kto_examples if e["completion"] == "b sample 2 wrong")
-    assert first["example_id"] == stable_id("kto", 1, "b", "b sample 2 wrong", False)
+    # A repeated text's first row keeps the id it had before repeats were numbered; the next is new.
+    ids = [e["example_id"] for e in prefs.kto_examples if e["completion"] == "b wrong"]
+    assert ids[0] == stable_id("kto", 1, "b", "b wrong", False) != ids[1]
 
 
 def test_each_problem_draws_the_same_rows_whatever_else_is_in_the_round():
