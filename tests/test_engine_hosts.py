@@ -49,6 +49,17 @@ def test_a_stage_reuses_the_hosts_of_its_kind_and_replaces_others(no_hosts):
     assert len(now) == 1 and not set(now) & set(first)
 
 
+def test_a_lease_decides_auto_and_refuses_what_no_node_has(no_hosts):
+    """Called without a stage's own ``on_cluster()``: ``use_gpu: auto`` on this CPU-only Ray gets CPU
+    hosts, and a GPU no node has fails at once, naming the setting, instead of waiting for one."""
+    from orca_math.common.hardware import ClusterTooSmallError
+
+    lease_engines(CANNED.model_copy(update={"use_gpu": "auto"}))
+    assert set(_hosts()) == {f"{host_kind(CANNED)}-0", f"{host_kind(CANNED)}-1"}
+    with pytest.raises(ClusterTooSmallError, match="engine.use_gpu"):
+        lease_engines(CANNED.model_copy(update={"use_gpu": True}))
+
+
 def test_release_can_spare_the_cpu_hosts(no_hosts):
     lease_engines(CANNED)
     release_engines(gpu_only=True)  # training in the driver on a GPU needs only the GPU hosts gone

@@ -119,6 +119,9 @@ def lease_engines(engine: VLLMEngineConfig, retry: bool = True) -> EngineLease:
     """``engine.concurrency`` hosts with ``engine`` built, reusing the running ones of its kind."""
     import ray
 
+    # Decided here too, not only by the stages: an undecided ``use_gpu: auto`` would ask a CPU-only
+    # cluster for a GPU host and wait forever; a request no node can meet fails now, naming the setting.
+    engine = engine.on_cluster()
     kind = host_kind(engine)
     keys = [f"{kind}-{i}" for i in range(engine.concurrency)]
     if any(k not in keys or job != _job() for k, (_, _, job) in _HOSTS.items()):
