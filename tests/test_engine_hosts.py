@@ -54,7 +54,7 @@ def test_a_lease_decides_auto_and_refuses_what_no_node_has(no_hosts):
     hosts, and a GPU no node has fails at once, naming the setting, instead of waiting for one."""
     from orca_math.common.hardware import ClusterTooSmallError
 
-    lease_engines(CANNED.model_copy(update={"use_gpu": "auto"}))
+    assert lease_engines(CANNED.model_copy(update={"use_gpu": "auto"})).engine == CANNED
     assert set(_hosts()) == {f"{host_kind(CANNED)}-0", f"{host_kind(CANNED)}-1"}
     with pytest.raises(ClusterTooSmallError, match="engine.use_gpu"):
         lease_engines(CANNED.model_copy(update={"use_gpu": True}))

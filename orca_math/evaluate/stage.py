@@ -82,10 +82,11 @@ def eval_stage(model: str | Path, cfg: EvalConfig, out_dir: str | Path, name: st
         log.info("%s: %d problems from %s", c.name, n, data)
         ensure_ray()
         app = ensure_judge_app(cfg.judge, serve_cfg, teacher_cfg)
-        engine = cfg.engine.model_copy(update={"model": model}).on_cluster()
+        lease = lease_engines(cfg.engine.model_copy(update={"model": model}))
+        engine = lease.engine
         result = stream_stage(
             problems_path, parts, EvalBatches,
-            {"lease": lease_engines(engine), "engine": engine, "decoding": cfg.decoding,
+            {"lease": lease, "engine": engine, "decoding": cfg.decoding,
              "prompt_template": cfg.prompt_template, "model": model, "app_name": app},
             batch_size=engine.batch_size, concurrency=engine.concurrency, num_cpus=0)  # the hosts hold the engines
         s = result.summary

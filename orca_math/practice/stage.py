@@ -92,11 +92,12 @@ def practice_stage(model: str | Path, problems_path: str | Path, out_dir: str | 
         n_problems = write_practice_slice(problems_path, cfg.offset, cfg.limit, selected)
         ensure_ray()
         log.info("%s: %d problems x %d samples from %s", c.name, n_problems, cfg.decoding.n, model)
-        engine = cfg.engine.model_copy(update={"model": model}).on_cluster()
+        lease = lease_engines(cfg.engine.model_copy(update={"model": model}))
+        engine = lease.engine
         parts = StageParts(c.out, "samples.parquet", SAMPLE)
         result = stream_stage(
             selected, parts, PracticeBatches,
-            {"lease": lease_engines(engine), "engine": engine, "decoding": cfg.decoding,
+            {"lease": lease, "engine": engine, "decoding": cfg.decoding,
              "prompt_template": cfg.prompt_template, "model_name": model_name},
             batch_size=engine.batch_size, concurrency=engine.concurrency, num_cpus=0)  # the hosts hold the engines
         return {"outputs": {"samples": str(parts.data_dir), "quarantine": str(parts.quarantine_dir)},

@@ -91,10 +91,12 @@ class EngineHost:
 
 @dataclass(frozen=True)
 class EngineLease:
-    """A stage's hosts, and the token its ``map_batches`` actors claim them with."""
+    """A stage's hosts, the token its ``map_batches`` actors claim them with, and the engine config they
+    hold (``use_gpu`` decided)."""
 
     hosts: tuple
     token: str
+    engine: VLLMEngineConfig
 
 
 def _job() -> str:
@@ -119,8 +121,8 @@ def lease_engines(engine: VLLMEngineConfig, retry: bool = True) -> EngineLease:
     """``engine.concurrency`` hosts with ``engine`` built, reusing the running ones of its kind."""
     import ray
 
-    # Decided here too, not only by the stages: an undecided ``use_gpu: auto`` would ask a CPU-only
-    # cluster for a GPU host and wait forever; a request no node can meet fails now, naming the setting.
+    # An undecided ``use_gpu: auto`` would ask a CPU-only cluster for a GPU host and wait forever; a
+    # request no node can meet fails here, naming the setting.
     engine = engine.on_cluster()
     kind = host_kind(engine)
     keys = [f"{kind}-{i}" for i in range(engine.concurrency)]
@@ -139,7 +141,7 @@ def lease_engines(engine: VLLMEngineConfig, retry: bool = True) -> EngineLease:
         return lease_engines(engine, retry=False)
     log.info("engine %s ready in %.1fs on %d host(s), %d started (%s), build %.1fs", engine.model,
              time.perf_counter() - started, len(hosts), len(new), kind, max(built))
-    return EngineLease(hosts, uuid.uuid4().hex)
+    return EngineLease(hosts, uuid.uuid4().hex, engine)
 
 
 def _start_host(engine: VLLMEngineConfig) -> tuple[Any, Any, str]:
