@@ -89,7 +89,7 @@ def bench_stage(engine, decoding, problems, template, work: Path) -> dict:
     lease = lease_engines(engine)
     t1 = time.perf_counter()
     stream_stage(work / "problems.parquet", parts, TimedPracticeBatches,
-                 {"log": str(log), "lease": lease, "engine": engine, "decoding": decoding, "prompt_template": template,
+                 {"log": str(log), "lease": lease, "decoding": decoding, "prompt_template": template,
                   "model_name": "bench"},
                  batch_size=engine.batch_size, concurrency=engine.concurrency, num_cpus=0)
     wall = time.perf_counter() - t0

@@ -39,7 +39,7 @@ def train_loop(config: dict) -> None:
 
 def sampling_nodes() -> list[str]:
     lease = lease_engines(ENGINE)
-    sampled = HostedSampler(lease, ENGINE, DecodingConfig(n=2), "M1")({"problem_id": ["p1"], "prompt": ["q"]})
+    sampled = HostedSampler(lease, DecodingConfig(n=2), "M1")({"problem_id": ["p1"], "prompt": ["q"]})
     assert sampled["problem_id"] == ["p1", "p1"]
     assert len(lease.hosts) == ENGINE.concurrency
     return sorted(set(ray.get([h.__ray_call__.remote(lambda _: ray.get_runtime_context().get_node_id())

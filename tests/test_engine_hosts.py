@@ -38,7 +38,7 @@ def test_a_stage_reuses_the_hosts_of_its_kind_and_replaces_others(no_hosts):
     lease_engines(CANNED.model_copy(update={"model": "M2"}))
     assert _hosts() == first
     # Each map_batches actor of a stage claims its own host; one Ray Data restarted shares the first.
-    samplers = [HostedSampler(lease, CANNED, DecodingConfig(n=3), "M1") for _ in range(3)]
+    samplers = [HostedSampler(lease, DecodingConfig(n=3), "M1") for _ in range(3)]
     assert len({s.host for s in samplers[:2]}) == 2 and samplers[2].host == lease.hosts[0]
     out = samplers[1](BATCH)
     assert out["problem_id"] == ["p1"] * 3 + ["p2"] * 3 and set(out["model"]) == {"M1"}
@@ -81,7 +81,7 @@ def test_one_process_rebuilds_its_engine_for_each_model_with_the_same_samples(no
     greedy = GREEDY.model_copy(update={"max_tokens": 16})
 
     def sample(eng, dec):
-        return HostedSampler(lease_engines(eng), eng, dec, "M")(BATCH)["text"]
+        return HostedSampler(lease_engines(eng), dec, "M")(BATCH)["text"]
 
     first = sample(engine, greedy)
     (pid,) = set(_hosts().values())

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from orca_math.common.records import StageOutput
 from orca_math.common.runner import Stage, StageContext, run_stage
-from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
+from orca_math.common.sampling.config import DecodingConfig
 from orca_math.common.sampling.hosts import EngineLease, HostedSampler, lease_engines, release_engines
 from orca_math.common.sampling.ray_sampling import sample_problems
 from orca_math.common.schema import EVAL_RESULT
@@ -33,12 +33,12 @@ log = logging.getLogger(__name__)
 class EvalBatches(CommitBatches):
     """``map_batches`` callable: problems -> completions (from an engine host) -> the judge's verdicts, committed."""
 
-    def __init__(self, parts: StageParts, lease: EngineLease, engine: VLLMEngineConfig, decoding: DecodingConfig,
+    def __init__(self, parts: StageParts, lease: EngineLease, decoding: DecodingConfig,
                  prompt_template: str, model: str, app_name: str):
         from orca_math.judge.serve_judge import judge_handle
 
         super().__init__(parts, "id")
-        self.sampler = HostedSampler(lease, engine, decoding, model)
+        self.sampler = HostedSampler(lease, decoding, model)
         self.template, self.model = prompt_template, model
         self.handle = judge_handle(app_name)
 
@@ -86,7 +86,7 @@ def eval_stage(model: str | Path, cfg: EvalConfig, out_dir: str | Path, name: st
         engine = lease.engine
         result = stream_stage(
             problems_path, parts, EvalBatches,
-            {"lease": lease, "engine": engine, "decoding": cfg.decoding,
+            {"lease": lease, "decoding": cfg.decoding,
              "prompt_template": cfg.prompt_template, "model": model, "app_name": app},
             batch_size=engine.batch_size, concurrency=engine.concurrency, num_cpus=0)  # the hosts hold the engines
         s = result.summary

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from orca_math.common.records import StageOutput, parquet_files
 from orca_math.common.runner import Stage, StageContext, run_stage
-from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
+from orca_math.common.sampling.config import DecodingConfig
 from orca_math.common.sampling.hosts import EngineLease, HostedSampler, lease_engines, release_engines
 from orca_math.common.sampling.ray_sampling import sample_problems
 from orca_math.common.schema import PROBLEM, SAMPLE
@@ -60,10 +60,10 @@ def write_practice_slice(problems_path: str | Path, offset: int, limit: int | No
 class PracticeBatches(CommitBatches):
     """``map_batches`` callable sampling on an engine host: a batch of problems -> their samples, committed."""
 
-    def __init__(self, parts: StageParts, lease: EngineLease, engine: VLLMEngineConfig, decoding: DecodingConfig,
+    def __init__(self, parts: StageParts, lease: EngineLease, decoding: DecodingConfig,
                  prompt_template: str, model_name: str):
         super().__init__(parts, "id")
-        self.sampler = HostedSampler(lease, engine, decoding, model_name)
+        self.sampler = HostedSampler(lease, decoding, model_name)
         self.n, self.template = decoding.n, prompt_template
 
     def process(self, problems: list[dict]) -> tuple[StageOutput, dict[str, int]]:
@@ -97,7 +97,7 @@ def practice_stage(model: str | Path, problems_path: str | Path, out_dir: str | 
         parts = StageParts(c.out, "samples.parquet", SAMPLE)
         result = stream_stage(
             selected, parts, PracticeBatches,
-            {"lease": lease, "engine": engine, "decoding": cfg.decoding,
+            {"lease": lease, "decoding": cfg.decoding,
              "prompt_template": cfg.prompt_template, "model_name": model_name},
             batch_size=engine.batch_size, concurrency=engine.concurrency, num_cpus=0)  # the hosts hold the engines
         return {"outputs": {"samples": str(parts.data_dir), "quarantine": str(parts.quarantine_dir)},

@@ -155,14 +155,15 @@ def _start_host(engine: VLLMEngineConfig) -> tuple[Any, Any, str]:
 
 
 class HostedSampler:
-    """What a stage's ``map_batches`` actor samples with: its batches go to one host of ``lease``."""
+    """What a stage's ``map_batches`` actor samples with: its batches go to one host of ``lease``, with the
+    engine config the lease decided."""
 
-    def __init__(self, lease: EngineLease, engine: VLLMEngineConfig, decoding: DecodingConfig, model_name: str):
+    def __init__(self, lease: EngineLease, decoding: DecodingConfig, model_name: str):
         import ray
 
         # One host per actor; an actor Ray Data restarted finds them all claimed and shares the first.
         self.host = next((h for h in lease.hosts if ray.get(h.claim.remote(lease.token))), lease.hosts[0])
-        self.engine, self.decoding, self.model_name = engine, decoding, model_name
+        self.engine, self.decoding, self.model_name = lease.engine, decoding, model_name
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         import ray
