@@ -8,7 +8,8 @@ equal-compute SFT control. It writes ``runs/demo/`` like any run (results.md/jso
 The terminal gets one line per stage (start, end with its counts and elapsed time, and an estimate
 of the time left), then the table and the verdict: how far practice moved the student, and whether
 it beat plain SFT given the same training compute, by McNemar's exact test on the per-problem
-verdicts. Ray's, vLLM's and TRL's own output goes to ``RUN_DIR/logs/demo.log``. Rerunning resumes.
+verdicts; on the world's problems, split by arithmetic steps, which problems that comes from. Ray's,
+vLLM's and TRL's own output goes to ``RUN_DIR/logs/demo.log``. Rerunning resumes.
 ``orca-math demo --compare RUN...`` sets finished runs (other seeds) side by side and tests them together.
 """
 
@@ -30,7 +31,7 @@ DEMO_CONFIG = "configs/demo.yaml"
 LOG_NAME = "logs/demo.log"
 # Seconds each stage took in a committed run (docs/demo-results.md), scaled by how fast this machine
 # has been so far: the time-left estimate. Stages not listed count as 5 s.
-REFERENCE_S = {"student": 12, "world": 9, "seeds": 1, "generate": 25, "sft": 292, "eval": 28, "practice": 47,
+REFERENCE_S = {"student": 12, "world": 9, "seeds": 1, "generate": 25, "sft": 292, "eval": 28, "practice": 74,
                "judge": 12, "prefs": 2, "rft": 42, "dpo": 60, "kto": 60, "sft-control": 98}
 
 
@@ -163,7 +164,7 @@ def compare_runs(run_dirs: list[str | Path]) -> list[str]:
 
     seen: dict[tuple[frozenset, frozenset], Path] = {}
     head = "| run | M1 | {last} | {control} | {last} - M1 | {last} - control | only {last} / only control | p |"
-    lines, labels, wins_all, losses_all, diffs, gains = [], None, 0, 0, [], []
+    lines, labels, wins_all, losses_all, diffs, gains, split = [], None, 0, 0, [], [], []
     for run_dir in map(Path, run_dirs):
         path = run_dir / "results.json"
         if not path.is_file():
@@ -187,6 +188,8 @@ def compare_runs(run_dirs: list[str | Path]) -> list[str]:
             raise ValueError(f"{run_dir} and {seen[key]} have the same verdicts on every problem: one run "
                              "twice (pool runs of other seeds)")
         seen[key] = run_dir
+        if first.get("results") and Path(first["results"]).exists():
+            split.append((problem_steps(run_dir), (verdicts(first["results"]), ours, theirs)))
         wins, losses, _ = discordant(ours, theirs)
         wins_all, losses_all = wins_all + wins, losses_all + losses
         diffs.append(points(last, control))
@@ -202,6 +205,48 @@ def compare_runs(run_dirs: list[str | Path]) -> list[str]:
               f"across runs: practice {outcome(p_runs)} plain SFT from seed to seed (sign-flip test on the {n} "
               f"runs' differences, one-sided: p = {p_runs:.3g}"
               + (f"; the smallest {n} runs can give is {0.5 ** n:.2g})" if n <= EXACT_SIGN_FLIPS_UP_TO else ")")]
+    split_lines = by_steps(split, labels[0])
+    if split_lines:
+        lines += ["", "where it comes from: all runs' problems by arithmetic steps", *split_lines]
+    return lines
+
+
+def problem_steps(run_dir: str | Path) -> dict[str, int]:
+    """problem id -> arithmetic steps of a world run's held-out problems; {} when its test set is
+    not the world's (nothing to split by)."""
+    from orca_math.common.manifest import RunManifest
+    from orca_math.common.records import read_parquet
+    from orca_math.common.schema import PROBLEM
+    from orca_math.world.generate import program_from_row
+    from orca_math.world.steps import arithmetic_steps
+
+    manifest = Path(run_dir) / "manifest.json"
+    test = ((RunManifest(manifest).get("world") or {}).get("outputs") or {}).get("test") if manifest.exists() else None
+    if not (test and Path(test).exists()):
+        return {}
+    return {row["id"]: arithmetic_steps(program_from_row(row)) for row in read_parquet(test, PROBLEM)}
+
+
+def by_steps(runs: list[tuple[dict[str, int], tuple[dict, dict, dict]]], last: str) -> list[str]:
+    """The verdict's problems split by arithmetic steps, over ``runs``: (problem id -> steps, the
+    verdicts of M1, ``last`` and the control). Per step count: each arm's pass@1, and the
+    discordant problems of ``last`` and the control with McNemar's one-sided p. A breakdown of the
+    verdict, not a second one: it says which problems the difference comes from."""
+    split: dict[int, list[tuple[dict, ...]]] = {}
+    for steps, arm_verdicts in runs:
+        for k in set(steps.values()):
+            split.setdefault(k, []).append(tuple({pid: v[pid] for pid, s in steps.items() if s == k and pid in v}
+                                                 for v in arm_verdicts))
+    if not split:
+        return []
+    lines = [f"| steps | problems | M1 | {last} | control | {last} - M1 | {last} - control "
+             f"| only {last} / only control | p |", "|---" * 9 + "|"]
+    for k, parts in sorted(split.items()):
+        m1, ours, theirs = (100 * sum(sum(p[i].values()) for p in parts) / max(sum(len(p[i]) for p in parts), 1)
+                            for i in range(3))
+        wins, losses, n = map(sum, zip(*(discordant(p[1], p[2]) for p in parts)))
+        lines.append(f"| {k} | {n} | {m1:.1f}% | {ours:.1f}% | {theirs:.1f}% | {ours - m1:+.1f} | {ours - theirs:+.1f} "
+                     f"| {wins} / {losses} | {mcnemar_one_sided(wins, losses):.2g} |")
     return lines
 
 
@@ -245,6 +290,9 @@ def stage_counts(stage: str, entry: dict) -> str:
                        ("samples", "samples"), ("correct", "correct")):
         if key in entry:
             parts.append(f"{entry[key]} {label}")
+    report = entry.get("report") or {}
+    if report.get("problems_mastered_skipped"):  # prefs.skip_mastered: what the round does not train on
+        parts.append(f"{report['problems_mastered_skipped']} of {report['problems']} problems mastered, left out")
     return ", ".join(parts)
 
 
@@ -366,7 +414,14 @@ def _report(results: list[dict], out: Path, algo: str, started: float, skipped: 
     say("")
     for line in verdict(results):
         say(line)
-    if arms(results)[2] is not None:
+    first, last, control = arms(results)
+    if last is not None and control is not None and all(r.get("results") for r in (first, last, control)):
+        split = by_steps([(problem_steps(out), tuple(verdicts(r["results"]) for r in (first, last, control)))],
+                         last["model"])
+        if split:
+            for line in ["", "where it comes from: the same problems by arithmetic steps", *split, ""]:
+                say(line)
+    if control is not None:
         say(f"seed noise: run other seeds (orca-math demo --seed 1 --out {out}-seed1, ...), then set them "
             f"beside this one: orca-math demo --compare {out} {out}-seed1 ...")
     say(f"plot: {out / 'results.png'}; table: {out / 'results.md'}; logs: {out / LOG_NAME}")

@@ -29,7 +29,8 @@ from orca_math.demo import (
 )
 from orca_math.run.config import StageConfigs
 from orca_math.run.recipe import planned_stages, recipe, training_sequences
-from orca_math.world.generate import find_leaks
+from orca_math.world.generate import find_leaks, program_from_row
+from orca_math.world.steps import arithmetic_steps
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["student", "world", "seeds", "generate", "sft", "eval-M1",
@@ -60,8 +61,9 @@ def test_demo_config_loads_the_world_and_procedural_teacher():
     assert cfgs.judge.method == "exact"
     assert cfgs.generate.decontam.eval_sets == []
     assert cfgs.run.preference_algo == "rft" and type(cfgs.pref_train).__name__ == "SFTTrainConfig"
-    # Mastered problems stay in, a right answer through a false step is no positive (docs/demo-results.md).
-    assert cfgs.run.practice_fresh and not cfgs.prefs.skip_mastered and cfgs.prefs.check_calculations
+    # The rounds train on the problems not every sample got right, a right answer through a false step is
+    # no positive (docs/demo-results.md).
+    assert cfgs.run.practice_fresh and cfgs.prefs.skip_mastered and cfgs.prefs.check_calculations
     # Precision, attention, devices and vLLM's dtype follow the machine (tests/test_hardware.py).
     for cfg in (cfgs.sft, cfgs.pref_train):
         assert cfg.bf16 == cfg.fp16 == cfg.scaling.use_gpu == "auto" and cfg.attn_implementation is None
@@ -83,7 +85,7 @@ def test_each_round_practices_the_next_problems_from_the_configured_offset(offse
     cfgs = StageConfigs.load(REPO / "configs/demo.yaml")
     cfgs.practice = cfgs.practice.model_copy(update={"offset": offset})
     practiced = [(s.config.offset, s.config.limit) for s in recipe(cfgs, Path("RUN")) if s.name.startswith("practice-")]
-    assert practiced == [(offset, 1000), (offset + 1000, 1000)]
+    assert practiced == [(offset, 1500), (offset + 1500, 1500)]
 
 
 def test_the_stricter_control_reads_the_problems_the_rounds_practiced():
@@ -218,6 +220,76 @@ def test_the_report_says_how_to_pool_seeds_when_there_is_a_control(tmp_path):
                 and f"orca-math demo --compare {run} {run}-seed1 ..." in said) is hint
 
 
+def _world_run(run_dir: Path, seed: int, verdict_of) -> Path:
+    """A finished run of M1, M3 and the control on 40 world test problems, each arm right where
+    ``verdict_of(arm, arithmetic steps, index)`` says."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from orca_math.common.records import write_parquet
+    from orca_math.world.generate import WorldConfig, generate_problems
+
+    test = generate_problems("test", 40, WorldConfig(max_steps=2, max_value=40), seed=seed).rows
+    write_parquet(test, PROBLEM, run_dir / "world/test.parquet")
+    RunManifest(run_dir / "manifest.json").update("world", outputs={"test": str(run_dir / "world/test.parquet")})
+    steps = [arithmetic_steps(program_from_row(p)) for p in test]
+    rows = []
+    for arm in ("M1", "M3", "M1+SFT (control)"):
+        correct = [verdict_of(arm, k, i) for i, k in enumerate(steps)]
+        path = run_dir / f"eval-{len(rows)}.parquet"
+        pq.write_table(pa.table({"problem_id": [p["id"] for p in test], "correct": correct}), path)
+        rows.append({"model": arm, "accuracy": sum(correct) / len(correct), "n": len(correct), "results": str(path)})
+    (run_dir / "results.json").write_text(json.dumps(rows))
+    return run_dir
+
+
+def test_the_report_splits_the_verdict_by_arithmetic_steps(tmp_path):
+    import io
+
+    from orca_math.demo import _report
+
+    # On one-step problems the three arms solve the same ones; on two-step problems M3 solves
+    # the even-numbered ones, the control every third, M1 none.
+    def verdict_of(arm, steps, i):
+        return i % 2 == 0 if steps == 1 else {"M1": False, "M3": i % 2 == 0}.get(arm, i % 3 == 0)
+
+    runs = [_world_run(tmp_path / f"seed{s}", s, verdict_of) for s in (1, 2)]
+    expected = []
+    for run in runs:
+        steps = {p["id"]: arithmetic_steps(program_from_row(p))
+                 for p in read_parquet(run / "world/test.parquet", PROBLEM)}
+        assert sorted(set(steps.values())) == [1, 2]
+        expected.append([i for i, k in enumerate(steps.values()) if k == 2])
+    out = io.StringIO()
+    assert _report(json.loads((runs[0] / "results.json").read_text()), runs[0], "rft", 0.0, 0, out) == 0
+    said = out.getvalue().splitlines()
+    at = said.index("where it comes from: the same problems by arithmetic steps")
+    assert said[at + 1] == ("| steps | problems | M1 | M3 | control | M3 - M1 | M3 - control "
+                            "| only M3 / only control | p |")
+    one, two = said[at + 3].split(" | "), said[at + 4].split(" | ")
+    n2 = len(expected[0])
+    wins = sum(i % 2 == 0 and i % 3 != 0 for i in expected[0])
+    losses = sum(i % 3 == 0 and i % 2 != 0 for i in expected[0])
+    assert one[:2] == ["| 1", str(40 - n2)] and one[2] == one[3] == one[4]
+    assert one[5:] == ["+0.0", "+0.0", "0 / 0", "1 |"]
+    m3 = 100 * sum(i % 2 == 0 for i in expected[0]) / n2
+    assert two[:3] == ["| 2", str(n2), "0.0%"] and two[3] == f"{m3:.1f}%" and two[5] == f"{m3:+.1f}"
+    assert two[-2:] == [f"{wins} / {losses}", f"{mcnemar_one_sided(wins, losses):.2g} |"]
+    # --compare pools the split over the runs' own problems.
+    lines = compare_runs(runs)
+    at = lines.index("where it comes from: all runs' problems by arithmetic steps")
+    pooled = lines[at + 4].split(" | ")
+    wins = sum(i % 2 == 0 and i % 3 != 0 for e in expected for i in e)
+    losses = sum(i % 3 == 0 and i % 2 != 0 for e in expected for i in e)
+    assert pooled[:2] == ["| 2", str(sum(map(len, expected)))]
+    assert pooled[-2:] == [f"{wins} / {losses}", f"{mcnemar_one_sided(wins, losses):.2g} |"]
+    # A run whose test set is not the world's has nothing to split by.
+    (runs[0] / "manifest.json").unlink()
+    out = io.StringIO()
+    _report(json.loads((runs[0] / "results.json").read_text()), runs[0], "rft", 0.0, 0, out)
+    assert "by arithmetic steps" not in out.getvalue()
+
+
 def test_sign_flip_counts_every_way_the_runs_could_have_gone():
     assert sign_flip_one_sided([1.0, 2.0, 3.0]) == 1 / 8
     assert sign_flip_one_sided([-1.0, 1.0]) == 3 / 4  # sums 0, -2, 2, 0 against 0
@@ -250,6 +322,8 @@ def test_progress_prints_one_line_per_stage_with_counts_and_time_left(tmp_path):
     assert "5 steps, 80 rows, loss 0.500, fp32" in lines[2]
     assert "pass@1 25.0% on 8" in lines[3]
     assert stage_counts("judge-1", {"rows_in": 4, "rows_out": 3, "rows_quarantined": 1}) == "4 in, 3 out, 1 quarantined"
+    prefs = {"rows_in": 8, "rows_out": 8, "rows_quarantined": 0, "report": {"problems": 2, "problems_mastered_skipped": 1}}
+    assert stage_counts("prefs-1", prefs) == "8 in, 8 out, 0 quarantined, 1 of 2 problems mastered, left out"
 
 
 def test_stages_skipped_on_a_rerun_do_not_make_the_rest_look_instant():
