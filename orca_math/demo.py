@@ -29,8 +29,9 @@ from orca_math.run.config import RunConfig
 
 DEMO_CONFIG = "configs/demo.yaml"
 LOG_NAME = "logs/demo.log"
-# Seconds each stage took in a committed run (docs/demo-results.md), scaled by how fast this machine
-# has been so far: the time-left estimate. Stages not listed count as 5 s.
+# Seconds each stage took in a committed run (docs/demo-results.md; practice scaled by the 1.57x that
+# 1,500 problems a round took over 1,000), scaled by how fast this machine has been so far: the
+# time-left estimate. Stages not listed count as 5 s.
 REFERENCE_S = {"student": 12, "world": 9, "seeds": 1, "generate": 25, "sft": 292, "eval": 28, "practice": 74,
                "judge": 12, "prefs": 2, "rft": 42, "dpo": 60, "kto": 60, "sft-control": 98}
 
