@@ -221,8 +221,7 @@ def problem_steps(run_dir: str | Path) -> dict[str, int]:
     from orca_math.world.generate import program_from_row
     from orca_math.world.steps import arithmetic_steps
 
-    manifest = Path(run_dir) / "manifest.json"
-    test = ((RunManifest(manifest).get("world") or {}).get("outputs") or {}).get("test") if manifest.exists() else None
+    test = ((RunManifest(Path(run_dir) / "manifest.json").get("world") or {}).get("outputs") or {}).get("test")
     if not (test and Path(test).exists()):
         return {}
     return {row["id"]: arithmetic_steps(program_from_row(row)) for row in read_parquet(test, PROBLEM)}
