@@ -29,11 +29,11 @@ from orca_math.run.config import RunConfig
 
 DEMO_CONFIG = "configs/demo.yaml"
 LOG_NAME = "logs/demo.log"
-# Seconds each stage took in a committed run (docs/demo-results.md; practice scaled by the 1.57x that
-# 1,500 problems a round took over 1,000), scaled by how fast this machine has been so far: the
-# time-left estimate. Stages not listed count as 5 s.
-REFERENCE_S = {"student": 12, "world": 9, "seeds": 1, "generate": 25, "sft": 292, "eval": 28, "practice": 74,
-               "judge": 12, "prefs": 2, "rft": 42, "dpo": 60, "kto": 60, "sft-control": 98}
+# Seconds each stage took in a committed run (docs/demo-results.md; practice, rft and the control scaled
+# by what 2,000 problems a round took over 1,000: 2.0x, 1.2x, 1.3x), scaled by how fast this machine has
+# been so far: the time-left estimate. Stages not listed count as 5 s.
+REFERENCE_S = {"student": 12, "world": 9, "seeds": 1, "generate": 25, "sft": 292, "eval": 28, "practice": 96,
+               "judge": 12, "prefs": 2, "rft": 50, "dpo": 60, "kto": 60, "sft-control": 127}
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
