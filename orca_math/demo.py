@@ -30,10 +30,10 @@ from orca_math.run.config import RunConfig
 DEMO_CONFIG = "configs/demo.yaml"
 LOG_NAME = "logs/demo.log"
 # Seconds each stage took in a committed run (docs/demo-results.md; practice, rft and the control scaled
-# by what 2,000 problems a round took over 1,000: 2.0x, 1.2x, 1.3x), scaled by how fast this machine has
+# by what 2,500 problems a round took over 1,000: 2.4x, 1.45x, 1.55x), scaled by how fast this machine has
 # been so far: the time-left estimate. Stages not listed count as 5 s.
-REFERENCE_S = {"student": 12, "world": 9, "seeds": 1, "generate": 25, "sft": 292, "eval": 28, "practice": 96,
-               "judge": 12, "prefs": 2, "rft": 50, "dpo": 60, "kto": 60, "sft-control": 127}
+REFERENCE_S = {"student": 12, "world": 9, "seeds": 1, "generate": 25, "sft": 292, "eval": 28, "practice": 117,
+               "judge": 12, "prefs": 2, "rft": 60, "dpo": 60, "kto": 60, "sft-control": 152}
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:

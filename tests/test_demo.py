@@ -85,7 +85,7 @@ def test_each_round_practices_the_next_problems_from_the_configured_offset(offse
     cfgs = StageConfigs.load(REPO / "configs/demo.yaml")
     cfgs.practice = cfgs.practice.model_copy(update={"offset": offset})
     practiced = [(s.config.offset, s.config.limit) for s in recipe(cfgs, Path("RUN")) if s.name.startswith("practice-")]
-    assert practiced == [(offset, 2000), (offset + 2000, 2000)]
+    assert practiced == [(offset, 2500), (offset + 2500, 2500)]
 
 
 def test_the_stricter_control_reads_the_problems_the_rounds_practiced():
