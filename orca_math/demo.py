@@ -29,11 +29,11 @@ from orca_math.run.config import RunConfig
 
 DEMO_CONFIG = "configs/demo.yaml"
 LOG_NAME = "logs/demo.log"
-# Seconds each stage took in a committed run (docs/demo-results.md; practice, rft and the control scaled
-# by what 2,500 problems a round took over 1,000: 2.4x, 1.45x, 1.55x), scaled by how fast this machine has
-# been so far: the time-left estimate. Stages not listed count as 5 s.
-REFERENCE_S = {"student": 12, "world": 9, "seeds": 1, "generate": 25, "sft": 292, "eval": 28, "practice": 117,
-               "judge": 12, "prefs": 2, "rft": 60, "dpo": 60, "kto": 60, "sft-control": 152}
+# Seconds each stage took in `make demo` on the committed config (N9 in docs/demo-results.md: a 2-core
+# AMD EPYC Zen 4 with native bf16; dpo and kto not measured there, taken as rft's), scaled by how fast
+# this machine has been so far: the time-left estimate. Stages not listed count as 5 s.
+REFERENCE_S = {"student": 6, "world": 6, "seeds": 1, "generate": 10, "sft": 170, "eval": 23, "practice": 59,
+               "judge": 8, "prefs": 2, "rft": 36, "dpo": 36, "kto": 36, "sft-control": 87}
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -314,7 +314,7 @@ class Progress:
         ref_done = sum(self.reference(s) for s in self.ran) or 1.0
         ref_left = sum(self.reference(s) for s in self.planned if s not in self.done)
         # Before anything real has run the reference is the best guess; after, this machine's pace.
-        pace = elapsed / ref_done if ref_done > 30 else 1.0
+        pace = elapsed / ref_done if ref_done >= 20 else 1.0
         return ref_left * pace
 
     def __call__(self, event: str, stage: str, entry: dict) -> None:
