@@ -29,11 +29,11 @@ from orca_math.run.config import RunConfig
 
 DEMO_CONFIG = "configs/demo.yaml"
 LOG_NAME = "logs/demo.log"
-# Seconds each stage took in `make demo` on the committed config (N9 in docs/demo-results.md: a 2-core
+# Seconds each stage took in `make demo` on the committed config (D0 in docs/demo-results.md: a 2-core
 # AMD EPYC Zen 4 with native bf16; dpo and kto not measured there, taken as rft's), scaled by how fast
 # this machine has been so far: the time-left estimate. Stages not listed count as 5 s.
-REFERENCE_S = {"student": 6, "world": 6, "seeds": 1, "generate": 10, "sft": 170, "eval": 23, "practice": 59,
-               "judge": 8, "prefs": 2, "rft": 36, "dpo": 36, "kto": 36, "sft-control": 87}
+REFERENCE_S = {"student": 6, "world": 6, "seeds": 1, "generate": 10, "sft": 193, "eval": 23, "practice": 57,
+               "judge": 8, "prefs": 2, "rft": 33, "dpo": 33, "kto": 33, "sft-control": 81}
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
