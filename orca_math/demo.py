@@ -218,7 +218,7 @@ def problem_steps(run_dir: str | Path) -> dict[str, int]:
     from orca_math.common.manifest import RunManifest
     from orca_math.common.records import read_parquet
     from orca_math.common.schema import PROBLEM
-    from orca_math.world.generate import program_from_row
+    from orca_math.world.core import program_from_row
     from orca_math.world.steps import arithmetic_steps
 
     test = ((RunManifest(Path(run_dir) / "manifest.json").get("world") or {}).get("outputs") or {}).get("test")

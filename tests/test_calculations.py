@@ -8,7 +8,8 @@ from orca_math.common.config import load_stage_config
 from orca_math.judge.calculations import false_calculations
 from orca_math.prefs.config import PreferenceConfig
 from orca_math.prefs.core import build_preferences
-from orca_math.world.generate import WorldConfig, generate_problems
+from orca_math.world.config import WorldConfig
+from orca_math.world.core import generate_problems
 
 
 @pytest.mark.parametrize("text, wrong", [

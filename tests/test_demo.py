@@ -29,7 +29,7 @@ from orca_math.demo import (
 )
 from orca_math.run.config import StageConfigs
 from orca_math.run.recipe import planned_stages, recipe, training_sequences
-from orca_math.world.generate import find_leaks, program_from_row
+from orca_math.world.core import find_leaks, program_from_row
 from orca_math.world.steps import arithmetic_steps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -227,7 +227,8 @@ def _world_run(run_dir: Path, seed: int, verdict_of) -> Path:
     import pyarrow.parquet as pq
 
     from orca_math.common.records import write_parquet
-    from orca_math.world.generate import WorldConfig, generate_problems
+    from orca_math.world.config import WorldConfig
+    from orca_math.world.core import generate_problems
 
     test = generate_problems("test", 40, WorldConfig(max_steps=2, max_value=40), seed=seed).rows
     write_parquet(test, PROBLEM, run_dir / "world/test.parquet")
@@ -453,7 +454,8 @@ def test_dpo_loss_list_is_rpo_and_weights_must_match():
 
 def test_kept_world_seeds_count_as_flow_seed():
     # The generate pipeline finds a removed duplicate's flow from its row: a kept seed must say "seed".
-    from orca_math.world.generate import WorldConfig, generate_problems
+    from orca_math.world.config import WorldConfig
+    from orca_math.world.core import generate_problems
     from orca_math.world.teacher import FlowSettings, ProceduralTeacherConfig, expand_seed
 
     seed = generate_problems("train", 1, WorldConfig(n_train=1, n_test=1)).rows[0]

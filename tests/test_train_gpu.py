@@ -26,7 +26,8 @@ STEP = {"per_device_batch_size": 32, "gradient_accumulation_steps": 1, "logging_
 
 
 def world_sft_columns(model: str, n: int) -> dict[str, list]:
-    from orca_math.world.generate import WorldConfig, generate_problems
+    from orca_math.world.config import WorldConfig
+    from orca_math.world.core import generate_problems
 
     problems = generate_problems("train", n, WorldConfig(max_steps=1, max_value=20)).rows
     built = sft_rows([("world-train", i, p) for i, p in enumerate(problems)], DEFAULT_PROMPT_TEMPLATE,

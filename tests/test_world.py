@@ -19,9 +19,9 @@ from orca_math.common.config import ConfigError, load_stage_config
 from orca_math.common.records import read_parquet, write_parquet
 from orca_math.common.schema import PROBLEM
 from orca_math.judge.answers import is_correct
-from orca_math.world.generate import (
+from orca_math.world.config import WorldConfig
+from orca_math.world.core import (
     SPLIT_OFFSETS,
-    WorldConfig,
     add_distractor,
     find_leaks,
     generate_problems,

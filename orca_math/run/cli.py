@@ -15,7 +15,7 @@ from orca_math.serve.config import ServeConfig
 from orca_math.teacher.config import ProceduralTeacherConfig, TeacherConfig
 from orca_math.tiny_model.core import TinyModelConfig
 from orca_math.train.config import CONFIG_CLASSES, TrainConfigBase
-from orca_math.world.generate import WorldConfig
+from orca_math.world.config import WorldConfig
 
 # The sections `orca-math run` reads (StageConfigs), for `--set SECTION.KEY=VALUE`.
 RUN_SECTIONS = {

@@ -110,7 +110,7 @@ class StageConfigs:
             cfgs.generate = load_with_teacher(GenerateConfig, path, "generate")
             cfgs.solve = load_with_teacher(SolveStageConfig, path, "solve")
         if run.world:
-            from orca_math.world.generate import WorldConfig
+            from orca_math.world.config import WorldConfig
 
             cfgs.world = load_stage_config(WorldConfig, path, "world")
         # Evaluation is judged like practice: the run's judge section applies to both.

@@ -15,7 +15,7 @@ from orca_math.common.config import (
     resolve_config_path,
 )
 from orca_math.teacher.config import ProceduralTeacherConfig
-from orca_math.world.generate import WorldConfig
+from orca_math.world.config import WorldConfig
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:

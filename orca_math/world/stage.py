@@ -12,7 +12,8 @@ from pathlib import Path
 
 from orca_math.common.records import write_parquet, write_quarantine
 from orca_math.common.schema import PROBLEM
-from orca_math.world.generate import Split, WorldConfig, find_leaks, generate_problems
+from orca_math.world.config import WorldConfig
+from orca_math.world.core import Split, find_leaks, generate_problems
 
 
 class WorldLeakError(ValueError):

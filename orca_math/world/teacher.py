@@ -40,7 +40,7 @@ from orca_math.generate.contract import (
 )
 from orca_math.judge.answers import is_correct
 from orca_math.teacher.config import ProceduralTeacherConfig
-from orca_math.world.generate import (
+from orca_math.world.core import (
     ORIGIN_PREFIX,
     add_distractor,
     append_random_step,

@@ -18,11 +18,9 @@ import random
 import re
 from typing import Iterable, Literal
 
-from pydantic import Field, model_validator
-
-from orca_math.common.config import StageConfig
 from orca_math.common.records import StageOutput, quarantine_row
 from orca_math.common.schema import empty_provenance, stable_id
+from orca_math.world.config import WorldConfig
 from orca_math.world.program import WORLD_VERSION, Distractor, Program, ProgramError, State, Step
 from orca_math.world.render import render_question
 from orca_math.world.solve import solution_errors, solve
@@ -44,28 +42,6 @@ SPLIT_OFFSETS: dict[str, int] = {"train": 0, "test": 10**15}
 SEED_STRIDE = 10**7  # problems per (split, seed) before two seeds' ranges would meet
 HOLDOUT_BUCKETS = 16  # 1 in 16 normalized questions is reserved for the held-out split
 ORIGIN_PREFIX = "world:"  # provenance.origin of a world row is this + the program's JSON
-
-
-class WorldConfig(StageConfig):
-    """The procedural world: how problems are drawn. Defaults suit a tiny student on a CPU."""
-
-    min_steps: int = Field(1, ge=1, le=8, description="Fewest arithmetic steps in a problem.")
-    max_steps: int = Field(4, ge=1, le=8, description="Most arithmetic steps in a problem.")
-    max_value: int = Field(1000, ge=10, description="No quantity (given, intermediate or answer) exceeds this.")
-    distractor_rate: float = Field(0.15, ge=0, le=1, description="Share of problems given one irrelevant sentence.")
-    kinds: list[str] | None = Field(None, description="Step kinds allowed (default: all, see world/steps.py).")
-    n_train: int = Field(20000, ge=1, description="Training problems (seeds for the teacher, or SFT data).")
-    n_test: int = Field(500, ge=1, description="Held-out problems for evaluation.")
-    seed: int = Field(0, ge=0, lt=10**8, description="Seed; the same seed gives the same problems.")
-
-    @model_validator(mode="after")
-    def _check(self) -> "WorldConfig":
-        if self.min_steps > self.max_steps:
-            raise ValueError(f"min_steps ({self.min_steps}) > max_steps ({self.max_steps})")
-        unknown = sorted(set(self.kinds or ()) - set(KINDS))
-        if unknown:
-            raise ValueError(f"unknown step kinds {unknown}; known: {sorted(KINDS)}")
-        return self
 
 
 def program_seed(split: str, seed: int, index: int) -> int:
