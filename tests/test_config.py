@@ -10,7 +10,7 @@ from orca_math.common.config import CONFIG_DIR, ConfigError, load_stage_config, 
 from orca_math.common.sampling.config import VLLMEngineConfig
 from orca_math.evaluate.config import EvalConfig
 from orca_math.teacher.config import ProceduralTeacherConfig, load_teacher_config
-from orca_math.tiny_model.core import TinyModelConfig
+from orca_math.tiny_model.config import TinyModelConfig
 from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig
 
 

@@ -52,7 +52,7 @@ def test_a_stage_reuses_the_hosts_of_its_kind_and_replaces_others(no_hosts):
 def test_a_lease_decides_auto_and_refuses_what_no_node_has(no_hosts):
     """Called without a stage's own ``on_cluster()``: ``use_gpu: auto`` on this CPU-only Ray gets CPU
     hosts, and a GPU no node has fails at once, naming the setting, instead of waiting for one."""
-    from orca_math.common.hardware import ClusterTooSmallError
+    from orca_math.common.capacity import ClusterTooSmallError
 
     assert lease_engines(CANNED.model_copy(update={"use_gpu": "auto"})).engine == CANNED
     assert set(_hosts()) == {f"{host_kind(CANNED)}-0", f"{host_kind(CANNED)}-1"}
@@ -73,7 +73,8 @@ def test_one_process_rebuilds_its_engine_for_each_model_with_the_same_samples(no
     the same process (no new vLLM import), and its samples are those a fresh process gives."""
     import ray
 
-    from orca_math.tiny_model.core import TinyModelConfig, build_tiny_model
+    from orca_math.tiny_model.config import TinyModelConfig
+    from orca_math.tiny_model.core import build_tiny_model
 
     other = build_tiny_model(tmp_path / "other", TinyModelConfig(seed=1))
     engine = VLLMEngineConfig(model=str(tiny_model), use_gpu=False, max_model_len=256, batch_size=8)

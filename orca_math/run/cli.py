@@ -13,7 +13,7 @@ from orca_math.prefs.config import PreferenceConfig
 from orca_math.run.config import RunConfig
 from orca_math.serve.config import ServeConfig
 from orca_math.teacher.config import ProceduralTeacherConfig, TeacherConfig
-from orca_math.tiny_model.core import TinyModelConfig
+from orca_math.tiny_model.config import TinyModelConfig
 from orca_math.train.config import CONFIG_CLASSES, TrainConfigBase
 from orca_math.world.config import WorldConfig
 

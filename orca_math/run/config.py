@@ -15,7 +15,7 @@ from orca_math.judge.config import JudgeConfig
 from orca_math.practice.config import PracticeConfig
 from orca_math.prefs.config import PreferenceConfig
 from orca_math.teacher.config import TeacherConfig, load_teacher_config
-from orca_math.tiny_model.core import TinyModelConfig
+from orca_math.tiny_model.config import TinyModelConfig
 
 
 class RunConfig(StageConfig):

@@ -33,7 +33,8 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
     from orca_math.judge.stage import judge_stage
     from orca_math.practice.stage import practice_stage
     from orca_math.prefs.stage import prefs_stage
-    from orca_math.seeds.stage import SeedsConfig, run_seeds
+    from orca_math.seeds.config import SeedsConfig
+    from orca_math.seeds.stage import run_seeds
     from orca_math.tiny_model.core import build_tiny_model
     from orca_math.train.stage import preference_stage, sft_stage
     from orca_math.world.stage import world_paths, write_world

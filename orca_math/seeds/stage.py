@@ -4,21 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
-
-from orca_math.common.config import StageConfig
 from orca_math.common.records import write_parquet, write_quarantine
 from orca_math.common.schema import PROBLEM
 from orca_math.seeds.readers import read_problems
-
-
-class SeedsConfig(StageConfig):
-    """What the seeds stage reads: only these parts of ``run:`` (so changing, say, ``rounds`` or
-    ``practice_limit`` does not redo the seeds and, through the chain, SFT)."""
-
-    seeds: str = Field(..., description="Seed problems (or the SFT set when generate is off).")
-    seed_limit: int | None = Field(None, description="Use only the first N seeds.")
-    problems: str | None = Field(None, description="A problem set used as it is, instead of the seeds.")
 
 
 def run_seeds(spec: str, limit: int | None, out_dir: Path) -> dict:

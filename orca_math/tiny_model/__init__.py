@@ -1,0 +1,2 @@
+"""The tiny Llama student for CPU machines and tests: ``config.py`` (``TinyModelConfig``, its shape),
+``core.py`` (tokenizer and random weights into an HF folder), ``cli.py`` (``orca-math tiny-model``)."""

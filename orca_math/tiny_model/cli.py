@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from orca_math.common.config import add_config_flags, config_from_args, load_stage_config
-from orca_math.tiny_model.core import TinyModelConfig, build_tiny_model
+from orca_math.tiny_model.config import TinyModelConfig
+from orca_math.tiny_model.core import build_tiny_model
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
