@@ -50,7 +50,8 @@ def run_chain(n: int, work: Path) -> dict:
     import ray
 
     from orca_math.judge.config import JudgeConfig, JudgeServeConfig
-    from orca_math.judge.stage import ensure_judge_app, run_judge
+    from orca_math.judge.serve_judge import ensure_judge_app
+    from orca_math.judge.stage import run_judge
     from orca_math.practice.config import PracticeConfig
     from orca_math.practice.stage import run_practice
     from orca_math.prefs.config import PreferenceConfig

@@ -65,8 +65,7 @@ def problems(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def judge_app(ray_local):
-    from orca_math.judge.serve_judge import release_judge
-    from orca_math.judge.stage import ensure_judge_app
+    from orca_math.judge.serve_judge import ensure_judge_app, release_judge
 
     ensure_judge_app(JudgeConfig(), SLOW_JUDGE)
     yield

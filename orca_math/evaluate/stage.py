@@ -69,7 +69,7 @@ def eval_stage(model: str | Path, cfg: EvalConfig, out_dir: str | Path, name: st
 
     def evaluate(c: StageContext) -> dict:
         from orca_math.common.ray_runtime import ensure_ray
-        from orca_math.judge.stage import ensure_judge_app
+        from orca_math.judge.serve_judge import ensure_judge_app
 
         started = time.perf_counter()
         parts = StageParts(c.out, "results.parquet", EVAL_RESULT)

@@ -1,7 +1,10 @@
 """The judge: was the student's answer right? Exact answer checking, or the teacher as an LLM judge.
 
-Pure functions in ``judging`` (``judge_items``), the Ray Serve service in ``serve_judge``
-(``start_judge``, ``judge_batch_via_handle``), configs in ``config``.
+``config.py`` (``JudgeConfig``, ``JudgeServeConfig``); ``answers.py`` (answer extraction and
+comparison) and ``calculations.py`` (checking a solution's arithmetic steps); ``core.py``, the pure
+functions (``judge_items``; samples -> requests, verdicts -> judgment rows); ``serve_judge.py``, the
+Ray Serve app (``start_judge``, ``ensure_judge_app``, ``judge_batch_via_handle``); ``stage.py``, the
+judge stage (samples streamed to the app); ``cli.py``, ``orca-math judge``.
 """
 
 from orca_math.judge.config import JudgeConfig, JudgeServeConfig

@@ -1,11 +1,12 @@
-"""Judging a student's answer: the pure function behind the judge service (no Ray in here).
+"""Judging a student's answer: the pure functions behind the judge service and stage (no Ray in here).
 
     verdicts = await judge_items(items, JudgeConfig(method="exact_then_llm"), teacher=TeacherClient(...))
 
 Each item is (question, reference, candidate); each verdict is (correct, method, extracted,
 error). A verdict with ``error`` set has ``correct=None``: the item was NOT judged (the teacher
 failed, or kept replying without a parseable ``Final Verdict``), and callers must not count it
-either way. Nothing is ever guessed.
+either way. Nothing is ever guessed. ``judge_requests`` and ``judgments_from_verdicts`` turn the
+judge stage's samples into items and its verdicts into judgment rows (undecided ones quarantined).
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
+from orca_math.common.records import StageOutput, quarantine_row
 from orca_math.judge.answers import extract_answer, is_correct, reference_answer
 from orca_math.judge.config import JudgeConfig
 from orca_math.teacher.client import TeacherClient, TeacherError
 
 __all__ = ["JUDGE_SYSTEM_PROMPT", "JudgeItem", "Verdict", "judge_exact", "judge_items", "judge_items_sync",
-           "judge_messages", "parse_verdict"]
+           "judge_messages", "judge_requests", "judgments_from_verdicts", "parse_verdict"]
 
 # The Orca-Math paper's "GPT4-based exact match" instruction, verbatim in substance.
 JUDGE_SYSTEM_PROMPT = (
@@ -158,3 +160,34 @@ async def judge_items(items: Iterable[JudgeItem], cfg: JudgeConfig, teacher: Tea
 def judge_items_sync(items: Iterable[JudgeItem], cfg: JudgeConfig, teacher: TeacherClient | None = None) -> list[Verdict]:
     """``judge_items`` for code without an event loop."""
     return asyncio.run(judge_items(items, cfg, teacher))
+
+
+def judge_requests(samples: list[dict], problems: list[dict] | Mapping[str, dict]) -> StageOutput:
+    """Samples -> rows carrying what the judge needs; samples of unknown problems are quarantined.
+
+    ``problems``: a list, or a mapping id -> problem (question, reference_answer).
+    """
+    by_id = problems if isinstance(problems, Mapping) else {p["id"]: p for p in problems}
+    out = StageOutput(rows_in=len(samples))
+    for s in samples:
+        p = by_id.get(s["problem_id"])
+        if p is None:
+            out.quarantined.append(quarantine_row("judge", "samples", None, "problem_id", "unknown problem", s))
+            continue
+        out.rows.append({"sample_id": s["sample_id"], "problem_id": s["problem_id"], "question": p["question"],
+                         "reference": p["reference_answer"], "candidate": s["text"]})
+    return out.check_counts()
+
+
+def judgments_from_verdicts(requests: list[dict], verdicts: list[dict]) -> StageOutput:
+    """Judgment rows, one per decided request; undecided ones are quarantined with the judge's error."""
+    if len(requests) != len(verdicts):
+        raise ValueError(f"{len(requests)} requests but {len(verdicts)} verdicts")
+    out = StageOutput(rows_in=len(requests))
+    for r, v in zip(requests, verdicts):
+        if v.get("error") is not None or v.get("correct") is None:
+            out.quarantined.append(quarantine_row("judge", "judge", None, "correct", f"not judged: {v.get('error')}", r))
+            continue
+        out.rows.append({"sample_id": r["sample_id"], "problem_id": r["problem_id"], "correct": bool(v["correct"]),
+                         "method": v["method"], "extracted_answer": v.get("extracted")})
+    return out.check_counts()

@@ -10,7 +10,7 @@ From Ray (e.g. a Ray Data ``map_batches`` UDF), without HTTP::
 
     handle = judge_handle()                              # serve.get_app_handle("orca-judge")
     verdicts = judge_batch_via_handle(handle, items)     # or: await handle.judge.remote(items)
-    # the judge stage's Ray Data UDF: judge_samples.JudgeBatches
+    # the judge stage's Ray Data UDF: JudgeBatches in orca_math/judge/stage.py
 
 Every item goes through one ``@serve.batch`` method, so items from many small requests are
 judged together, and autoscaling follows the requests in flight per replica. A verdict with
@@ -197,6 +197,14 @@ def start_judge(judge_cfg: JudgeConfig | None = None, serve_cfg: JudgeServeConfi
                     ready_url=f"{base_url}/health", ready_headers=headers)
     log.info("judge (%s) ready at %s/judge", judge_cfg.method, base_url)
     return base_url
+
+
+def ensure_judge_app(judge_cfg: JudgeConfig, serve_cfg: JudgeServeConfig | None = None,
+                     teacher_cfg: TeacherConfig | None = None) -> str:
+    """Start the judge app on the current Ray instance unless it runs; return its name."""
+    if JUDGE_APP not in serve.status().applications:
+        start_judge(judge_cfg, serve_cfg or JudgeServeConfig(), teacher_cfg)
+    return JUDGE_APP
 
 
 def stop_judge(app_name: str = JUDGE_APP) -> None:

@@ -10,65 +10,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Mapping
 
-from orca_math.common.records import StageOutput, quarantine_row, read_table
+from orca_math.common.records import StageOutput, read_table
 from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.schema import JUDGMENT, PROBLEM
 from orca_math.common.streaming import CommitBatches, StageParts, stream_stage
 from orca_math.judge.config import JudgeConfig, JudgeServeConfig
+from orca_math.judge.core import judge_requests, judgments_from_verdicts
 from orca_math.teacher.config import TeacherConfig
 
 log = logging.getLogger(__name__)
-
-
-def judge_requests(samples: list[dict], problems: list[dict] | Mapping[str, dict]) -> StageOutput:
-    """Samples -> rows carrying what the judge needs; samples of unknown problems are quarantined.
-
-    ``problems``: a list, or a mapping id -> problem (question, reference_answer).
-    """
-    by_id = problems if isinstance(problems, Mapping) else {p["id"]: p for p in problems}
-    out = StageOutput(rows_in=len(samples))
-    for s in samples:
-        p = by_id.get(s["problem_id"])
-        if p is None:
-            out.quarantined.append(quarantine_row("judge", "samples", None, "problem_id", "unknown problem", s))
-            continue
-        out.rows.append({"sample_id": s["sample_id"], "problem_id": s["problem_id"], "question": p["question"],
-                         "reference": p["reference_answer"], "candidate": s["text"]})
-    return out.check_counts()
-
-
-def judgments_from_verdicts(requests: list[dict], verdicts: list[dict]) -> StageOutput:
-    """Judgment rows, one per decided request; undecided ones are quarantined with the judge's error."""
-    if len(requests) != len(verdicts):
-        raise ValueError(f"{len(requests)} requests but {len(verdicts)} verdicts")
-    out = StageOutput(rows_in=len(requests))
-    for r, v in zip(requests, verdicts):
-        if v.get("error") is not None or v.get("correct") is None:
-            out.quarantined.append(quarantine_row("judge", "judge", None, "correct", f"not judged: {v.get('error')}", r))
-            continue
-        out.rows.append({"sample_id": r["sample_id"], "problem_id": r["problem_id"], "correct": bool(v["correct"]),
-                         "method": v["method"], "extracted_answer": v.get("extracted")})
-    return out.check_counts()
 
 
 def problems_by_id(problems_path: str | Path) -> dict[str, dict]:
     """id -> {question, reference_answer} for every problem (loaded by each judging worker)."""
     t = read_table(problems_path, PROBLEM).select(["id", "question", "reference_answer"])
     return {pid: {"question": q, "reference_answer": a} for pid, q, a in zip(*(c.to_pylist() for c in t.columns))}
-
-
-def ensure_judge_app(judge_cfg: JudgeConfig, serve_cfg: JudgeServeConfig | None = None,
-                     teacher_cfg: TeacherConfig | None = None) -> str:
-    """Start the judge app on the current Ray instance unless it runs; return its name."""
-    from ray import serve
-
-    from orca_math.judge.serve_judge import JUDGE_APP, start_judge
-
-    if JUDGE_APP not in serve.status().applications:
-        start_judge(judge_cfg, serve_cfg or JudgeServeConfig(), teacher_cfg)
-    return JUDGE_APP
 
 
 class JudgeBatches(CommitBatches):
@@ -105,6 +62,7 @@ def judge_stage(samples_path: str | Path, problems_path: str | Path, out_dir: st
 
     def judge(c: StageContext) -> dict:
         from orca_math.common.ray_runtime import ensure_ray
+        from orca_math.judge.serve_judge import ensure_judge_app
 
         ensure_ray()
         app = ensure_judge_app(judge_cfg, serve_cfg, teacher_cfg)
