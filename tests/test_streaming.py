@@ -14,7 +14,7 @@ from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
 from orca_math.common.schema import JUDGMENT, PROBLEM, QUARANTINE, empty_provenance
 from orca_math.common.streaming import CommitBatches, StageParts
 from orca_math.evaluate.core import score_samples
-from orca_math.practice.core import practice_slice
+from orca_math.practice.core import practice_ranges
 from orca_math.practice.stage import write_practice_slice
 
 
@@ -86,7 +86,8 @@ def test_the_practice_slice_written_in_batches_is_the_slice(tmp_path, offset, li
     write_parquet(rows[4:], PROBLEM, tmp_path / "in" / "b.parquet")
     n = write_practice_slice(tmp_path / "in", offset, limit, tmp_path / "slice.parquet")
     got = read_parquet(tmp_path / "slice.parquet", PROBLEM)
-    assert [p["id"] for p in got] == [p["id"] for p in practice_slice(rows, offset, limit)] and n == len(got)
+    expected = [p["id"] for lo, hi in practice_ranges(len(rows), offset, limit) for p in rows[lo:hi]]
+    assert [p["id"] for p in got] == expected and n == len(got)
 
 
 def test_canned_samples_depend_on_the_problem_not_the_batch():

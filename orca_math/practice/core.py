@@ -1,5 +1,5 @@
-"""Practice as pure functions over records (no Ray in here): which problems a round takes, and
-which of the student's samples are kept."""
+"""Practice as pure functions over records (no Ray in here): which problems a round takes
+(``practice_ranges``), and which of the student's samples are kept (``check_samples``)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ from orca_math.common.records import StageOutput, quarantine_row
 log = logging.getLogger(__name__)
 
 
-def practice_slice(problems: list[dict], offset: int, limit: int | None) -> list[dict]:
-    """``limit`` problems from ``offset`` on, wrapping around to the start when the set runs out."""
-    if not problems:
+def practice_ranges(total: int, offset: int, limit: int | None) -> list[tuple[int, int]]:
+    """The row ranges ``[lo, hi)`` a round takes from a set of ``total`` problems, in order.
+
+    ``limit`` problems (all when None or larger than the set) from ``offset`` on, wrapping around
+    to the start when the set runs out; the practice stage copies exactly these ranges.
+    """
+    if total == 0:
         return []
-    n = len(problems) if limit is None else min(limit, len(problems))
-    start = offset % len(problems)
-    return (problems[start:] + problems[:start])[:n]
+    n = total if limit is None else min(limit, total)
+    start = offset % total
+    return [(start, min(start + n, total))] + ([(0, start + n - total)] if start + n > total else [])
 
 
 def check_samples(problems: list[dict], samples: list[dict], n: int) -> StageOutput:

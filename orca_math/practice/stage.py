@@ -20,22 +20,19 @@ from orca_math.common.sampling.ray_sampling import sample_problems
 from orca_math.common.schema import PROBLEM, SAMPLE
 from orca_math.common.streaming import CommitBatches, StageParts, stream_stage
 from orca_math.practice.config import PracticeConfig
-from orca_math.practice.core import check_samples
+from orca_math.practice.core import check_samples, practice_ranges
 
 log = logging.getLogger(__name__)
 
 
 def write_practice_slice(problems_path: str | Path, offset: int, limit: int | None, dest: str | Path) -> int:
-    """Write :func:`~orca_math.practice.core.practice_slice` of a problems file or folder to ``dest``, batch by batch.
+    """Write the rows :func:`~orca_math.practice.core.practice_ranges` picks from a problems file or
+    folder to ``dest``, batch by batch.
 
     The driver holds one record batch at a time, never the set; returns the rows written.
     """
     files = parquet_files(problems_path)
-    total = sum(pq.read_metadata(f).num_rows for f in files)
-    n = 0 if total == 0 else (total if limit is None else min(limit, total))
-    start = offset % total if total else 0
-    # Global row ranges to keep, in output order: [start, end) then the wrap-around from 0.
-    ranges = [(start, min(start + n, total))] + ([(0, start + n - total)] if start + n > total else [])
+    ranges = practice_ranges(sum(pq.read_metadata(f).num_rows for f in files), offset, limit)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp")
@@ -54,7 +51,7 @@ def write_practice_slice(problems_path: str | Path, offset: int, limit: int | No
                 if seen >= hi:
                     break
     tmp.replace(dest)
-    return n
+    return sum(hi - lo for lo, hi in ranges)
 
 
 class PracticeBatches(CommitBatches):
