@@ -5,10 +5,9 @@ import os
 
 import pytest
 
+from orca_math.common.capacity import Capacity, ClusterTooSmallError, check_feasible
 from orca_math.common.hardware import (
-    ClusterTooSmallError,
     Machine,
-    check_feasible,
     choose_attention,
     choose_precision,
     choose_vllm_dtype,
@@ -22,8 +21,8 @@ AVX512_BF16 = Machine(cpu_name="AMD EPYC 9R14", cpu_bf16_flag="avx512_bf16")
 AVX2_ONLY = Machine(cpu_name="AMD EPYC 7R13", cpu_bf16_flag=None)
 A100 = Machine(cpu_name="x", cpu_bf16_flag=None, cuda=True, cuda_bf16=True, gpu_name="A100")
 V100 = Machine(cpu_name="x", cpu_bf16_flag=None, cuda=True, cuda_bf16=False, gpu_name="V100")
-CPU_ONLY_CLUSTER = {"CPU": 2.0, "memory": 1e9}
-GPU_CLUSTER = {"CPU": 16.0, "GPU": 2.0}
+CPU_ONLY_CLUSTER = Capacity.one_node({"CPU": 2.0, "memory": 1e9})
+GPU_CLUSTER = Capacity.one_node({"CPU": 16.0, "GPU": 2.0})
 
 
 def test_auto_trains_bf16_on_a_cpu_with_native_bf16_and_says_why():
@@ -146,10 +145,10 @@ def test_the_record_names_the_kernels_torch_runs_even_when_lowered_below_the_cpu
 def test_on_a_real_cpu_only_ray_cluster_auto_is_cpu_and_a_gpu_worker_fails_in_seconds(ray_local, tiny_model, tmp_path):
     import time
 
-    from orca_math.common.hardware import cluster_capacity
+    from orca_math.common.capacity import cluster_capacity
     from orca_math.train.ray_train import fit_on_ray
 
-    assert cluster_capacity().get("GPU", 0) == 0 and resolve_use_gpu("auto") is False
+    assert cluster_capacity().totals().get("GPU", 0) == 0 and resolve_use_gpu("auto") is False
     cfg = SFTTrainConfig(max_steps=1, gradient_checkpointing=False, scaling={"use_gpu": True})
     started = time.perf_counter()
     with pytest.raises(ClusterTooSmallError, match="scaling.use_gpu"):

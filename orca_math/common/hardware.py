@@ -18,7 +18,10 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from orca_math.common.capacity import Capacity
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +29,6 @@ Auto = Literal["auto"]
 # The CPU flags (torch.cpu.get_capabilities names) under which bf16 math runs natively.
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16", "sve_bf16", "bf16")
 EMULATED_BF16_SLOWDOWN = "about 20x slower than fp32"
-
-
-class ClusterTooSmallError(RuntimeError):
-    """A stage asked for resources no node of the Ray cluster has, nor could an autoscaler add."""
 
 
 @dataclass(frozen=True)
@@ -142,41 +141,11 @@ def choose_vllm_dtype(dtype: str, on_gpu: bool, machine: Machine) -> str:
 # ------------------------------------------------------------------------------ the Ray cluster
 
 
-def cluster_capacity() -> dict[str, float]:
-    """The most of each resource the connected Ray cluster can ever have: what its nodes have now,
-    or what its autoscaler's node types could add (where a cluster config says so)."""
-    import ray
-
-    now = dict(ray.cluster_resources())
-    try:
-        from ray._private.state import state
-
-        # The same private call Ray Train's own pre-start check uses; None without an autoscaler config.
-        most = state.get_max_resources_from_cluster_config() or {}
-    except (AttributeError, ImportError, RuntimeError) as e:
-        log.debug("no autoscaler config readable (%s): the cluster is what it has now", e)
-        most = {}
-    return {k: max(now.get(k, 0), float(most.get(k, 0))) for k in set(now) | set(most)}
-
-
-def resolve_use_gpu(use_gpu: bool | Auto, capacity: dict[str, float] | None = None) -> bool:
+def resolve_use_gpu(use_gpu: bool | Auto, capacity: Capacity | None = None) -> bool:
     """``use_gpu`` as a bool: auto means GPUs where the cluster has or could get them."""
     if use_gpu != "auto":
         return bool(use_gpu)
+    from orca_math.common.capacity import cluster_capacity
+
     capacity = cluster_capacity() if capacity is None else capacity
-    return capacity.get("GPU", 0) > 0
-
-
-def check_feasible(what: str, request: dict[str, float], count: int, settings: str,
-                   capacity: dict[str, float] | None = None) -> None:
-    """Fail now if ``count`` x ``request`` can never be placed on the cluster.
-
-    Ray would otherwise queue the request forever (the autoscaler logs "No available node types can
-    fulfill resource request" and nothing returns); the error names the settings that asked for it.
-    """
-    capacity = cluster_capacity() if capacity is None else capacity
-    short = {k: (v * count, capacity.get(k, 0.0)) for k, v in request.items() if v * count > capacity.get(k, 0.0)}
-    if short:
-        detail = ", ".join(f"{k}: needs {need:g}, cluster can have {have:g}" for k, (need, have) in sorted(short.items()))
-        raise ClusterTooSmallError(f"{what} can never start on this Ray cluster ({detail}); change {settings}, "
-                                   "or add nodes that have these resources")
+    return capacity.totals().get("GPU", 0) > 0

@@ -7,14 +7,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from orca_math.common.config import StageConfig
-from orca_math.common.hardware import (
-    Auto,
-    check_feasible,
-    choose_vllm_dtype,
-    cluster_capacity,
-    resolve_use_gpu,
-    this_machine,
-)
+from orca_math.common.capacity import Capacity, check_feasible, cluster_capacity
+from orca_math.common.hardware import Auto, choose_vllm_dtype, resolve_use_gpu, this_machine
 from orca_math.common.prompts import DEFAULT_STOP
 
 
@@ -79,7 +73,7 @@ class VLLMEngineConfig(StageConfig):
             raise ValueError(f"resources must be >= 0, got {negative}")
         return self
 
-    def on_cluster(self, capacity: dict[str, float] | None = None) -> "VLLMEngineConfig":
+    def on_cluster(self, capacity: Capacity | None = None) -> "VLLMEngineConfig":
         """This config with ``use_gpu`` decided against the Ray cluster; fails at once if no node
         could ever host ``concurrency`` engines."""
         capacity = cluster_capacity() if capacity is None else capacity
