@@ -9,13 +9,13 @@ import json
 import pytest
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
+from orca_math.common.contract import Flow, Reason
 from orca_math.common.records import to_table
 from orca_math.common.schema import PROBLEM, QUARANTINE
 from orca_math.generate import prompts
 from orca_math.generate.backend import AgentInstructBackend, TeacherSolveBackend, build_backend
 from orca_math.generate.clients import autogen_model_client
 from orca_math.generate.config import GenerateConfig, SolveConfig, SolveStageConfig, SuggesterEditorConfig
-from orca_math.generate.contract import Flow, Reason
 from orca_math.generate.flows import (
     Candidate,
     ask_me_anything,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from orca_math.common.contract import Flow, SeedOutput
 from orca_math.common.records import read_parquet
 from orca_math.common.schema import PROBLEM, QUARANTINE
 from orca_math.generate.config import ExecutionConfig, GenerateConfig, SolveStageConfig, load_with_teacher, output_hash
-from orca_math.generate.contract import Flow, SeedOutput
 from orca_math.generate.parts import PartStore, PartStoreError
 from orca_math.generate.prompts import PROMPT_VERSION
 from orca_math.generate.scripted import ScriptedTeacher

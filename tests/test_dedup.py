@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from orca_math.common.contract import Reason
 from orca_math.common.records import to_table
 from orca_math.common.schema import QUARANTINE
-from orca_math.generate.contract import Reason
 from orca_math.seeds import read_problems
 from orca_math.seeds.dedup import (
     DecontamConfig,

@@ -9,10 +9,10 @@ from collections import Counter
 
 import pytest
 
+from orca_math.common.contract import Reason
 from orca_math.common.records import read_parquet
 from orca_math.common.schema import PROBLEM, QUARANTINE
 from orca_math.generate.clients import autogen_model_client
-from orca_math.generate.contract import Reason
 from orca_math.teacher import TeacherClient, TeacherConfig
 from orca_math.teacher.scripted import free_port
 from orca_math.teacher.serve_teacher import TeacherServeConfig, served_model_id

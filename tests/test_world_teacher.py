@@ -16,9 +16,9 @@ import re
 import pytest
 from world_checks import EQUATION, recompute  # tests/ is on sys.path
 
+from orca_math.common.contract import Flow, Reason
 from orca_math.common.records import read_parquet, to_table
 from orca_math.common.schema import PROBLEM, QUARANTINE, stable_id
-from orca_math.generate.contract import Flow, Reason
 from orca_math.world.config import WorldConfig
 from orca_math.world.core import (
     add_distractor,

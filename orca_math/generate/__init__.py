@@ -6,7 +6,7 @@ Layout, in data-flow order:
   clients.py   AutoGen's model client on the teacher client; per-flow usage metering, error triage
   flows.py     the three flows: Ask Me Anything, Suggester+Editor, Solve-and-verify
   backend.py   one seed -> kept rows + quarantine; the registry of backends by teacher kind
-               (the contract they honour, flow names and reasons: orca_math/generate/contract.py)
+               (the contract they honour, flow names and reasons: orca_math/common/contract.py)
   parts.py     atomic per-batch commits, the resume state
   pipeline.py  Ray Data over seeds, final dedup/decontamination pass, manifest
   cli.py       ``orca-math generate`` and ``orca-math solve``

@@ -1,6 +1,6 @@
 """What the pipeline runs for one seed: the backends, and the registry that picks one by teacher kind.
 
-A backend (:class:`~orca_math.generate.contract.SeedBackend`) has ``teacher_model`` and
+A backend (:class:`~orca_math.common.contract.SeedBackend`) has ``teacher_model`` and
 ``async expand(seed) -> SeedOutput``; the pipeline (Ray Data, commits, resume, dedup) knows
 nothing else about it. Two backends drive AutoGen agents on an OpenAI-compatible endpoint:
 :class:`AgentInstructBackend` (``generate``: the three flows) and :class:`TeacherSolveBackend`
@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
+from orca_math.common.contract import Flow, Reason, SeedBackend, SeedOutput
 from orca_math.generate.clients import autogen_model_client
 from orca_math.generate.config import GenerateConfig, SolveStageConfig
-from orca_math.generate.contract import Flow, Reason, SeedBackend, SeedOutput
 from orca_math.generate.flows import (
     Candidate,
     ClientFactory,

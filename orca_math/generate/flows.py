@@ -12,8 +12,8 @@
    second, independent Verifier solve agrees.
 
 A generation flow returns :class:`FlowResult` -- candidates (parsed problems) and quarantine rows
-for replies that produced none, each with a :class:`~orca_math.generate.contract.Reason` of the generation
-contract (``orca_math/generate/contract.py``) -- plus the teacher usage it spent. Every flow
+for replies that produced none, each with a :class:`~orca_math.common.contract.Reason` of the generation
+contract (``orca_math/common/contract.py``) -- plus the teacher usage it spent. Every flow
 takes a zero-argument ``make_client`` returning an ``autogen_core`` ChatCompletionClient, so tests
 script it with ``ReplayChatCompletionClient`` and production points it at the teacher endpoint.
 
@@ -32,11 +32,11 @@ from autogen_agentchat.base import TaskResult
 from autogen_agentchat.messages import TextMessage
 from autogen_core.models import ChatCompletionClient
 
+from orca_math.common.contract import GENERATED_SOURCE, Flow, Reason, flow_quarantine, generated_problem_id
 from orca_math.common.schema import empty_provenance
 from orca_math.generate import prompts
 from orca_math.generate.clients import MeteredChatClient
 from orca_math.generate.config import SolveConfig, SuggesterEditorConfig
-from orca_math.generate.contract import GENERATED_SOURCE, Flow, Reason, flow_quarantine, generated_problem_id
 from orca_math.generate.parsing import (
     ReplyParseError,
     Solution,

@@ -17,9 +17,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orca_math.common.contract import SeedOutput
 from orca_math.common.records import RecordError, read_parquet, write_parquet, write_quarantine
 from orca_math.common.schema import PROBLEM, QUARANTINE, stable_id
-from orca_math.generate.contract import SeedOutput
 from orca_math.teacher.client import TeacherUsage, merge_usage
 
 PART_PREFIX = "part-"

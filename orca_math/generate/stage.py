@@ -24,12 +24,12 @@ from typing import Any
 import openai
 import pyarrow as pa
 
+from orca_math.common.contract import FLOW_ORDER, Flow, SeedBackend, SeedOutput
 from orca_math.common.records import RowCountError, to_table, write_parquet, write_quarantine
 from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.schema import PROBLEM
 from orca_math.generate.backend import build_backend
 from orca_math.generate.config import GenerateConfig, SolveStageConfig, output_hash
-from orca_math.generate.contract import FLOW_ORDER, Flow, SeedBackend, SeedOutput
 from orca_math.generate.parts import PartsContent, PartStore
 from orca_math.generate.prompts import PROMPT_VERSION
 from orca_math.seeds import read_problems, resolve_data_spec

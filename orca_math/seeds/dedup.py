@@ -27,8 +27,8 @@ from dataclasses import field as dataclass_field
 from pydantic import Field
 
 from orca_math.common.config import StageConfig
+from orca_math.common.contract import Reason
 from orca_math.common.records import StageOutput, quarantine_row
-from orca_math.generate.contract import Reason
 from orca_math.judge.answers import normalize_number
 
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")

@@ -13,9 +13,9 @@ program (``provenance.origin``) and does the same jobs exactly:
    ``#### N``, kept only if it survives the independent check (``solution_errors``).
 
 :func:`expand_seed` runs them on one seed row and returns what the LLM backend returns, the
-generation contract's :class:`~orca_math.generate.contract.SeedOutput`: problem rows, quarantine rows
-with :class:`~orca_math.generate.contract.Reason` s, and per-flow counts. :class:`ProceduralBackend` is
-a :class:`~orca_math.generate.contract.SeedBackend`, so the ``generate`` pipeline (Ray Data, resume,
+generation contract's :class:`~orca_math.common.contract.SeedOutput`: problem rows, quarantine rows
+with :class:`~orca_math.common.contract.Reason` s, and per-flow counts. :class:`ProceduralBackend` is
+a :class:`~orca_math.common.contract.SeedBackend`, so the ``generate`` pipeline (Ray Data, resume,
 dedup) runs it like the LLM teacher when ``teacher: {kind: procedural}``.
 Randomness is drawn per (seed, flow) from ``teacher.seed``: outputs do not depend on batching.
 """
@@ -27,9 +27,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from orca_math.common.records import quarantine_row
-from orca_math.common.schema import empty_provenance, stable_id
-from orca_math.generate.contract import (
+from orca_math.common.contract import (
     GENERATED_SOURCE,
     STAGE,
     Flow,
@@ -38,6 +36,8 @@ from orca_math.generate.contract import (
     flow_quarantine,
     generated_problem_id,
 )
+from orca_math.common.records import quarantine_row
+from orca_math.common.schema import empty_provenance, stable_id
 from orca_math.judge.answers import is_correct
 from orca_math.teacher.config import ProceduralTeacherConfig
 from orca_math.world.core import (
@@ -314,7 +314,7 @@ def solve_problem(problem: dict, cfg: ProceduralTeacherConfig, max_solution_char
 
 
 class ProceduralBackend:
-    """The :class:`~orca_math.generate.contract.SeedBackend` of ``generate`` for ``teacher: {kind: procedural}``."""
+    """The :class:`~orca_math.common.contract.SeedBackend` of ``generate`` for ``teacher: {kind: procedural}``."""
 
     def __init__(self, cfg):
         self.teacher: ProceduralTeacherConfig = cfg.teacher
@@ -327,7 +327,7 @@ class ProceduralBackend:
 
 
 class ProceduralSolveBackend:
-    """The :class:`~orca_math.generate.contract.SeedBackend` of ``solve``: world problems get their program's solution."""
+    """The :class:`~orca_math.common.contract.SeedBackend` of ``solve``: world problems get their program's solution."""
 
     def __init__(self, cfg):
         self.teacher: ProceduralTeacherConfig = cfg.teacher
