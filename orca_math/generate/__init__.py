@@ -8,7 +8,8 @@ Layout, in data-flow order:
   backend.py   one seed -> kept rows + quarantine; the registry of backends by teacher kind
                (the contract they honour, flow names and reasons: orca_math/common/contract.py)
   parts.py     atomic per-batch commits, the resume state
-  pipeline.py  Ray Data over seeds, final dedup/decontamination pass, manifest
+  config.py    GenerateConfig / SolveStageConfig (the stage's settings)
+  stage.py     Ray Data over seeds, final dedup/decontamination pass, manifest
   cli.py       ``orca-math generate`` and ``orca-math solve``
   scripted.py  a deterministic fake teacher for tests, benches and dry runs
 """

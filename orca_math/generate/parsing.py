@@ -1,4 +1,4 @@
-"""Strict parsers for the teacher's replies (formats are defined in ``agents/prompts.py``).
+"""Strict parsers for the teacher's replies (formats are defined in ``prompts.py``).
 
 Each parser either returns what it found or raises :class:`ReplyParseError` naming the field and
 what was wrong; nothing is guessed. Tolerated noise is limited to what chat models add without

@@ -3,7 +3,7 @@
 The version that goes into each row's provenance is ``PROMPT_VERSION``: a human label plus a
 hash of the prompt texts, so two datasets built with different wording can never claim the same
 version. Changing any text below changes the hash; bump ``PROMPT_LABEL`` too, so people can talk
-about it (``tests/test_agents_prompts.py`` pins the hash to the label).
+about it (``tests/test_generate_parsing.py`` pins the hash to the label).
 
 Reply formats are strict and line-based (``LABEL: text``) so they parse the same way whether the
 teacher is GPT-4-Turbo, a small self-hosted model or a procedural generator.

@@ -1,8 +1,10 @@
 """Training on Ray Train with TRL: SFT on teacher solutions, then DPO or KTO on preferences.
 
-``run_sft`` / ``run_preference`` (``run.py``) are the stage entry points; ``rows.py`` builds TRL
-rows as pure functions; ``trainers.py`` maps our configs onto TRL; ``ray_train.py`` is the thin
-``TorchTrainer`` shell.
+``config.py`` holds the trainers' configs; ``core.py`` builds TRL rows as pure functions;
+``stage.py`` has the stages (``sft_stage``, ``preference_stage``) and ``run_sft`` /
+``run_preference``, their entry points on their own; ``trainers.py`` maps our configs onto TRL;
+``ray_train.py`` is the thin ``TorchTrainer`` shell; ``curves.py`` the loss curves and plot;
+``cli.py`` registers ``orca-math sft`` and ``train-pref``.
 """
 
 from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig, TrainScalingConfig
