@@ -6,7 +6,7 @@ for each round k: practice-k -> judge-k -> prefs-k -> dpo|kto|rft-k (M_{k+1}) ->
 
 :func:`recipe` builds that list; :class:`~orca_math.common.runner.Runner` runs it, skipping
 what finished, resuming what was interrupted and redoing what changed (one signature per stage,
-see ``runner.py``). Every stage writes under ``RUN_DIR`` and records itself in
+see ``common/runner.py``). Every stage writes under ``RUN_DIR`` and records itself in
 ``RUN_DIR/manifest.json``.
 """
 

@@ -1,8 +1,8 @@
 """Seeds: read math word problems from any source into the problem schema.
 
-``readers.py`` reads JSONL, Parquet, a saved ``datasets`` folder or ``hf:ID`` into problems (bad
+``readers.py`` reads JSONL, Parquet, a saved HF datasets folder or ``hf:ID`` into problems (bad
 rows quarantined); ``dedup.py`` drops near-duplicates and test-set look-alikes; ``config.py``
-(``SeedsConfig``) and ``stage.py`` are the recipe's ``seeds`` stage (no command of its own).
+(``SeedsConfig``) and ``stage.py`` are the recipe's seeds stage (no command of its own).
 """
 
 from orca_math.seeds.readers import read_problems, resolve_data_spec
