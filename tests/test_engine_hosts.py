@@ -97,3 +97,16 @@ def test_one_process_rebuilds_its_engine_for_each_model_with_the_same_samples(no
     release_engines()
     assert sample(other_engine, greedy) == others  # what a fresh process gives
     assert set(_hosts().values()) != {pid}
+
+
+def test_a_lease_on_a_node_type_no_node_offers_fails_in_seconds_naming_it(no_hosts):
+    """Engines pinned to ``{sampler: 1}`` on a cluster without sampler nodes (nor an autoscaler that
+    could add one): refused at once, not a wait for the 16th engine that never comes."""
+    import time
+
+    from orca_math.common.capacity import ClusterTooSmallError
+
+    started = time.monotonic()
+    with pytest.raises(ClusterTooSmallError, match=r"no node has \{CPU: 1, sampler: 1\}.*engine.resources"):
+        lease_engines(CANNED.model_copy(update={"resources": {"sampler": 1}, "num_cpus_per_engine": 1.0}))
+    assert time.monotonic() - started < 5 and _hosts() == {}

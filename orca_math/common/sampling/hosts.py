@@ -121,9 +121,12 @@ def lease_engines(engine: VLLMEngineConfig, retry: bool = True) -> EngineLease:
     """``engine.concurrency`` hosts with ``engine`` built, reusing the running ones of its kind."""
     import ray
 
+    from orca_math.common.capacity import cluster_capacity, wait_started
+
     # An undecided ``use_gpu: auto`` would ask a CPU-only cluster for a GPU host and wait forever; a
     # request no node can meet fails here, naming the setting.
-    engine = engine.on_cluster()
+    capacity = cluster_capacity()
+    engine = engine.on_cluster(capacity)
     kind = host_kind(engine)
     keys = [f"{kind}-{i}" for i in range(engine.concurrency)]
     if any(k not in keys or job != _job() for k, (_, _, job) in _HOSTS.items()):
@@ -133,6 +136,11 @@ def lease_engines(engine: VLLMEngineConfig, retry: bool = True) -> EngineLease:
         _HOSTS[key] = _start_host(engine)
     hosts = tuple(_HOSTS[k][0] for k in keys)
     try:
+        # Placed within the start timeout (a cold node's boot where an autoscaler may add one), or one
+        # line naming what never came; building the engine (a 7B model's download and load) is not bounded.
+        timeout = capacity.start_timeout(engine.start_timeout_s)
+        wait_started(f"{engine.concurrency} vLLM engine host(s)", engine.bundle(), engine.concurrency,
+                     [_HOSTS[k][0].__ray_ready__.remote() for k in new], timeout)
         built = ray.get([h.load.remote(engine) for h in hosts])
     except ray.exceptions.RayActorError:
         if not retry or len(new) == len(keys):
