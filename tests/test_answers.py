@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orca_math.judge.answers import extract_answer, is_correct, normalize_number, reference_answer
+from orca_math.judge.answers import check_answer, extract_answer, is_correct, normalize_number, reference_answer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DOCS = Path(__file__).parent.parent / "docs" / "judge.md"
@@ -229,6 +229,79 @@ def test_the_tolerance_is_where_math_verify_and_qwen2_5_math_agree(candidate, re
 def test_the_tolerance_can_be_configured():
     assert is_correct("The answer is 0.33", "1/3", float_rounding=2, rel_tol=None)
     assert not is_correct("The answer is 0.333333", "1/3", float_rounding=8)
+
+
+# --- no expression equals a number because a piece of it does (issue 36) ----------------------------
+
+@pytest.mark.parametrize("candidate,reference", [
+    ("So she has 3x + 5 apples.", "5"),
+    ("\\boxed{y+1}", "1"),
+    ("a^2+3a+2", "a^3+3a+2"),
+    ("2p - q + 7 = 0", "p + 4q - 1 = 0"),  # both used to read as 0
+    ("\\tan(t)=\\frac{3}{7}", "\\cos(t)=\\frac{3}{7}"),
+    ("The answer is 3x + 5", "3"),
+    ("$2x$", "2"),
+    ("2 * x = 6", "6"),
+    ("3x = 6", "6"),
+    ("\\sin x = 0.5", "0.5"),
+    ("$\\frac{x}{2} = 3$", "3"),
+    ("We get 5. The answer is x^2.", "5"),  # not the 5 before it either
+    ("$x \\geq 5$", "5"),
+    ("The ratio is 3:4", "4"),
+    ("7:05 pm", "07:05"),  # 07:05 may be either half of the day
+])
+def test_what_the_checker_cannot_decide_is_none_and_never_right(candidate, reference):
+    assert check_answer(candidate, reference) is None
+    assert is_correct(candidate, reference) is False
+
+
+@pytest.mark.parametrize("candidate,reference", [
+    ("x = 3", "3"),
+    ("Answer = 3", "3"),
+    ("total = $3", "3"),
+    ("$x \\approx 11$", "11"),
+    ("Therefore, Ali caught 2*x = 2*6 = 12 kg of fish", "12"),  # a calculation follows the name
+    ("the father covered 3*4m = 12m", "12"),  # m is a unit on both sides
+    ("35 arms + 14 arms = 49 arms", "49"),
+    ("900 ml / 15 ml/g = 60 g", "60"),
+])
+def test_an_equation_states_its_right_hand_side_when_its_left_is_a_name_or_a_calculation(candidate, reference):
+    assert check_answer(candidate, reference) is True
+
+
+@pytest.mark.parametrize("candidate,reference,verdict", [
+    ("<think>Maybe it is 7.</think>\n<answer>12</answer>", "12", True),  # R1 / open-r1
+    ("<think>It is 12.</think>\n<answer>7</answer>", "12", False),
+    ("<answer>\n$\\boxed{12}$ apples\n</answer>", "12", True),
+    ("<think>So the answer is \\boxed{12}", "12", None),  # cut off while thinking: no answer
+    ("The area is 36 m^2.", "36", True),
+    ("$36\\text{ cm}^2$", "36", True),
+    ("$5\\text{ m}$", "5", True),
+    ("4.2\\times10^{-3}", "0.0042", True),
+    ("4.2e-03", "0.0042", True),
+    ("$6.02 \\times 10^{23}$", "6.02e23", True),
+    ("6.02e-05", "-5", False),
+    ("07:05", "07:05:00", True),
+    ("11:45", "09:45", False),
+    ("7:05 pm", "19:05", True),
+    ("2 1/4", "2.25", True),
+    ("She used -2 1/4 cups", "-9/4", True),
+    ("$2\\frac{1}{4}$", "9/4", True),  # math-verify reads it so too
+    ("3:4", "6:8", True),
+    ("3:4", "4:3", False),
+])
+def test_answer_tags_units_with_exponents_scientific_notation_times_and_mixed_numbers(candidate, reference, verdict):
+    assert check_answer(candidate, reference) is verdict
+
+
+def test_every_gsm8k_solution_is_judged_as_labelled(gsm8k_dir):
+    """OpenAI's labelled solutions (train and test): each reaches its own answer and not the next integer."""
+    for split in ("train", "test"):
+        for line in (gsm8k_dir / f"{split}.jsonl").read_text().splitlines():
+            solution = json.loads(line)["answer"]
+            answer = solution.rsplit("####", 1)[1].strip()
+            assert is_correct(solution, answer), solution[-200:]
+            assert not is_correct(solution, str(Fraction(answer.replace(",", "")) + 1)), solution[-200:]
 
 
 # --- a peer's suite as the yardstick ---------------------------------------------------------------

@@ -119,6 +119,16 @@ def test_exact_then_llm_asks_the_teacher_only_when_no_answer_can_be_extracted(te
     assert teacher_ep.hits == 1 and "seventy-two" in teacher_ep.requests[0]["messages"][1]["content"]
 
 
+def test_a_symbolic_answer_goes_to_the_teacher_under_exact_then_llm_and_is_wrong_under_exact(teacher_ep):
+    items = [JudgeItem("q", "72", "So she has 3x + 72 clips."),  # ends in the gold, equals no number
+             JudgeItem("q", "72", "The answer is 72")]
+    exact = judge_items_sync(items, JudgeConfig(method="exact"))
+    assert [(v.correct, v.method, v.extracted) for v in exact] == [(False, "exact", None), (True, "exact", "72")]
+    verdicts = judge_items_sync(items, JudgeConfig(method="exact_then_llm"), _teacher(teacher_ep))
+    assert [v.method for v in verdicts] == ["llm", "exact"]
+    assert teacher_ep.hits == 1 and "3x + 72" in teacher_ep.requests[0]["messages"][1]["content"]
+
+
 def test_llm_method_without_a_teacher_is_an_error_up_front():
     with pytest.raises(ValueError, match="needs a teacher"):
         judge_items_sync([JudgeItem("q", "1", "1")], JudgeConfig(method="llm"))

@@ -34,8 +34,9 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
 from functools import lru_cache
 from itertools import islice
+from math import gcd
 
-__all__ = ["extract_answer", "is_correct", "normalize_number", "reference_answer"]
+__all__ = ["SYMBOLIC", "check_answer", "extract_answer", "is_correct", "normalize_number", "reference_answer"]
 
 # The last number is looked for in the tail only, so every call stays fast on 100 KB of chatter;
 # markers are searched in the whole text (plain regex scans, linear).
@@ -50,8 +51,16 @@ _REL_TOL = 1e-4  # Qwen2.5-Math's numeric_equal: isclose(rel_tol=1e-4)
 # A number in free text: "1,000.50", "3", ".5", "-7". Not glued to a word ("AZYUK2A", "x2") or to
 # another number by a separator ("2,74" and "1000,99" are European decimals: no number at all).
 _NUM_BODY = r"(?:[1-9]\d{0,2}(?:,\d{3})+|[1-9]\d{0,2}(?:[\u2009\u202f]\d{3})+|\d+)(?:\.\d+)?|\.\d+"
-_NUM_RE = re.compile(rf"(?<![\w.,\u2009\u202f])-?(?:{_NUM_BODY})(?![\d_])(?![.,\u2009\u202f]\d)")
-_NUMBER_FULL = re.compile(rf"-?(?:{_NUM_BODY})")
+# One token, not several numbers: "6.02e-05" (not -5), "07:05" or "7:05 pm" (a time, not 5), "3:4" (a ratio).
+_SCI_SUFFIX = r"[eE][+-]?\d{1,3}(?!\d)"
+_COLON_SUFFIX = r"(?::\d+)+(?:\s?[AaPp]\.?[Mm]\b\.?)?"
+_NUM_RE = re.compile(rf"(?<![\w.,\u2009\u202f])(?<!\d[eE][+-])-?(?:{_NUM_BODY})(?:{_SCI_SUFFIX}|{_COLON_SUFFIX})?"
+                     rf"(?![\d_])(?![.,\u2009\u202f]\d)")
+_NUMBER_FULL = re.compile(rf"-?(?:{_NUM_BODY})(?:{_SCI_SUFFIX})?")
+# "2 1/4" and "2\frac{1}{4}" are two and a quarter (math-verify reads the LaTeX one so too).
+_MIXED_FULL = re.compile(r"(-?)(\d{1,3})(?:\s+(\d+)\s*/\s*(\d+)|\s*\\frac\{\s*(\d+)\s*\}\{\s*(\d+)\s*\})")
+_CLOCK_FULL = re.compile(r"(\d{1,2}):(\d\d)(?::(\d\d))?(?:\s?([AaPp])\.?[Mm]\.?)?")
+_RATIO_FULL = re.compile(r"\d+(?::\d+)+")
 # A whole answer may group thousands with plain spaces ("1 000"); running prose may not ("5 300 g").
 _SPACED_FULL = re.compile(r"-?[1-9]\d{0,2}(?: \d{3})+(?:\.\d+)?")
 _FRACTION_FULL = re.compile(rf"(-?)(?:\\frac\{{\s*({_NUM_BODY})\s*\}}\{{\s*({_NUM_BODY})\s*\}}|({_NUM_BODY})\s*/\s*({_NUM_BODY}))")
@@ -94,6 +103,15 @@ def normalize_number(text: str) -> str | None:
 
 # --- LaTeX to something regexes can read ----------------------------------------------------------
 
+_UNIT_MARK = "\u2060"  # word joiner: "\text{ m}" is a unit, while a bare "m" in math is a variable
+
+
+def _text_word(m: re.Match) -> str:
+    """``\text{...}`` -> its words; a one-letter one marked as a unit word ("$5\text{ m}$" is 5)."""
+    word = m.group(1).strip()
+    return f" {_UNIT_MARK}{word} " if len(word) == 1 and word.isalpha() else f" {m.group(1)} "
+
+
 _LATEX_SUBS = [
     (re.compile(r"\\[dtc]frac"), r"\\frac"),
     # \frac13, \frac3{3}, \frac{1}3, \sqrt3: math-verify reads these, so models write them.
@@ -105,7 +123,7 @@ _LATEX_SUBS = [
     (re.compile(r"(?<=\d)\s*\{\s*,\s*\}\s*(?=\d)"), ","),
     (re.compile(r"(?<=\d),\s*\\!\s*(?=\d)"), ","),
     (re.compile(r"(?<=\d)\\,(?=\d{3}(?!\d))"), ","),
-    (re.compile(r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}"), r" \1 "),
+    (re.compile(r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}"), _text_word),
     (re.compile(r"\\(?:left|right|displaystyle|!)|\\(?:boxed|fbox)\s*(?=\{)"), ""),
     (re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|\u00b0|\\degree"), ""),
     (re.compile(r"\\%"), "%"),
@@ -120,6 +138,13 @@ _LATEX_SUBS = [
     (re.compile(r"\\(?:gt)(?![a-zA-Z])"), ">"),
     (re.compile(r"\\[,;: ]|\\q?quad(?![a-zA-Z])|~"), " "),
     (re.compile(r"\*\*|__"), ""),  # markdown bold
+    # A unit's exponent is part of the unit: "36 m^2", "36\text{ cm}^2" are 36, not 2.
+    (re.compile(r"(?<=\d)(\s*\u2060?(?:sq\.?\s*)?(?:[mcdk]?m|in|ft|yd|mi|(?:(?:centi|milli|kilo)?met(?:er|re)|inche|foot|feet|yard"
+                r"|mile|unit)s?)\.?)\s*\^\s*(?:\{\s*[23]\s*\}|[23])(?!\.?\d)"),
+     lambda m: m.group(1) if _UNIT_MARK in m.group(1) else re.sub(r"(?=[^\W\d_])", _UNIT_MARK, m.group(1), count=1)),
+    # Scientific notation, once \times and \cdot are "*": "4.2*10^{-3}" -> "4.2e-3", one number.
+    (re.compile(r"(\d+(?:\.\d+)?)\s*[*\u00d7\u00b7x]\s*10\s*\^\s*(?:\{\s*([+-]?\d{1,3})\s*\}|\(\s*([+-]?\d{1,3})\s*\)"
+                r"|([+-]?\d{1,3}))(?!\.?\d)"), lambda m: f"{m.group(1)}e{m.group(2) or m.group(3) or m.group(4)}"),
 ]
 
 
@@ -132,7 +157,8 @@ def _normalize(text: str) -> str:
     if "<<" in text:
         text = _CALCULATOR.sub("", text)
     text = text.replace("\u2212", "-").replace("<=", "\u2264").replace(">=", "\u2265").replace("!=", "\u2260")
-    if "\\" in text or "{" in text or "*" in text or "_" in text or "~" in text or "\u00b0" in text or "\u2248" in text:
+    if ("\\" in text or "{" in text or "*" in text or "_" in text or "~" in text or "^" in text or "\u00b0" in text
+            or "\u2248" in text or "\u00d7" in text):
         for pattern, repl in _LATEX_SUBS:
             text = pattern.sub(repl, text)
     return text
@@ -258,6 +284,122 @@ _JUXTAPOSED = re.compile(r"\d\s+\d")
 _LETTER = re.compile(r"[^\W\d_]")
 _RANGE = re.compile(r"\d-\d")
 
+# An answer with a free variable: "3x + 5" for 5, "y+1" for 1, "2p - q + 7 = 0" for 0. The checker
+# cannot say what it equals, so it reads this marker and says so (check_answer gives None).
+SYMBOLIC = "\x00symbolic"
+# A run of math characters stops at a plain letter; these at its edge mean the expression goes on
+# into that letter ("x + 5", "5 + x", "\tan(t)=", "x^2", "\frac{1}{x}").
+_OPEN_LEFT = frozenset("+-*/^=\u2248\u00b1\u00d7\u00f7\u00b7<>\u2264\u2265\u2260_)]}")
+_OPEN_RIGHT = frozenset("+-*/^=\u2248\u00b1\u00d7\u00f7\u00b7<>\u2264\u2265\u2260_([{")
+_ARTICLES = frozenset("aAI")  # one-letter English words: "a -5 degree drop", "12 - I think"
+_BEFORE_A_TERM = frozenset("0123456789+-*/^=\u2248\u00b1\u00d7\u00f7\u00b7<>\u2264\u2265\u2260_)]}\\")
+
+
+def _word_before(text: str, lo: int) -> tuple[int, int]:
+    """Bounds of the run of letters ending at ``text[:lo]`` (spaces between skipped); (lo, lo) when none."""
+    j = lo
+    while j > 0 and text[j - 1] in " \t":
+        j -= 1
+    i = j
+    while i > 0 and text[i - 1].isalpha():
+        i -= 1
+    return i, j
+
+
+def _is_variable(text: str, i: int, j: int, dash: bool = False) -> bool:
+    """Whether the letters ``text[i:j]`` are a one-letter name (``x``, the ``a`` of ``3a``), not a word.
+
+    ``dash``: they meet the number at a "-", which between spaced words is prose ("a -5 drop").
+    """
+    if j - i != 1:
+        return False
+    if dash and text[i] in _ARTICLES:
+        spaced_before = i == 0 or text[i - 1].isspace()
+        spaced_after = j == len(text) or text[j].isspace()
+        return not (spaced_before and spaced_after)
+    return True
+
+
+def _has_variable(text: str, lo: int, hi: int, math: bool) -> bool:
+    """Whether the expression ``text[lo:hi]`` is part of a larger one with a variable, or an equation
+    whose left-hand side is not a bare name (``x = 3``, ``Answer = 3``, ``total = $3`` are fine)."""
+    run = text[lo:hi]
+    body = run.strip(" \t")
+    if not body:
+        return False
+    i, j = _word_before(text, lo)
+    if i < j:
+        first = body[0]
+        if first in "=\u2248":  # "x = 3", "x \\approx 11"
+            return not (_bare_name(text, i, j) or _evaluated(text, i, j, hi, body))
+        if first in ")]}":
+            rest = body.lstrip(")]} \t")  # "\\tan(t)=..."; "(C) 18" is a label, "(12 mph + 10 mph)/2" prose
+            return bool(rest) and (rest[0] in _OPEN_LEFT or rest[0] == "{") and _is_variable(text, i, j)
+        if first in _OPEN_LEFT:
+            if first == "/" and i > 0 and text[i - 1].isdigit():
+                return False  # "240g/5", "12m/s": a unit
+            # "q + 7 = 0", "x^2"; a longer word is a unit in prose ("35 arms + 14 arms = 49", "is -5")
+            return first in "^_" or _is_variable(text, i, j, dash=first == "-")
+    k = hi
+    while k < len(text) and text[k] in " \t":
+        k += 1
+    if k < len(text) and text[k].isalpha():
+        e = k
+        while e < len(text) and text[e].isalpha():
+            e += 1
+        if not _is_variable(text, k, e, dash=body[-1] == "-"):
+            return False
+        if body[-1] in _OPEN_RIGHT:
+            return True
+        n = e
+        while n < len(text) and text[n] in " \t":
+            n += 1
+        if n < len(text) and text[n] in _OPEN_RIGHT and text[n] != "/":
+            return True  # "3x + 5", "3 x = 6"; "3x faster", "5 m/s" and "5 m." are a number and a unit
+        # In math a letter after a number is a variable ("$2x$", "$2 x$"); units there are \text{} words.
+        return math
+    return False
+
+
+def _evaluated(text: str, i: int, j: int, hi: int, body: str) -> bool:
+    """Whether an equation whose left-hand side ends in the letter ``text[i:j]`` states a value anyway:
+    a calculation follows ("2*x = 2*6 = 12") or the letter is a unit on both sides ("3*4m = 12m")."""
+    sides = body[1:].split("=")
+    if len(sides) > 1 and any(c in sides[0] for c in "+-*/") and any(c.isdigit() for c in sides[0]):
+        return True
+    return (i > 0 and text[i - 1].isdigit() and not text[hi - 1].isspace() and text.startswith(text[i:j], hi)
+            and not (hi + j - i < len(text) and text[hi + j - i].isalpha()))
+
+
+def _bare_name(text: str, i: int, j: int) -> bool:
+    """Whether the word ``text[i:j]`` stands alone as an equation's left-hand side: not a variable ending
+    a term ("3x", "2 * x") nor the argument of a function ("\\sin x"). A longer word is a name
+    ("total = $3") or, after a number, a unit ("14 arms = 49 arms", "12 beetles/snake = 1080")."""
+    p = i
+    while p > 0 and text[p - 1] in " \t":
+        p -= 1
+    if j - i == 1 and p > 0 and text[p - 1] in _BEFORE_A_TERM and not (p < i and text[p - 1].isdigit()) \
+            and not (p == i > 1 and text[p - 1] == "/" and text[p - 2].isalpha()):
+        return False  # "3x", "2 * x", "+ q"; "3 m = 300 cm" and "15 ml/g = 60 g" are units
+    if p < i and p > 0 and text[p - 1].isalpha():
+        q = p - 1
+        while q > 0 and text[q - 1].isalpha():
+            q -= 1
+        return not (q > 0 and text[q - 1] == "\\")
+    return True
+
+
+def _clock_or_ratio(expr: str) -> str | None:
+    """'7:05' -> '07:05:00', '7:05 pm' -> '07:05:00 pm', '3:4' -> '3:4' (a ratio); None if neither."""
+    m = _CLOCK_FULL.fullmatch(expr)
+    if m:
+        h, mi, sec, half = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0), m.group(4)
+        if mi < 60 and sec < 60 and (1 <= h <= 12 if half else h <= 24):
+            return f"{h:02d}:{mi:02d}:{sec:02d}" + (f" {half.lower()}m" if half else "")
+    if _RATIO_FULL.fullmatch(expr):
+        return ":".join(str(int(f)) for f in expr.split(":"))
+    return None
+
 
 def _classify(expr: str, whole: bool, prose: bool = False) -> str | None:
     """An expression -> a normalized number ('18', '3/4', '25%'), a short symbolic string, or None.
@@ -285,6 +427,14 @@ def _classify(expr: str, whole: bool, prose: bool = False) -> str | None:
         num, den = (m.group(2), m.group(3)) if m.group(2) is not None else (m.group(4), m.group(5))
         value = _clean_number(f"{m.group(1)}{num}/{den}")
         return value + suffix if value is not None else None
+    m = _MIXED_FULL.fullmatch(expr)
+    if m:
+        num, den = (m.group(3), m.group(4)) if m.group(3) is not None else (m.group(5), m.group(6))
+        if 0 < int(num) < int(den):  # "2 5/4" is not how anyone writes a number
+            value = int(m.group(2)) + Fraction(int(num), int(den))
+            return _clean_number(f"{m.group(1)}{value.numerator}/{value.denominator}") + suffix
+    if ":" in expr:
+        return _clock_or_ratio(expr) if not percent else None
     if percent or _JUXTAPOSED.search(expr) or len(expr) > _MAX_SYMBOLIC_CHARS:
         return None  # "5 3": two numbers side by side, not one expression
     if not any(c in expr for c in "+-*/^\\(\u00b1\u221a,!"):
@@ -305,6 +455,8 @@ def _answer_in(content: str, bare: bool = False) -> str | None:
     if not nums:
         return _classify(text, whole=True) if "\\" in text else None  # \sqrt{x}, \pi: symbolic or nothing
     lo, hi = _run_around(text, nums[0].start(), nums[0].end(), math=True)
+    if _has_variable(text, lo, hi, math=True):
+        return SYMBOLIC
     if nums[-1].end() > hi:
         return None  # numbers in two places ("12 and 13"): not one answer
     if bare and _LETTER.search(_COMMAND.sub("", text[:lo])):
@@ -322,6 +474,8 @@ def _answer_at(text: str, m: re.Match) -> str | None:
             if start <= m.start() - lo < end:
                 return _answer_in(content)
     lo, hi = _run_around(text, m.start(), m.end(), math=False)
+    if _has_variable(text, lo, hi, math=False):
+        return SYMBOLIC
     return _classify(text[lo:hi], whole=False, prose=True)
 
 
@@ -360,6 +514,8 @@ def _gsm8k_answer(line: str) -> str | None:
     if not m or line[:m.start()].strip(" $") != "":
         return None
     lo, hi = _run_around(line, m.start(), m.end(), math=False)
+    if _has_variable(line, lo, hi, math=False):
+        return SYMBOLIC
     hi = lo + len(line[lo:hi].rstrip(" \t."))  # "1. Understand the problem": the period is the heading's
     if not _GSM8K_TAIL.fullmatch(line[hi:]):
         return None
@@ -388,6 +544,18 @@ def _final_answer(text: str) -> str | None:
     if not text or not text.strip():
         return None
     text = text.replace("\u2212", "-")
+    # R1 / open-r1: the reasoning sits in <think>...</think> (the prompt may hold the opening tag);
+    # an unclosed one is reasoning cut off before any answer.
+    if "think>" in text:
+        end = text.find("</think>")
+        text = text[end + 8:] if end >= 0 else text[:max(text.find("<think>"), 0)]
+    cut = _NEXT_TURN.search(text, 1)
+    if cut:
+        text = text[:cut.start()]
+    if "<answer>" in text:  # the final-answer marker of the R1 format: the answer is what it holds
+        start = text.rindex("<answer>") + 8
+        end = text.find("</answer>", start)
+        return _final_answer(text[start:end if end >= 0 else len(text)])
     ans = _marked_or_last(text)
     if ans is None and len(text) <= 200 and "####" not in text and not _BOXED.search(text):
         ans = _answer_in(_strip_wrappers(text.strip()), bare=True)  # the whole text is the answer: "1 000"
@@ -396,10 +564,6 @@ def _final_answer(text: str) -> str | None:
 
 def _marked_or_last(text: str) -> str | None:
     """The answer at the strongest marker (see the module docstring), else at the last number."""
-    cut = _NEXT_TURN.search(text, 1)
-    if cut:
-        text = text[:cut.start()]
-
     if "####" in text:
         for m in islice(_GSM8K_MARK.finditer(text), _MAX_MARKERS):
             ans = _gsm8k_answer(m.group(1))
@@ -443,8 +607,13 @@ def extract_answer(text: str) -> str | None:
     See the module docstring for where it is looked for. None means no single answer could be
     read, which is_correct counts as wrong.
     """
-    ans = _final_answer(text)
-    return ans[:-1] if ans is not None and ans.endswith("%") else ans
+    return _public(_final_answer(text))
+
+
+def _public(ans: str | None) -> str | None:
+    if ans is None or ans == SYMBOLIC:
+        return None
+    return ans[:-1] if ans.endswith("%") else ans
 
 
 @lru_cache(maxsize=1024)
@@ -458,8 +627,7 @@ def _reference(reference: str) -> str | None:
 
 def reference_answer(reference: str) -> str | None:
     """The answer of a reference: a bare answer, or a GSM8K-style solution ending in ``#### N``."""
-    ans = _reference(reference)
-    return ans[:-1] if ans is not None and ans.endswith("%") else ans
+    return _public(_reference(reference))
 
 
 # --- comparison ---------------------------------------------------------------------------------
@@ -505,11 +673,12 @@ def _numbers_match(cand: str, ref: str, float_rounding: int, rel_tol: float | No
 _SAFE_SYMBOLIC = re.compile(r"[0-9a-zA-Z\\{}()+\-*/.,\s]+")
 
 
-def _symbolic_match(cand: str, ref: str, float_rounding: int, rel_tol: float | None) -> bool:
-    """Two short expressions compared by numeric value; exponents and variables are refused so sympy stays quick."""
+def _symbolic_match(cand: str, ref: str, float_rounding: int, rel_tol: float | None) -> bool | None:
+    """Two short expressions compared by numeric value; None (undecided) unless both are numbers it can
+    evaluate: exponents are refused so sympy stays quick, and a variable, set or interval has no value."""
     for s in (cand, ref):
         if len(s) > _MAX_SYMBOLIC_CHARS or "^" in s or "**" in s or not _SAFE_SYMBOLIC.fullmatch(s):
-            return False
+            return None
     from math_verify import parse  # imported lazily: pulls in sympy (~1 s)
     from sympy import Basic, Float, Rational
 
@@ -522,14 +691,14 @@ def _symbolic_match(cand: str, ref: str, float_rounding: int, rel_tol: float | N
         found = [e for e in parse(f"${s}$", parsing_timeout=None) if isinstance(e, Basic)]
         # Only numbers: a tuple, interval, set or anything with a variable is not a numeric answer.
         if not found or not found[0].is_number or found[0].free_symbols:
-            return False
+            return None
         parsed.append(found[0])
     c, r = parsed
     if isinstance(c, Rational) and isinstance(r, Rational):
         return c == r
     cv, rv = c.evalf(30), r.evalf(30)
     if not (cv.is_real and rv.is_real and cv.is_finite and rv.is_finite):
-        return False
+        return None
     cf, rf = Fraction(str(cv)), Fraction(str(rv))
     if c.has(Float) or r.has(Float):
         return _values_match(cf, rf, True, float_rounding, rel_tol)
@@ -537,21 +706,67 @@ def _symbolic_match(cand: str, ref: str, float_rounding: int, rel_tol: float | N
     return abs(cf - rf) <= Fraction(1, 10**15) * max(1, abs(rf))
 
 
+_TIME = re.compile(r"(\d\d):(\d\d):(\d\d)(?: ([ap])m)?")
+
+
+def _seconds(time: str) -> tuple[int, bool, bool] | None:
+    """A canonical time -> (seconds after midnight, has am/pm, could be either half of the day)."""
+    m = _TIME.fullmatch(time)
+    if m is None:
+        return None
+    h, mi, sec, half = int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)
+    if half:
+        h = h % 12 + (12 if half == "p" else 0)
+    return h * 3600 + mi * 60 + sec, half is not None, half is None and 1 <= h <= 12
+
+
+def _clock_or_ratio_match(cand: str, ref: str) -> bool | None:
+    """Times as times ('07:05' is '7:05:00', not '09:05'); ratios in lowest terms ('6:8' is '3:4').
+    None when one side is neither, or '7:05' meets '7:05 pm' (the first may mean either)."""
+    ct, rt = _seconds(cand), _seconds(ref)
+    if ct and rt:
+        if ct[0] == rt[0]:
+            return True
+        if ct[1] != rt[1] and (ct[2] or rt[2]) and (ct[0] - rt[0]) % 43200 == 0:
+            return None
+        return False
+    if ct or rt or not (_RATIO_FULL.fullmatch(cand) and _RATIO_FULL.fullmatch(ref)):
+        return None
+    c, r = [int(f) for f in cand.split(":")], [int(f) for f in ref.split(":")]
+    c_gcd, r_gcd = gcd(*c) or 1, gcd(*r) or 1
+    return [f // c_gcd for f in c] == [f // r_gcd for f in r]
+
+
+def check_answer(candidate: str, reference: str, *, float_rounding: int = _FLOAT_ROUNDING,
+                 rel_tol: float | None = _REL_TOL) -> bool | None:
+    """Whether ``candidate`` reaches the answer of ``reference``: True, False, or None when the exact
+    checker cannot decide.
+
+    None: no answer can be read from one side, or one is symbolic (an expression with a variable,
+    an equation whose left-hand side is not a bare name, a set, an interval, a time against a
+    number). ``method: exact`` counts None as wrong; ``exact_then_llm`` asks the teacher.
+    """
+    ref = _reference(reference)
+    cand = _final_answer(candidate)
+    if ref is None or cand is None or ref == SYMBOLIC or cand == SYMBOLIC:
+        return None
+    if cand == ref:
+        return True  # both normalized: the same string is the same value
+    if ":" in cand or ":" in ref:
+        return _clock_or_ratio_match(cand, ref)
+    numeric = _numbers_match(cand, ref, float_rounding, rel_tol)
+    if numeric is not None:
+        return numeric
+    return _symbolic_match(cand.rstrip("%"), ref.rstrip("%"), float_rounding, rel_tol)
+
+
 def is_correct(candidate: str, reference: str, *, float_rounding: int = _FLOAT_ROUNDING,
                rel_tol: float | None = _REL_TOL) -> bool:
-    """Whether a model's text ``candidate`` reaches the answer of ``reference``.
+    """Whether a model's text ``candidate`` reaches the answer of ``reference``; ``check_answer``'s
+    undecided (None) is False.
 
     ``reference`` is a bare answer (``"18"``, ``"3/4"``, ``"$\\frac{1}{3}$"``) or a solution
     (GSM8K ``#### N``, or a boxed one). No extractable answer in either is always False.
     ``float_rounding``/``rel_tol``: the tolerance when a decimal is involved (see module docstring).
     """
-    ref = _reference(reference)
-    cand = _final_answer(candidate)
-    if ref is None or cand is None:
-        return False
-    if cand == ref:
-        return True  # both normalized: the same string is the same value
-    numeric = _numbers_match(cand, ref, float_rounding, rel_tol)
-    if numeric is not None:
-        return numeric
-    return _symbolic_match(cand.rstrip("%"), ref.rstrip("%"), float_rounding, rel_tol)
+    return check_answer(candidate, reference, float_rounding=float_rounding, rel_tol=rel_tol) is True

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping
 
 from orca_math.common.records import StageOutput, quarantine_row
-from orca_math.judge.answers import extract_answer, is_correct, reference_answer
+from orca_math.judge.answers import check_answer, extract_answer
 from orca_math.judge.config import JudgeConfig
 from orca_math.teacher.client import TeacherClient, TeacherError
 
@@ -75,13 +75,16 @@ class Verdict:
 
 
 def judge_exact(item: JudgeItem) -> Verdict:
-    """The answer checker's verdict: the candidate's extracted final answer against the reference's."""
-    return Verdict(correct=is_correct(item.candidate, item.reference), method="exact",
+    """The answer checker's verdict: the candidate's extracted final answer against the reference's.
+
+    What the checker cannot decide (no answer read, a symbolic one: see docs/judge.md) is wrong here.
+    """
+    return Verdict(correct=check_answer(item.candidate, item.reference) is True, method="exact",
                    extracted=extract_answer(item.candidate))
 
 
 def _exact_can_decide(item: JudgeItem) -> bool:
-    return extract_answer(item.candidate) is not None and reference_answer(item.reference) is not None
+    return check_answer(item.candidate, item.reference) is not None
 
 
 def judge_messages(item: JudgeItem) -> list[dict[str, str]]:
