@@ -72,8 +72,9 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
                 yield i, text, f"invalid JSON: {e.msg}"
 
 
-def _iter_rows(spec: str) -> Iterator[tuple[str, int, Any, str | None]]:
-    """Yield (source file, row index, row, read error) for any supported input."""
+def iter_rows(spec: str) -> Iterator[tuple[str, int, Any, str | None]]:
+    """Yield (source file, row index, row, read error) for any supported input: JSONL, Parquet file
+    or folder, a ``datasets`` ``save_to_disk`` folder, or ``hf:ID[:CONFIG]:SPLIT``."""
     if spec.startswith("hf:"):
         import datasets  # real hub loading; needs network access to the HF hub
 
@@ -103,6 +104,14 @@ def _iter_rows(spec: str) -> Iterator[tuple[str, int, Any, str | None]]:
                     i += 1
     else:
         raise FileNotFoundError(f"{spec}: not a JSONL/Parquet file, Parquet folder, saved HF dataset or hf:ID")
+
+
+def column_names(spec: str) -> set[str]:
+    """The keys of the first readable row of ``spec`` (none when it has no such row)."""
+    for _, _, row, err in iter_rows(spec):
+        if err is None and isinstance(row, dict):
+            return set(row)
+    return set()
 
 
 def _answer_from_gsm8k(answer: Any, source: str, row: int) -> tuple[str, str]:
@@ -170,7 +179,7 @@ def iter_problems(spec: str, limit: int | None = None, stage: str = "seeds",
     dataset = source_name(spec)
     out = out if out is not None else StageOutput()
     seen: set[str] = set()
-    for source, i, row, err in _iter_rows(spec):
+    for source, i, row, err in iter_rows(spec):
         if limit is not None and out.rows_in >= limit:
             break
         out.rows_in += 1

@@ -22,7 +22,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sft", help="supervised fine-tuning on teacher solutions (TRL SFTTrainer on Ray Train)")
     p.add_argument("--data", required=True,
-                   help="problems: Parquet file/folder in the problem schema, GSM8K JSONL, or gsm8k-train")
+                   help="problems (Parquet file/folder in the problem schema, GSM8K JSONL, gsm8k-train) or your own "
+                   "data in TRL's SFT formats (prompt/completion or messages; JSONL, Parquet or a datasets folder)")
     _common(p)
     add_config_flags(p, "sft", CONFIG_CLASSES["sft"], TRAIN_FLAGS)
     p.set_defaults(func=run_sft_command)
@@ -30,8 +31,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-pref", help="a round's training: DPO on preference pairs, KTO on labeled examples, "
                        "or rft (SFT on the positives) (TRL on Ray Train)")
     p.add_argument("--algo", required=True, choices=["dpo", "kto", "rft"])
-    p.add_argument("--data", required=True, help="Parquet file/folder: preference pairs (dpo), KTO examples (kto) "
-                   "or a prefs stage's positives.parquet (rft)")
+    p.add_argument("--data", required=True, help="a prefs stage's Parquet: preference pairs (dpo), KTO examples (kto) "
+                   "or positives.parquet (rft); or your own data in TRL's formats: prompt/chosen/rejected or "
+                   "chosen/rejected (dpo), prompt/completion/label (kto, rft); JSONL, Parquet or a datasets folder")
     _common(p)
     add_config_flags(p, "train", TrainConfigBase, TRAIN_FLAGS)  # `train:` reaches whichever --algo runs
     for algo in ("dpo", "kto", "rft"):

@@ -13,17 +13,31 @@ sampled (the practice stage renders them with the same template).
 A row that would crash or silently vanish inside TRL (empty completion, prompt or sequence over
 the token budget, chosen == rejected) is quarantined here with its file, row, field and reason.
 Token counts come from a ``TokenCounter`` (the model's tokenizer), so these functions stay pure.
+
+Your own data, in the dataset formats TRL documents (``trl_records``): SFT ``{prompt, completion}``
+or ``{messages}`` (the last assistant turn is the completion), preference ``{prompt, chosen,
+rejected}`` or ``{chosen, rejected}`` (the prompt is their shared prefix, as TRL's
+``extract_prompt`` finds it), unpaired preference ``{prompt, completion, label}``; each as text
+or as conversational ``[{role, content}, ...]`` turns, rendered with the model's chat template
+(TRL's ``apply_chat_template``, through a ``ChatRenderer``). They become the project's records
+(``pair_id``, ``problem_id``, ``example_id``... filled from the row's own ids or its content), so
+the builders above check them like the project's own.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 from orca_math.common.prompts import render_prompt
-from orca_math.common.records import StageOutput, quarantine_row
+from orca_math.common.records import RecordError, StageOutput, quarantine_row
+from orca_math.common.schema import stable_id
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
+# A TRL example whose fields are conversational turns -> the same example as text (TRL's
+# ``maybe_apply_chat_template`` with the model's tokenizer); ValueError when the template refuses it.
+ChatRenderer = Callable[[dict[str, Any]], dict[str, str]]
+Algo = Literal["sft", "dpo", "kto", "rft"]
 
 EMPTY_PROMPT = "empty prompt"
 EMPTY_COMPLETION = "empty completion"
@@ -46,6 +60,20 @@ def tokenizer_counter(tokenizer) -> TokenCounter:
         return [len(ids) + 1 for ids in tokenizer(list(texts))["input_ids"]]
 
     return count
+
+
+def chat_renderer(tokenizer) -> ChatRenderer:
+    """Conversational TRL examples rendered with ``tokenizer``'s chat template, exactly as TRL renders them."""
+    from jinja2 import TemplateError
+    from trl.data_utils import maybe_apply_chat_template
+
+    def render(example: dict[str, Any]) -> dict[str, str]:
+        try:
+            return maybe_apply_chat_template(example, tokenizer)
+        except TemplateError as e:
+            raise ValueError(f"the chat template refused it: {e}") from e
+
+    return render
 
 
 def _blank(text: object) -> bool:
@@ -202,3 +230,154 @@ def rft_rows(
 def trl_columns(rows: list[dict], columns: Sequence[str]) -> dict[str, list]:
     """Column-major dict of just the columns a TRL trainer reads (ids stay behind)."""
     return {c: [r[c] for r in rows] for c in columns}
+
+
+# The column that says a file is in the project's own format (the stage reads those as it always did).
+PROJECT_FORMAT_KEY: dict[str, str] = {"sft": "question", "dpo": "pair_id", "kto": "example_id", "rft": "example_id"}
+# What each algo reads in TRL's formats, for the error a row missing a field gets.
+TRL_FORMATS: dict[str, str] = {
+    "sft": "prompt + completion, or messages",
+    "dpo": "prompt + chosen + rejected, or chosen + rejected (implicit prompt)",
+    "kto": "prompt + completion + label",
+    "rft": "prompt + completion + label",
+}
+DATASET_SOURCE = "dataset"  # chosen_source / rejected_source / source of a row from your own data
+
+
+def is_project_format(keys: Iterable[str], algo: Algo) -> bool:
+    """Whether rows with these columns are the project's own records for ``algo`` (problems,
+    preference pairs, KTO examples) rather than one of TRL's dataset formats."""
+    return PROJECT_FORMAT_KEY[algo] in set(keys)
+
+
+def _is_turns(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value)
+
+
+def _field(row: dict, name: str, source: str, index: int, algo: Algo) -> str | list[dict]:
+    """A text or conversational field of a TRL row, or RecordError naming it."""
+    if name not in row or row[name] is None:
+        raise RecordError(source, index, name, f"field is missing ({algo} reads {TRL_FORMATS[algo]})")
+    value = row[name]
+    if not isinstance(value, str) and not _is_turns(value):
+        raise RecordError(source, index, name, "must be text or a non-empty list of {role, content} messages")
+    return value
+
+
+def _same_kind(row: dict, names: Sequence[str], source: str, index: int) -> bool:
+    """True when the fields are all conversational, False when all text; RecordError when mixed."""
+    conversational = [isinstance(row[n], list) for n in names]
+    if any(conversational) and not all(conversational):
+        text = names[conversational.index(False)]
+        raise RecordError(source, index, text, f"is text but {', '.join(n for n in names if n != text)} are messages:"
+                          " use one kind for the whole row")
+    return all(conversational)
+
+
+def _rendered(example: dict, render: ChatRenderer, source: str, index: int, field: str) -> dict[str, str]:
+    try:
+        return render(example)
+    except (KeyError, ValueError, TypeError, IndexError) as e:
+        raise RecordError(source, index, field, f"cannot render with the model's chat template: {e}") from e
+
+
+def _own_id(row: dict, *names: str) -> str | None:
+    return next((row[n] for n in names if isinstance(row.get(n), str) and row[n]), None)
+
+
+def _round(row: dict) -> int | None:
+    value = row.get("round")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def trl_record(row: Any, algo: Algo, source: str, index: int, dataset: str, render: ChatRenderer) -> dict:
+    """One row of a TRL-format dataset -> the project's record for ``algo``, or RecordError naming the field.
+
+    sft -> ``{id, prompt, completion}``; dpo -> a preference pair; kto and rft -> a KTO example.
+    Ids the row carries (``id``, ``pair_id``, ``example_id``, ``problem_id``) are kept; missing ones are
+    hashed from ``dataset`` and the row's text, so a rerun gives the same ids.
+    """
+    if not isinstance(row, dict):
+        raise RecordError(source, index, None, f"row must be an object, got {type(row).__name__}")
+    if algo == "sft":
+        if "messages" in row and "prompt" not in row:
+            messages = _field(row, "messages", source, index, algo)
+            if not isinstance(messages, list) or messages[-1]["role"] != "assistant" or len(messages) < 2:
+                raise RecordError(source, index, "messages", "must be messages ending in an assistant turn "
+                                  "(the completion) after at least one other turn (the prompt)")
+            example = {"prompt": messages[:-1], "completion": messages[-1:]}
+        else:
+            example = {n: _field(row, n, source, index, algo) for n in ("prompt", "completion")}
+        if _same_kind(example, ["prompt", "completion"], source, index):
+            example = _rendered(example, render, source, index, "messages" if "messages" in row else "prompt")
+        prompt, completion = example["prompt"], example["completion"]
+        return {"id": _own_id(row, "id") or stable_id(dataset, prompt, completion),
+                "prompt": prompt, "completion": completion}
+    if algo == "dpo":
+        example = {n: _field(row, n, source, index, algo) for n in ("chosen", "rejected")}
+        for n in ("chosen", "rejected"):
+            if isinstance(example[n], str) and not example[n].strip():
+                raise RecordError(source, index, n, "is empty")
+        if "prompt" in row and row["prompt"] is not None:
+            example["prompt"] = _field(row, "prompt", source, index, algo)
+        from trl.data_utils import maybe_extract_prompt  # TRL's rule for an implicit prompt
+
+        example = maybe_extract_prompt(example)
+        if _same_kind(example, ["prompt", "chosen", "rejected"], source, index):
+            example = _rendered(example, render, source, index, "prompt")
+        prompt, chosen, rejected = example["prompt"], example["chosen"], example["rejected"]
+        problem_id = _own_id(row, "problem_id") or stable_id(dataset, prompt)
+        return {"pair_id": _own_id(row, "pair_id", "id") or stable_id(dataset, prompt, chosen, rejected),
+                "problem_id": problem_id, "prompt": prompt, "chosen": chosen, "rejected": rejected,
+                "chosen_source": DATASET_SOURCE, "rejected_source": DATASET_SOURCE, "round": _round(row)}
+    example = {n: _field(row, n, source, index, algo) for n in ("prompt", "completion")}
+    label = row.get("label")
+    if not isinstance(label, bool):
+        raise RecordError(source, index, "label", "field is missing" if label is None else
+                          f"must be true or false, got {label!r}"[:80])
+    if _same_kind(example, ["prompt", "completion"], source, index):
+        example = _rendered(example, render, source, index, "prompt")
+    prompt, completion = example["prompt"], example["completion"]
+    return {"example_id": _own_id(row, "example_id", "id") or stable_id(dataset, prompt, completion, label),
+            "problem_id": _own_id(row, "problem_id") or stable_id(dataset, prompt),
+            "prompt": prompt, "completion": completion, "label": label, "source": DATASET_SOURCE,
+            "round": _round(row)}
+
+
+def trl_records(rows: Iterable[tuple[str, int, Any, str | None]], algo: Algo, dataset: str, render: ChatRenderer,
+                stage: str, limit: int | None = None) -> StageOutput:
+    """(file, row, raw row, read error) of a TRL-format dataset -> ``rows`` of (file, row, record)
+    for the builders above; unreadable or malformed rows quarantined with file, row, field and reason."""
+    out = StageOutput()
+    for source, i, row, err in rows:
+        if limit is not None and out.rows_in >= limit:
+            break
+        out.rows_in += 1
+        if err is not None:
+            out.quarantined.append(quarantine_row(stage, source, i, None, err, row))
+            continue
+        try:
+            out.rows.append((source, i, trl_record(row, algo, source, i, dataset, render)))
+        except RecordError as e:
+            out.quarantined.append(quarantine_row(stage, source, i, e.field, e.reason, row))
+    return out.check_counts()
+
+
+def prompt_completion_rows(
+    items: Sequence[tuple[str, int, dict]],
+    count: TokenCounter,
+    max_prompt_length: int,
+    max_length: int,
+    stage: str = "sft",
+) -> StageOutput:
+    """``{id, prompt, completion}`` records (your own SFT data, rendered) -> TRL prompt/completion rows."""
+    items = list(items)
+    out, kept = _checked(
+        stage, items,
+        prompt_of=lambda r: r.get("prompt"),
+        completions_of=lambda r: {"completion": r.get("completion")},
+        count=count, max_prompt_length=max_prompt_length, max_length=max_length,
+    )
+    out.rows = [{"id": r["id"], "prompt": prompt, "completion": c["completion"]} for r, prompt, c in kept]
+    return _in_input_order(out, items)

@@ -1,8 +1,9 @@
 """The training stages: ``sft_stage`` and ``preference_stage`` (what the recipe runs), and
 ``run_sft`` / ``run_preference`` (the same stage on its own, for the commands).
 
-Each one reads its input Parquet/JSONL, builds TRL rows (bad rows quarantined, with reasons),
-trains on Ray Train, and leaves ``out_dir`` as an HF model folder (weights, tokenizer, chat
+Each one reads its input (the project's records, or your own data in one of TRL's dataset formats:
+JSONL, Parquet or a ``datasets`` folder; see ``core.py``), builds TRL rows (bad rows quarantined,
+with reasons), trains on Ray Train, and leaves ``out_dir`` as an HF model folder (weights, tokenizer, chat
 template) next to ``quarantine.parquet``, ``train_log.json`` and ``loss.png``.
 """
 
@@ -22,8 +23,20 @@ from orca_math.common.records import RowCountError, StageOutput, parquet_files, 
 from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.schema import KTO_EXAMPLE, PREFERENCE_PAIR
 from orca_math.seeds import read_problems, resolve_data_spec
+from orca_math.seeds.readers import column_names, iter_rows, source_name
 from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig, TrainConfigBase
-from orca_math.train.core import dpo_rows, kto_rows, rft_rows, sft_rows, tokenizer_counter, trl_columns
+from orca_math.train.core import (
+    chat_renderer,
+    dpo_rows,
+    is_project_format,
+    kto_rows,
+    prompt_completion_rows,
+    rft_rows,
+    sft_rows,
+    tokenizer_counter,
+    trl_columns,
+    trl_records,
+)
 from orca_math.train.curves import final_metrics, loss_curve, plot_curves
 from orca_math.train.trainers import TRL_COLUMNS, load_tokenizer
 
@@ -113,20 +126,32 @@ def _train_and_record(
     }
 
 
+def read_trl_dataset(spec: str, algo: str, tokenizer, limit: int | None, stage: str) -> StageOutput:
+    """Your own data in a TRL dataset format (JSONL, Parquet, a ``datasets`` folder, ``hf:ID``) ->
+    (file, row, record) rows in the project's records for ``algo``, bad rows quarantined."""
+    return trl_records(iter_rows(spec), algo, source_name(spec), chat_renderer(tokenizer), stage, limit)
+
+
 def sft_stage(model: str | Path, data: str | Path, out_dir: str | Path, cfg: SFTTrainConfig,
               name: str = "sft") -> Stage:
-    """SFT ``model`` on problems ``data`` (problem Parquet file/folder, GSM8K JSONL, gsm8k-train...) -> ``out_dir``.
+    """SFT ``model`` on ``data`` -> ``out_dir``: problems (problem Parquet file/folder, GSM8K JSONL,
+    gsm8k-train...) or your own TRL-format SFT data (``prompt``/``completion`` or ``messages``).
 
-    The completion is each problem's ``reference_solution``; the loss covers only its tokens. A
-    rerun after a crash continues from the last Ray Train checkpoint in ``out_dir``.
+    A problem's completion is its ``reference_solution``; the loss covers only the completion's
+    tokens. A rerun after a crash continues from the last Ray Train checkpoint in ``out_dir``.
     """
     model, spec = model_ref(model), resolve_data_spec(str(data))
 
     def train(c: StageContext) -> dict:
+        tokenizer = load_tokenizer(model)
+        count = tokenizer_counter(tokenizer)
+        if not is_project_format(column_names(spec), "sft"):
+            read = read_trl_dataset(spec, "sft", tokenizer, cfg.limit, c.name)
+            built = prompt_completion_rows(read.rows, count, cfg.max_prompt_length, cfg.max_length, stage=c.name)
+            return _train_and_record("sft", c, model, spec, built, read.quarantined, read.rows_in, cfg)
         read = read_problems(spec, limit=cfg.limit, stage=c.name)
         problems = [(*_problem_source(p, spec, i), p) for i, p in enumerate(read.rows)]
-        built = sft_rows(problems, cfg.prompt_template, tokenizer_counter(load_tokenizer(model)),
-                         cfg.max_prompt_length, cfg.max_length, stage=c.name)
+        built = sft_rows(problems, cfg.prompt_template, count, cfg.max_prompt_length, cfg.max_length, stage=c.name)
         return _train_and_record("sft", c, model, spec, built, read.quarantined, read.rows_in, cfg)
 
     return Stage(name, cfg, train, out=Path(out_dir), inputs={"model": model, "data": spec})
@@ -134,8 +159,10 @@ def sft_stage(model: str | Path, data: str | Path, out_dir: str | Path, cfg: SFT
 
 def preference_stage(algo: Literal["dpo", "kto", "rft"], model: str | Path, data: str | Path, out_dir: str | Path,
                      cfg: DPOTrainConfig | KTOTrainConfig | SFTTrainConfig, name: str | None = None) -> Stage:
-    """One round's training from ``model`` -> ``out_dir``: DPO on preference-pair Parquet, KTO on
-    KTO-example Parquet, or rejection-sampling fine-tuning (``rft``: SFT on positive KTO examples).
+    """One round's training from ``model`` -> ``out_dir``: DPO on preference pairs, KTO on KTO
+    examples, or rejection-sampling fine-tuning (``rft``: SFT on positive KTO examples). ``data`` is
+    the prefs stage's Parquet, or your own data in TRL's formats: ``prompt``/``chosen``/``rejected``
+    or ``chosen``/``rejected`` (dpo), ``prompt``/``completion``/``label`` (kto, rft).
 
     The frozen reference model of DPO/KTO is ``model`` itself (the round's starting model).
     """
@@ -147,14 +174,22 @@ def preference_stage(algo: Literal["dpo", "kto", "rft"], model: str | Path, data
     model, data = model_ref(model), str(data)
 
     def train(c: StageContext) -> dict:
-        count = tokenizer_counter(load_tokenizer(model))
-        records = read_records(data, PREFERENCE_PAIR if algo == "dpo" else KTO_EXAMPLE, cfg.limit)
+        tokenizer = load_tokenizer(model)
+        count = tokenizer_counter(tokenizer)
+        if is_project_format(column_names(data), algo):
+            records, read_quarantined = read_records(data, PREFERENCE_PAIR if algo == "dpo" else KTO_EXAMPLE,
+                                                     cfg.limit), []
+            rows_in = len(records)
+        else:
+            read = read_trl_dataset(data, algo, tokenizer, cfg.limit, c.name)
+            records, read_quarantined, rows_in = read.rows, read.quarantined, read.rows_in
         if algo == "dpo":
             built = dpo_rows(records, count, cfg.max_prompt_length, cfg.max_length, stage=c.name)
         else:
             build = kto_rows if algo == "kto" else rft_rows
             built = build(records, count, cfg.max_prompt_length, cfg.max_length, seed=cfg.seed, stage=c.name)
-        return _train_and_record("sft" if algo == "rft" else algo, c, model, data, built, [], len(records), cfg)
+        return _train_and_record("sft" if algo == "rft" else algo, c, model, data, built, read_quarantined, rows_in,
+                                 cfg)
 
     return Stage(name or algo, cfg, train, out=Path(out_dir), inputs={"model": model, "data": data})
 
