@@ -13,6 +13,13 @@ and then timed. Ratios are against in-process.
 
     .venv/bin/python bench/judge.py [--items 10000] [--replicas 1 2] [--request-size 100] [--concurrency 8]
     .venv/bin/python bench/judge.py --in-process-only   # the checker alone: no Ray, one core
+
+``--against OLD.py`` times this answer checker and an older ``answers.py`` side by side in one
+process (``is_correct`` + ``extract_answer`` per item, as ``judge_exact`` calls them), their passes
+interleaved so that a busy machine slows both alike:
+
+    git show REV:orca_math/judge/answers.py > /tmp/answers_old.py
+    .venv/bin/python bench/judge.py --in-process-only --against /tmp/answers_old.py
 """
 
 from __future__ import annotations
@@ -59,6 +66,36 @@ def bench_in_process(items: list[dict]) -> float:
     elapsed = time.perf_counter() - start
     assert len(verdicts) == len(items)
     return len(items) / elapsed
+
+
+def bench_against(items: list[dict], old_path: str, rounds: int = 5) -> tuple[float, float]:
+    """Judgments/s of this checker and of the ``answers.py`` at ``old_path``: best of ``rounds`` interleaved passes."""
+    import importlib.util
+
+    from orca_math.judge import answers as new
+
+    spec = importlib.util.spec_from_file_location("answers_old", old_path)
+    old = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(old)
+
+    def rate(checker) -> float:
+        checker._final_answer.cache_clear()  # a pass must not start with its texts already known
+        checker._reference.cache_clear()
+        start = time.perf_counter()
+        for it in items:
+            checker.is_correct(it["candidate"], it["reference"])
+            checker.extract_answer(it["candidate"])
+        return len(items) / (time.perf_counter() - start)
+
+    warm = make_items(500, seed=1)
+    for checker in (new, old):
+        for it in warm:
+            checker.is_correct(it["candidate"], it["reference"])
+    best_new = best_old = 0.0
+    for _ in range(rounds):
+        best_old = max(best_old, rate(old))
+        best_new = max(best_new, rate(new))
+    return best_new, best_old
 
 
 def _chunks(items: list[dict], size: int) -> list[list[dict]]:
@@ -116,9 +153,14 @@ def main() -> None:
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray")
     parser.add_argument("--in-process-only", action="store_true",
                         help="measure the answer checker alone and skip Ray Serve (cheap enough for a shared machine)")
+    parser.add_argument("--against", metavar="OLD_ANSWERS_PY",
+                        help="also time an older orca_math/judge/answers.py side by side with this one")
     args = parser.parse_args()
 
     items = make_items(args.items)
+    if args.against:
+        now, then = bench_against(items, args.against)
+        print(f"side by side: this checker {now:,.0f}/s, {args.against} {then:,.0f}/s ({now / then:.2f}x)", flush=True)
     rows = [("in-process (1 core)", 1, bench_in_process(items))]
     print(f"in-process: {rows[0][2]:,.0f} judgments/s", flush=True)
     if args.in_process_only:

@@ -4,6 +4,7 @@ The generated cases of tests/test_answer_forms.py (drawn by hypothesis) and of
 bench/judge_vs_math_verify.py (drawn from a seeded ``random.Random``): each function takes the
 choices it needs and returns text, so both draw the same family.
 
+- ``gold_text(value)``: the reference as our data holds it (``'1234'``, ``'-0.5'``, ``'3/4'``).
 - ``render(value, form)``: ``value`` (a ``Fraction``) written in ``form`` (one of ``FORMS``), or None
   where that form cannot write it (money with a third decimal, a mixed number of an integer...).
 - ``wrap(answer, how)``: the answer placed where a model puts it (``WRAPPERS``).
@@ -37,6 +38,13 @@ def _plain(value: Fraction) -> str | None:
     if places is None:
         return None
     return str(value.numerator) if places == 0 else f"{Decimal(value.numerator) / Decimal(value.denominator):.{places}f}"
+
+
+def gold_text(value: Fraction) -> str:
+    """The reference as our data holds it: '1234', '-0.5', '3/4'."""
+    if decimal_places(value) is None:
+        return f"{value.numerator}/{value.denominator}"
+    return _plain(value)
 
 
 def render(value: Fraction, form: str) -> str | None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from answer_forms import FORMS, SHAPES, WRAPPERS, decimal_places, expression, perturbations, render, wrap  # tests/ is on sys.path
+from answer_forms import (FORMS, SHAPES, WRAPPERS, expression, gold_text, perturbations, render,  # tests/ is on sys.path
+                          wrap)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,13 +21,6 @@ integers = st.integers(min_value=-10**9, max_value=10**9).map(Fraction)
 decimals = st.builds(lambda n, k: Fraction(n, 10**k), st.integers(-10**9, 10**9), st.integers(1, 3))
 fractions = st.builds(Fraction, st.integers(-500, 500), st.integers(2, 12)).filter(lambda f: f.denominator > 1)
 values = st.one_of(integers, decimals, fractions)
-
-
-def gold_text(value: Fraction) -> str:
-    """The reference as our data holds it: '1234', '-0.5', '3/4'."""
-    if decimal_places(value) is None:
-        return f"{value.numerator}/{value.denominator}"
-    return render(value, "plain")
 
 
 @st.composite
@@ -54,9 +48,7 @@ def expressions_ending_in_the_gold(draw) -> tuple[str, str]:
     gold = gold_text(draw(st.one_of(st.integers(0, 10**6).map(Fraction), decimals.map(abs))))
     expr = expression(gold, draw(st.sampled_from(SHAPES)), draw(st.sampled_from("xyzabcnpqtkmrs")),
                       a=draw(st.integers(2, 99)), b=draw(st.integers(2, 99)))
-    how = draw(st.sampled_from(["bare", "math", "boxed", "the_answer_is", "final_answer", "r1_tags", "sentence"]))
-    text = f"So she has {expr} apples." if how == "sentence" else wrap(expr, how)
-    return gold, text
+    return gold, wrap(expr, draw(st.sampled_from(WRAPPERS)))
 
 
 @FAST

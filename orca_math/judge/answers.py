@@ -6,7 +6,8 @@ than guess. It reads what GSM8K-style students and LaTeX-writing teachers (GPT-4
 Qwen/Llama on vLLM) write; docs/judge.md says what it accepts, and where and why it parts from
 math-verify's test suite (tests/fixtures/math_verify_numeric_cases.json).
 
-Where the answer is, strongest first:
+Where the answer is, strongest first (R1 / open-r1 text: ``<think>...</think>`` is skipped, and
+an ``<answer>...</answer>`` holds the answer, read by these same rules):
 
 1. the first ``#### N`` line (GSM8K: the solution ends there, later text is a model running on);
 2. the last ``\\boxed{}`` or "final answer is/:" marker (a later marker beats an earlier box,
@@ -16,7 +17,12 @@ Where the answer is, strongest first:
 
 Text after an invented next turn (``<|im_start|>``, ``USER:``...) is dropped first. The answer is
 the whole expression around the number it was found by: ``$\\frac{1+\\sqrt{5}}{2}$`` is that
-value, never ``2``; ``$(0,1)$`` is an interval, not ``1``; ``x = 5 + 3 = 8`` is ``8``.
+value, never ``2``; ``$(0,1)$`` is an interval, not ``1``; ``x = 5 + 3 = 8`` is ``8``. An
+expression that runs on into a variable (``3x + 5``, ``\\boxed{y+1}``, ``2p - q + 7 = 0``) is
+``SYMBOLIC``: an equation states its right-hand side only when its left-hand side is a bare name
+(``x = 3``, ``total = $3``) or a calculation follows (``2*x = 2*6 = 12``). One token, not several
+numbers: ``6.02e-05``, ``4.2\\times10^{-3}``, ``07:05`` (a time), ``3:4`` (a ratio), ``2 1/4``;
+a unit's exponent (``36 m^2``) belongs to the unit.
 
 Comparison: integers and fractions exactly (``Fraction``); when either side is written as a
 decimal, both are rounded to ``float_rounding`` places (math-verify's rule, default 6) and must
@@ -24,6 +30,11 @@ also agree within ``rel_tol`` (Qwen2.5-Math's ``isclose`` tolerance, default 1e-
 leftovers (``2\\sqrt{2}``) are parsed by math-verify with its SIGALRM timeouts off (they fail
 outside the main thread: Ray actors, Serve replicas) and then compared by numeric value here,
 bounded by input size instead of a timer: short, exponent-free, variable-free expressions only.
+Times compare as times (``07:05`` is ``07:05:00``), ratios in lowest terms.
+
+``check_answer`` says True, False or None: None where the exact checker cannot decide (no answer
+read, a symbolic one, a time against a number), which ``method: exact`` counts as wrong and
+``exact_then_llm`` hands to the teacher. ``is_correct`` is ``check_answer(...) is True``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,17 @@
 """Ray Serve plumbing shared by the teacher and the judge apps: HTTP options, deploy-and-wait.
 
 Serve runs one HTTP proxy per Ray instance: the first app to start fixes host and port, and
-later apps share them under their own route prefix. ``deploy_and_wait`` never blocks forever: an
-app that cannot be placed (a GPU asked for on a CPU machine, too few CPUs) fails with a
-ServeReadinessError naming what each deployment is waiting for, and is deleted again.
+later apps share them under their own route prefix. ``deploy_and_wait`` never blocks forever, and
+its ServeReadinessError says why in one line, the app deleted again: the error a replica raised
+(found in Serve's deployment status, at the first one a restart cannot fix: a config error is not
+worth Serve's three tries of a model load each), or at the timeout the resources no node offered
+(a replica's placement group still pending), or what Serve reported.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import urllib.error
@@ -41,6 +44,69 @@ def start_serve_http(host: str = "127.0.0.1", port: int = 8000) -> str:
     return f"http://{http.host}:{http.port}"
 
 
+# The last line of a traceback: "package.module.SomeError: message".
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Exit|Interrupt)): (.*)$")
+# Errors of the settings or the model, not of the moment: a replica restarted with the same config
+# raises them again, so the first one ends the wait instead of Serve's three tries.
+_CONFIG_ERRORS = frozenset({
+    "ValueError", "TypeError", "KeyError", "AssertionError", "NotImplementedError", "ValidationError",
+    "FileNotFoundError", "NotADirectoryError", "IsADirectoryError", "ImportError", "ModuleNotFoundError",
+    "HFValidationError", "RepositoryNotFoundError", "GatedRepoError",
+})
+# ray.serve.llm wraps every error of vLLM's engine arguments (a context longer than the model's, a
+# dtype the device lacks, too little memory for one sequence...) in a RuntimeError saying so.
+_CONFIG_ERROR_MESSAGES = ("Failed to create vLLM engine config",)
+# Serve's deployment message once a replica's constructor raised; the traceback follows "Error:".
+_REPLICA_FAILED = re.compile(r"^(A replica failed to start with exception|The deployment failed to start)")
+# What pydantic adds to a validation error: the input echoed back, and a link.
+_PYDANTIC_NOISE = re.compile(r"\s*\[type=[^\]]*\]|\s*For further information visit \S+")
+
+
+def root_error(traceback_text: str) -> tuple[str, str] | None:
+    """(type name, message on one line) of the error a traceback's text ends in, the root of a chain
+    ("The above exception was the direct cause...") rather than its last wrapper; None without one.
+
+    The message keeps the lines after the error's own (a pydantic validation error says what is wrong
+    there), less the input pydantic echoes back."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", traceback_text)
+    root = re.split(r"\n\s*The above exception was the direct cause of the following exception:", text)[0]
+    lines = root.splitlines()
+    last = max((i for i, line in enumerate(lines) if _ERROR_LINE.match(line)), default=None)
+    if last is None:
+        return None
+    error_type, first = _ERROR_LINE.match(lines[last]).groups()
+    message = " ".join(part.strip() for part in [first, *lines[last + 1:]] if part.strip())
+    return error_type, re.sub(r"\s+", " ", _PYDANTIC_NOISE.sub("", message)).strip()
+
+
+def restart_cannot_fix(error_type: str, message: str) -> bool:
+    """Whether a replica that raised this will raise it again when restarted with the same config."""
+    return error_type in _CONFIG_ERRORS or message.startswith(_CONFIG_ERROR_MESSAGES)
+
+
+def _replica_error(app) -> tuple[str, str, str] | None:
+    """(deployment, error type, message) of the first deployment whose replica raised while starting."""
+    for name, dep in app.deployments.items():
+        if _REPLICA_FAILED.match(dep.message or "") and "Error:" in dep.message:
+            found = root_error(dep.message.split("Error:", 1)[1])
+            if found:
+                return name, *found
+    return None
+
+
+def _pending_bundles(app_name: str) -> dict[str, list[dict[str, float]]]:
+    """The placement groups of ``app_name``'s replicas that no node has offered yet, by deployment."""
+    import ray
+
+    pending: dict[str, list[dict[str, float]]] = {}
+    for group in ray.util.placement_group_table().values():
+        # Serve names a replica's group after the replica: "SERVE_REPLICA::app#deployment#id".
+        parts = str(group.get("name", "")).split("::", 1)[-1].split("#")
+        if len(parts) == 3 and parts[0] == app_name and group.get("state") == "PENDING":
+            pending.setdefault(parts[1], list(group["bundles"].values()))
+    return pending
+
+
 def _deployment_report(app_name: str) -> str:
     from ray import serve
 
@@ -49,17 +115,21 @@ def _deployment_report(app_name: str) -> str:
         return f"app {app_name!r} not found"
     parts = [f"app {app_name!r}: {app.status} {app.message}".strip()]
     for name, dep in app.deployments.items():
-        parts.append(f"deployment {name}: {dep.status} {dep.message}".strip())
+        message = " ".join((dep.message or "").split())
+        parts.append(f"deployment {name}: {dep.status} {message[:300]}".strip())
     return "; ".join(parts)
 
 
 def deploy_and_wait(app, name: str, route_prefix: str, timeout_s: float, ready_url: str | None = None,
-                    ready_headers: dict[str, str] | None = None):
+                    ready_headers: dict[str, str] | None = None, timeout_setting: str = "readiness_timeout_s"):
     """Deploy ``app`` under ``name`` and wait (at most ``timeout_s``) until it serves; return its handle.
 
-    An app already running under ``name`` is deleted first. Ready means Serve reports RUNNING and, when ``ready_url`` is given, a GET on it answers 200
-    (the proxy learns routes a moment after the app is up). On failure or timeout the app is
-    deleted and ServeReadinessError says what Serve reported.
+    An app already running under ``name`` is deleted first. Ready means Serve reports RUNNING and,
+    when ``ready_url`` is given, a GET on it answers 200 (the proxy learns routes a moment after the
+    app is up). Otherwise the app is deleted and ServeReadinessError says why in one line: the error
+    a replica raised (at the first one a restart cannot fix, such as a config error; after Serve's
+    retries for the others), or at the timeout (``timeout_setting`` names it) the resources that no
+    node offered, or what Serve reported.
     """
     from ray import serve
     from ray.serve.schema import ApplicationStatus
@@ -68,7 +138,7 @@ def deploy_and_wait(app, name: str, route_prefix: str, timeout_s: float, ready_u
         # Redeploying in place would report the old version RUNNING before the new one is up.
         log.warning("Serve app %r is already running; replacing it", name)
         serve.delete(name)
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
     serve.run_many([serve.RunTarget(target=app, name=name, route_prefix=route_prefix)],
                    wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
     while True:
@@ -76,18 +146,35 @@ def deploy_and_wait(app, name: str, route_prefix: str, timeout_s: float, ready_u
         status = app_status.status if app_status else None
         if status == ApplicationStatus.RUNNING and (ready_url is None or _http_ok(ready_url, ready_headers)):
             return serve.get_app_handle(name)
+        failed = _replica_error(app_status) if app_status else None
+        if failed and (status == ApplicationStatus.DEPLOY_FAILED or restart_cannot_fix(*failed[1:])):
+            deployment, error_type, message = failed
+            retried = "" if status == ApplicationStatus.DEPLOY_FAILED else " (not retried: a restart cannot fix it)"
+            _give_up(name, f"Serve app {name!r}: a {deployment} replica failed to start{retried}: "
+                           f"{error_type}: {message}")
         if status in (ApplicationStatus.DEPLOY_FAILED, ApplicationStatus.UNHEALTHY):
-            report = _deployment_report(name)
-            serve.delete(name, _blocking=False)
-            raise ServeReadinessError(f"Serve app {name!r} failed to start: {report}")
-        if time.monotonic() > deadline:
-            report = _deployment_report(name)
-            serve.delete(name, _blocking=False)
-            raise ServeReadinessError(
-                f"Serve app {name!r} not ready after {timeout_s:.0f}s (a replica asking for a GPU or "
-                f"more CPUs than the cluster has waits forever; see the num_cpus/accelerator settings): {report}"
-            )
+            _give_up(name, f"Serve app {name!r} failed to start: {_deployment_report(name)}")
+        waited = time.monotonic() - started
+        if waited > timeout_s:
+            pending = _pending_bundles(name)
+            if pending:
+                from orca_math.common.capacity import describe
+
+                never = "; ".join(f"its {dep} replica never got a node with "
+                                  f"{' + '.join(describe(b) for b in bundles)}" for dep, bundles in pending.items())
+                _give_up(name, f"Serve app {name!r} not ready after {waited:.0f} s: {never} (no node had it free "
+                               f"and no autoscaler added one); free those resources or raise {timeout_setting}")
+            _give_up(name, f"Serve app {name!r} not ready after {waited:.0f} s, its replicas placed but still "
+                           f"starting (raise {timeout_setting} for a model that loads slower): "
+                           f"{_deployment_report(name)}")
         time.sleep(0.5)
+
+
+def _give_up(app_name: str, reason: str) -> None:
+    from ray import serve
+
+    serve.delete(app_name, _blocking=False)
+    raise ServeReadinessError(reason)
 
 
 def _http_ok(url: str, headers: dict[str, str] | None) -> bool:

