@@ -137,7 +137,9 @@ def what_next(args: argparse.Namespace, error_type: str) -> str:
 
 def save_traceback(args: argparse.Namespace, error: BaseException) -> Path:
     """Append the full traceback to ``OUT/logs/COMMAND.log`` (a temp folder without ``--out``)."""
-    folder = output_folder(args)
+    from orca_math.common.storage import StorageError
+
+    folder = None if isinstance(error, StorageError) else output_folder(args)  # not into a refused --out
     path = (folder / "logs" if folder else Path(tempfile.gettempdir()) / "orca-math") / f"{args.command}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
@@ -247,6 +249,10 @@ def run_to_one_last_line(args: argparse.Namespace) -> int:
     callers_ray = _ray_connected()  # a program that calls main() with Ray up keeps its Ray
     _stop.reset()
     try:
+        if getattr(args, "out", None):
+            from orca_math.common.storage import check_run_folder
+
+            check_run_folder(args.out)
         return int(args.func(args) or 0)
     except Exception as e:
         if _stop.name is None:  # else it is what a library made of our signal

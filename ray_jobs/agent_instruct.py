@@ -1,15 +1,15 @@
 """Cluster entry point for AgentInstruct: the same arguments as ``orca-math generate`` (or, with
 ``solve`` first, ``orca-math solve``).
 
-    RAY_AUTH_MODE=token ray job submit --working-dir . \
+    RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir . \
         --runtime-env-json '{"env_vars": {"OPENAI_API_KEY": "..."}}' -- \
-        python ray_jobs/agent_instruct.py --seeds gsm8k-train --out /mnt/cluster_storage/runs/x/generate \
-        --config default --workers 8
+        python ray_jobs/agent_instruct.py --seeds gsm8k-train --out /mnt/shared/runs/m7b/generate \
+        --config configs/orca_math_mistral7b.yaml
 
-Ray Data workers write their committed parts straight into ``--out``: on a multi-node cluster it
-must be storage every node sees (NFS, /mnt/cluster_storage). Resubmitting the same command after a
-failure resumes from the committed parts. The API key goes in the job's env (named by
-``teacher.api_key_env``), never on the command line or in the config.
+Ray Data workers write their committed parts straight into ``--out``: an absolute path on storage
+every node mounts (cluster.yaml's /mnt/shared; a relative one is refused under ``ray job submit``).
+Resubmitting the same command after a failure resumes from the committed parts. The API key goes in
+the job's env (named by ``teacher.api_key_env``), never on the command line or in the config.
 """
 
 import sys

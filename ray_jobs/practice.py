@@ -1,7 +1,8 @@
 """Cluster entry point for practice sampling: the same arguments as ``orca-math practice``.
 
-    ray job submit --working-dir . -- python ray_jobs/practice.py \
-        --model RUN/models/M1 --problems RUN/seeds/problems.parquet --out RUN/round1/practice \
+    RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
+        python ray_jobs/practice.py \
+        --model /mnt/shared/runs/m7b/models/M1 --problems /mnt/shared/runs/m7b/seeds/problems.parquet --out /mnt/shared/runs/m7b/round1/practice \
         --config configs/orca_math_mistral7b.yaml
 """
 

@@ -24,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +79,7 @@ class Runner:
         self.export_metrics = export_metrics
         self.on_event = on_event
         self.signatures: dict[str, str] = {}
+        self.storage_checked = False
         fmt = self.manifest.data.get("format")
         if self.manifest.stages and fmt != MANIFEST_FORMAT:
             raise ManifestFormatError(
@@ -134,6 +137,7 @@ class Runner:
             if stage.out.exists():
                 shutil.rmtree(stage.out) if stage.out.is_dir() else stage.out.unlink()
             self.manifest.stages.pop(stage.name, None)
+        self.check_storage([stage])
         log.info("[%s] %s -> %s", stage.name, "resuming" if action == "resume" else "running", stage.out)
         self.manifest.update(
             stage.name, status="running", signature=sig, error=None, started_at=time.time(),
@@ -166,8 +170,26 @@ class Runner:
         return entry
 
     def run_all(self, stages: Iterable[Stage]) -> None:
+        stages = list(stages)
+        self.check_storage(stages)
         for stage in stages:
             self.run(stage)
+
+    def check_storage(self, stages: list[Stage]) -> None:
+        """Once per runner, before anything runs on a cluster: every node (and node type the stages
+        ask for) sees the run folder (``common/storage.py``). Nothing to check without a cluster."""
+        from orca_math.common.storage import check_shared, custom_requests
+
+        if self.storage_checked:
+            return
+        self.storage_checked = True
+        joined = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+        if not joined and not os.environ.get("RAY_ADDRESS"):
+            return  # a stage command on one machine: the local Ray it may start is this node only
+        from orca_math.common.ray_runtime import ensure_ray
+
+        ensure_ray()
+        check_shared(self.run_dir.resolve(), custom_requests(s.config for s in stages))
 
     def _tell(self, event: str, name: str) -> None:
         if self.on_event is not None:

@@ -59,9 +59,13 @@ class EngineHost:
         """Build ``engine`` unless it is the one held; returns the seconds it took."""
         from orca_math.common.sampling.vllm_sampler import build_llm, engine_kwargs
 
+        from orca_math.common.storage import local_model
+
         started = time.perf_counter()
         if engine.kind == "canned":  # nothing to build
             return 0.0
+        if engine.model:
+            engine = engine.model_copy(update={"model": local_model(engine.model)})
         build = (sorted(engine_kwargs(engine).items()), engine.engine_in_process())
         if build != self.built:
             self.close()
