@@ -10,9 +10,8 @@ from orca_math.common.contract import Reason
 from orca_math.common.records import to_table
 from orca_math.common.schema import QUARANTINE
 from orca_math.seeds import read_problems
+from orca_math.seeds.config import DecontamConfig, DedupConfig
 from orca_math.seeds.dedup import (
-    DecontamConfig,
-    DedupConfig,
     decontaminate,
     deduplicate,
     normalize_question,

@@ -21,7 +21,7 @@ from orca_math.common.config import (
     resolve_config_path,
     validate_section,
 )
-from orca_math.seeds.dedup import DecontamConfig, DedupConfig
+from orca_math.seeds.config import DecontamConfig, DedupConfig
 from orca_math.teacher.config import AnyTeacherConfig, TeacherConfig
 
 
