@@ -12,8 +12,8 @@ import pytest
 
 from orca_math.common.config import load_stage_config
 from orca_math.common.prompts import render_prompt
-from orca_math.common.records import read_parquet
-from orca_math.common.schema import QUARANTINE, stable_id
+from orca_math.common.records import read_parquet, write_parquet
+from orca_math.common.schema import PREFERENCE_PAIR, QUARANTINE, stable_id
 from orca_math.seeds.readers import column_names, source_name
 from orca_math.train.config import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig
 from orca_math.train.core import (
@@ -171,6 +171,9 @@ def test_the_project_records_are_told_from_trl_formats_by_their_columns(tmp_path
     path = tmp_path / "x.jsonl"
     path.write_text("{bad\n" + json.dumps({"prompt": "p", "completion": "c"}) + "\n", encoding="utf-8")
     assert column_names(str(path)) == {"prompt", "completion"}
+    # A prefs stage that made no pairs still wrote the project's schema: read as the project's own.
+    empty = write_parquet([], PREFERENCE_PAIR, tmp_path / "pairs" / "part-0.parquet")
+    assert is_project_format(column_names(str(empty.parent)), "dpo")
 
 
 def test_own_sft_rows_are_length_checked_like_the_projects(tokenizer):

@@ -107,7 +107,14 @@ def iter_rows(spec: str) -> Iterator[tuple[str, int, Any, str | None]]:
 
 
 def column_names(spec: str) -> set[str]:
-    """The keys of the first readable row of ``spec`` (none when it has no such row)."""
+    """The columns of ``spec``: a Parquet file's or folder's schema (rows or not), else the keys of
+    its first readable row (none when it has no such row)."""
+    p = Path(spec)
+    if not spec.startswith("hf:") and (p.suffix == ".parquet" or (p.is_dir() and not (p / "dataset_info.json").exists())):
+        import pyarrow.parquet as pq
+
+        files = parquet_files(p)
+        return set(pq.read_schema(files[0]).names) if files else set()
     for _, _, row, err in iter_rows(spec):
         if err is None and isinstance(row, dict):
             return set(row)
