@@ -13,17 +13,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from statistics import mean
 
 import pytest
 import yaml
 
+from orca_math.common.capacity import ClusterTooSmallError, StartTimeoutError
 from orca_math.common.config import REPO_ROOT, load_stage_config, load_yaml
 from orca_math.common.prompts import render_prompt
 from orca_math.common.records import write_parquet
 from orca_math.common.schema import KTO_EXAMPLE, PREFERENCE_PAIR, PROBLEM, empty_provenance, stable_id
 from orca_math.train import DPOTrainConfig, KTOTrainConfig, SFTTrainConfig, run_preference, run_sft
 from orca_math.train.core import CHOSEN_EQUALS_REJECTED, EMPTY_COMPLETION, PROMPT_TOO_LONG
+from orca_math.train.ray_train import SCRATCH_FOLDER
 
 pytestmark = pytest.mark.slow
 
@@ -110,7 +114,7 @@ def stage_entry(out: Path, stage: str) -> dict:
     return json.loads((out / "manifest.json").read_text())["stages"][stage]
 
 
-# One worker actor is trained by the resume test, the pipeline's stopping tests and the multinode test.
+# One worker actor is trained by the pipeline's stopping tests and the multinode test.
 @pytest.mark.parametrize("placement", ["local", 2])
 @pytest.mark.parametrize("algo", ["sft", "dpo", "kto"])
 def test_loss_goes_down_on_a_learnable_toy_set(train, algo, placement):
@@ -194,27 +198,71 @@ def _local_checkpoint_step(run_dir: Path) -> int:
     return _checkpoint_step(last) if last else 0
 
 
-@pytest.mark.parametrize("local_mode", [False, True], ids=["worker", "local"])
-def test_resume_after_kill_continues_the_global_step(tiny_model, toy_data, ray_local, tmp_path, local_mode):
-    out, max_steps = tmp_path / "sft", 30
+class ScratchWatch:
+    """What the workers' scratch folders held, looked at as often as the test can while training runs."""
+
+    def __init__(self, root: Path, left_before: set[tuple[str, str]] = frozenset()):
+        # left_before: (rank, checkpoint) an earlier, killed run left, there until the rerun wipes them.
+        self.root, self.left_before, self.most, self.ranks = root, left_before, 0, set()
+
+    def held(self) -> set[tuple[str, str]]:
+        """(rank folder, checkpoint folder) for every checkpoint in the scratch now."""
+        found = set()
+        for rank in self.root.glob(f"{SCRATCH_FOLDER}/*/rank*"):
+            try:
+                found |= {(rank.name, p.name) for p in rank.iterdir() if p.name.startswith("checkpoint-")}
+            except FileNotFoundError:  # wiped or removed between the glob and the listing
+                continue
+            self.ranks.add(rank.name)
+        return found
+
+    def look(self) -> None:
+        per_rank = Counter(rank for rank, _ in self.held() - self.left_before)
+        self.most = max(self.most, *per_rank.values(), 0)
+
+
+def _watch_until(done, watch: ScratchWatch, what: str, timeout_s: float = 240) -> None:
+    deadline = time.time() + timeout_s
+    while not done():
+        watch.look()
+        assert time.time() < deadline, f"{what} not within {timeout_s} s"
+        time.sleep(0.02)
+
+
+# Two workers (gloo) where they are Ray Train actors: every rank writes its part of each checkpoint,
+# and each must delete its own (only rank 0 rotates the trainer's checkpoints).
+@pytest.mark.parametrize("placement", [2, "local"], ids=["2workers", "local"])
+def test_resume_after_kill_continues_the_global_step(tiny_model, toy_data, ray_local, tmp_path, monkeypatch,
+                                                     placement):
+    # Ray Train's controller takes one report per worker per poll (every 2 s by default) and a save is
+    # two reports (the wait for the one before, then its own): a save every 3 steps of a tiny model
+    # would wait on the poll, not on training.
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
+    local_mode, out, max_steps, scratch = placement == "local", tmp_path / "sft", 30, tmp_path / "scratch"
     checkpoint_step = _local_checkpoint_step if local_mode else _registered_checkpoint_step
+    saves_before_kill = 1 if local_mode else 3  # workers: several saves, each through the scratch folder
     sft_section = load_yaml(REPO_ROOT / "configs/tiny.yaml")["sft"]
     sft_section.update({k: v for k, v in TEST_OVERRIDES.items() if k != "max_steps"})
+    scaling = {"local_mode": True} if local_mode else {"local_mode": False, "num_workers": placement}
     config_file = tmp_path / "train.yaml"
-    config_file.write_text(yaml.safe_dump({"sft": {**sft_section, "save_steps": 3,
-                                                   "scaling": {"local_mode": local_mode}}}))
+    config_file.write_text(yaml.safe_dump({"sft": {**sft_section, "save_steps": 3, "scratch_dir": str(scratch),
+                                                   "scaling": scaling}}))
     env = {**os.environ, "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
     proc = subprocess.Popen(
         [sys.executable, str(REPO_ROOT / "ray_jobs/sft.py"), "--model", str(tiny_model), "--data",
          str(toy_data["sft"]), "--out", str(out), "--config", str(config_file), "--max-steps", str(max_steps)],
-        env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env, cwd=REPO_ROOT, stdout=(log := open(tmp_path / "job.log", "wb")), stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
+    log.close()  # the child has its own copy
+    watch = ScratchWatch(scratch)  # the first run's
     try:
-        deadline = time.time() + 240
-        while checkpoint_step(out / "ray_train" / "sft") < 3:
-            assert proc.poll() is None, "training ended before it could be killed"
-            assert time.time() < deadline, "no checkpoint within 240 s"
-            time.sleep(0.1)
+        def saved_or_ended() -> bool:
+            assert proc.poll() is None, ("training ended before it could be killed:\n"
+                                         + (tmp_path / "job.log").read_text(errors="replace")[-3000:])
+            return checkpoint_step(out / "ray_train" / "sft") >= 3 * saves_before_kill
+
+        _watch_until(saved_or_ended, watch, f"{saves_before_kill} checkpoint(s)")
         assert proc.poll() is None, "training finished before the kill"
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
@@ -222,11 +270,24 @@ def test_resume_after_kill_continues_the_global_step(tiny_model, toy_data, ray_l
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     killed_at = checkpoint_step(out / "ray_train" / "sft")
-    assert 3 <= killed_at < max_steps
+    assert 3 * saves_before_kill <= killed_at < max_steps
     assert stage_entry(out, "sft")["status"] == "running"  # the killed run never finished
+    resumed_watch = ScratchWatch(scratch, left_before=watch.held())
+    if not local_mode:
+        # Stored under its step, every rank's part merged into one checkpoint.
+        stored = out / "ray_train" / "sft" / f"checkpoint-{killed_at}"
+        assert {p.name for p in stored.glob("rng_state_*.pth")} == {f"rng_state_{r}.pth" for r in range(placement)}
+        # What a worker killed in the middle of a save leaves, on a node the rerun trains on again.
+        (stage,) = scratch.glob(f"{SCRATCH_FOLDER}/sft-*")
+        (stage / "rank1" / "checkpoint-999").mkdir(parents=True, exist_ok=True)
+        (stage / "rank1" / "checkpoint-999" / "optimizer.pt").write_bytes(b"\0" * 1024)
+        resumed_watch.left_before.add(("rank1", "checkpoint-999"))
 
     cfg = load_stage_config(SFTTrainConfig, config_file, "sft", {"max_steps": max_steps})
-    run_sft(tiny_model, toy_data["sft"], out, cfg)  # interrupted: resumes
+    with ThreadPoolExecutor(1) as pool:  # interrupted: resumes, while this thread watches the scratch
+        resumed = pool.submit(run_sft, tiny_model, toy_data["sft"], out, cfg)
+        _watch_until(resumed.done, resumed_watch, "the resumed run")
+        resumed.result()
     entry = stage_entry(out, "sft")
     m = entry["metrics"]
     assert entry["status"] == "done"
@@ -236,3 +297,39 @@ def test_resume_after_kill_continues_the_global_step(tiny_model, toy_data, ray_l
     assert m["steps_this_run"] == max_steps - m["resumed_from_step"]
     # One loss per step, before and after the crash: the curve carries on from the checkpoint.
     assert [step for step, _ in entry["loss_curve"]] == list(range(1, max_steps + 1))
+    if not local_mode:
+        for w in (watch, resumed_watch):
+            assert w.ranks == {f"rank{r}" for r in range(placement)}  # the workers wrote where they were told
+            assert w.most <= 1  # never a second checkpoint beside one not yet stored
+        assert list((scratch / SCRATCH_FOLDER).iterdir()) == []  # no orphans: the stage's scratch is gone
+
+
+def test_workers_asking_for_a_resource_no_node_has_fail_in_seconds_naming_it(tiny_model, toy_data, ray_local,
+                                                                              tmp_path):
+    cfg = toy_config("sft", 2, **{"scaling.resources_per_worker": {"CPU": 1, "trainer": 1}})
+    started = time.perf_counter()
+    with pytest.raises(ClusterTooSmallError) as e:
+        run_sft(tiny_model, toy_data["sft"], tmp_path / "sft", cfg)
+    assert time.perf_counter() - started < 15
+    line = str(e.value)
+    assert "\n" not in line and "{CPU: 1, trainer: 1}" in line and "scaling.resources_per_worker" in line, line
+
+
+def test_workers_whose_resources_never_come_free_fail_after_the_start_timeout_naming_them(tiny_model, toy_data,
+                                                                                         ray_local, tmp_path):
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    # Another stage holds one of the two CPUs: the cluster could host both workers, but not now.
+    holder = placement_group([{"CPU": 1}])
+    ray_local.get(holder.ready(), timeout=60)
+    cfg = toy_config("sft", 2, **{"scaling.resources_per_worker": {"CPU": 1}, "scaling.start_timeout_s": 3})
+    started = time.perf_counter()
+    try:
+        with pytest.raises(StartTimeoutError) as e:
+            run_sft(tiny_model, toy_data["sft"], tmp_path / "sft", cfg)
+    finally:
+        remove_placement_group(holder)
+    assert time.perf_counter() - started < 60  # Ray Train's own default would retry every 60 s, forever
+    line = str(e.value)
+    assert "\n" not in line and line.startswith("training workers need {CPU: 1} x 2; none came within 3 s"), line
+    assert "scaling.start_timeout_s" in line

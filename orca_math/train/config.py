@@ -30,7 +30,7 @@ class TrainScalingConfig(StageConfig):
 
     # num_workers is not here: it multiplies the batch, so it changes what is trained.
     execution_fields = frozenset({"use_gpu", "resources_per_worker", "placement_strategy", "max_failures",
-                                  "local_mode"})
+                                  "local_mode", "start_timeout_s"})
 
     num_workers: int = Field(1, ge=1, description="Data-parallel training workers (Ray Train actors).")
     local_mode: bool = Field(
@@ -57,6 +57,13 @@ class TrainScalingConfig(StageConfig):
     max_failures: int = Field(
         1, ge=-1,
         description="Worker-group failures Ray Train retries, each time from the last checkpoint (-1: forever).",
+    )
+    start_timeout_s: float | None = Field(
+        None, gt=0,
+        description="Longest wait for the workers' resources (Ray Train's placement group) when the workers start "
+        "or restart; then the stage fails in one line naming them. A request no live node and no autoscaler "
+        "node type could ever meet fails at once instead. None: 1200 s where an autoscaler can add nodes (a cold "
+        "GPU node: boot, image pull, setup, `ray start`), 120 s on a fixed cluster (orca_math/common/capacity.py).",
     )
 
     @model_validator(mode="after")
@@ -94,7 +101,7 @@ class TrainConfigBase(StageConfig):
     """Knobs shared by SFT, DPO and KTO: optimization, lengths, precision, checkpoints, scaling."""
 
     execution_fields = frozenset({"gradient_checkpointing", "logging_steps", "save_steps", "checkpoints_to_keep",
-                                  "keep_checkpoints", "report_to"})
+                                  "keep_checkpoints", "scratch_dir", "report_to"})
 
     limit: int | None = Field(None, ge=1, description="Train on only the first N input rows (smoke tests).")
     epochs: float = Field(1.0, gt=0, description="Passes over the data (paper: 1).")
@@ -160,14 +167,32 @@ class TrainConfigBase(StageConfig):
     optim: str = Field("adamw_torch", description="transformers optimizer name.")
 
     logging_steps: int = Field(10, ge=1, description="Optimizer steps between logged losses (the loss curve).")
-    save_steps: int = Field(200, ge=1, description="Optimizer steps between checkpoints (what --resume restarts from).")
+    save_steps: int = Field(
+        200, ge=1, description="Optimizer steps between checkpoints (what a rerun of an interrupted stage resumes from)."
+    )
     checkpoints_to_keep: int = Field(
         1, ge=1, description="Checkpoints kept in storage (Ray Train's; the trainer's own in local_mode)."
     )
     keep_checkpoints: bool = Field(False, description="Keep checkpoints after a successful run (else deleted).")
+    scratch_dir: str | None = Field(
+        None,
+        description="Node-local folder where each Ray Train worker writes its part of a checkpoint before Ray Train "
+        "stores it in the run folder, e.g. a local NVMe disk on GPU nodes. One fixed subfolder per stage, wiped "
+        "when the stage starts; each checkpoint is deleted there once stored, so it holds at most one per worker. "
+        "An absolute path (~ and $VARS expand on the worker). None: each node's temp folder (TMPDIR, else /tmp). "
+        "Unused in local_mode, where the trainer writes into the run folder.",
+    )
     report_to: list[str] = Field(default_factory=list, description="transformers loggers, e.g. [wandb, tensorboard].")
 
     scaling: TrainScalingConfig = Field(default_factory=TrainScalingConfig)
+
+    @field_validator("scratch_dir")
+    @classmethod
+    def _scratch_dir_is_absolute(cls, value: str | None) -> str | None:
+        # A relative path would land in each Ray worker's own working folder.
+        if value is not None and not value.startswith(("~", "$")) and not Path(value).is_absolute():
+            raise ValueError(f"scratch_dir must be an absolute path (a node-local disk), got {value!r}")
+        return value
 
     @field_validator("deepspeed")
     @classmethod

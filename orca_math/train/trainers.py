@@ -77,8 +77,8 @@ def trl_kwargs(algo: str, cfg: TrainConfigBase, output_dir: str | Path) -> dict[
         logging_first_step=True,
         save_strategy="steps",
         save_steps=cfg.save_steps,
-        # On Ray Train workers these are scratch copies (Ray keeps the real ones in its storage);
-        # in local mode they are the checkpoints.
+        # In local mode they are the checkpoints. On Ray Train workers they are scratch copies that
+        # Ray Train deletes once stored (on every rank; the trainer's rotation runs on rank 0 only).
         save_total_limit=cfg.checkpoints_to_keep if cfg.scaling.in_process else 1,
         report_to=list(cfg.report_to) or "none",
         disable_tqdm=True,
