@@ -139,7 +139,7 @@ def test_a_gpu_teacher_on_a_cpu_cluster_fails_in_seconds_naming_the_setting(serv
     """accelerator: gpu where no node has or can get a GPU: refused before anything is deployed."""
     from ray import serve
 
-    from orca_math.common.hardware import ClusterTooSmallError
+    from orca_math.common.capacity import ClusterTooSmallError
     from orca_math.teacher.serve_teacher import start_teacher
 
     started = time.monotonic()
@@ -150,20 +150,77 @@ def test_a_gpu_teacher_on_a_cpu_cluster_fails_in_seconds_naming_the_setting(serv
     assert "orca-teacher-gpu" not in serve.status().applications
 
 
-def test_a_teacher_that_cannot_be_placed_fails_with_a_clear_error_not_a_hang(serve_port, tiny_model):
-    """A replica asking for more CPUs than any node has: bounded wait, then an error naming it."""
+def test_a_teacher_whose_resources_are_busy_waits_its_timeout_then_names_them(serve_port, tiny_model, teacher):
+    """Two CPUs on one node exist (so it is not refused up front), but the running teacher holds one:
+    a bounded wait, then one line naming the bundle no node offered."""
     from ray import serve
 
     from orca_math.teacher.serve_teacher import start_teacher
 
-    big_cfg = TeacherServeConfig(accelerator="cpu", replica_num_cpus=64, readiness_timeout_s=10, route_prefix="/big",
-                                 model_id="needs-64-cpus")
+    busy = TeacherServeConfig(accelerator="cpu", replica_num_cpus=1, readiness_timeout_s=10, route_prefix="/big",
+                              model_id="needs-2-cpus")
     started = time.monotonic()
-    with pytest.raises(ServeReadinessError, match="not ready after 10s") as err:
-        start_teacher(str(tiny_model), big_cfg, port=serve_port, app_name="orca-teacher-gpu")
-    assert time.monotonic() - started < 60
-    assert "LLMServer" in str(err.value)  # says which deployment is stuck
+    with pytest.raises(ServeReadinessError, match=r"not ready after \d+ s") as err:
+        start_teacher(str(tiny_model), busy, port=serve_port, app_name="orca-teacher-big")
+    assert time.monotonic() - started < 90
+    message = str(err.value)
+    assert "\n" not in message
+    assert "LLMServer:needs-2-cpus replica never got a node with {CPU: 2}" in message
+    assert "serve.teacher.readiness_timeout_s" in message
     deadline = time.monotonic() + 30
-    while "orca-teacher-gpu" in serve.status().applications and time.monotonic() < deadline:
+    while "orca-teacher-big" in serve.status().applications and time.monotonic() < deadline:
         time.sleep(1)
-    assert "orca-teacher-gpu" not in serve.status().applications  # cleaned up, not left pending
+    assert "orca-teacher-big" not in serve.status().applications  # cleaned up, not left pending
+
+
+def test_a_teacher_pinned_to_a_resource_no_node_has_fails_in_seconds_naming_it(serve_port, tiny_model):
+    from ray import serve
+
+    from orca_math.common.capacity import ClusterTooSmallError
+    from orca_math.teacher.serve_teacher import start_teacher
+
+    pinned = TeacherServeConfig(accelerator="cpu", resources={"teacher": 1}, route_prefix="/pinned")
+    started = time.monotonic()
+    with pytest.raises(ClusterTooSmallError, match=r"teacher: 1.*serve\.teacher\.resources"):
+        start_teacher(str(tiny_model), pinned, port=serve_port, app_name="orca-teacher-pinned")
+    assert time.monotonic() - started < 10
+    assert "orca-teacher-pinned" not in serve.status().applications
+
+
+def test_the_replicas_bundles_are_those_ray_serve_llm_asks_for(serve_port, tiny_model):
+    """replica_bundles (what feasibility and the wait's message use) against ray.serve.llm's own."""
+    from ray.llm._internal.serve.core.server.llm_server import LLMServer
+
+    from orca_math.teacher.serve_teacher import build_llm_config
+
+    for cfg in [TeacherServeConfig(accelerator="cpu"),
+                TeacherServeConfig(accelerator="cpu", replica_num_cpus=0.5, resources={"teacher": 1}),
+                TeacherServeConfig(accelerator="gpu", tensor_parallel_size=2, accelerator_type="A10G",
+                                   resources={"teacher": 1})]:
+        options = LLMServer.get_deployment_options(build_llm_config(str(tiny_model), cfg))
+        asked = [{k: float(v) for k, v in bundle.items() if v} for bundle in options["placement_group_bundles"]]
+        assert asked == cfg.replica_bundles()
+        assert options["placement_group_strategy"] == ("STRICT_PACK" if cfg.tensor_parallel_size > 1 else "PACK")
+
+
+def test_a_replica_config_error_ends_the_wait_at_the_first_failure_naming_the_cause(serve_port, tiny_model):
+    """The issue's case past the up-front check: max_model_len 4096 on the 2,048-token tiny model reaches
+    vLLM in the replica. The one line carries vLLM's own numbers; Serve's two retries are not waited for."""
+    from ray import serve
+
+    from orca_math.teacher.serve_teacher import build_teacher_app
+    from orca_math.teacher.serving import deploy_and_wait
+
+    too_long = TeacherServeConfig(accelerator="cpu", max_model_len=4096, model_id="too-long", route_prefix="/long")
+    with pytest.raises(ServeReadinessError) as err:
+        deploy_and_wait(build_teacher_app(str(tiny_model), too_long), "orca-teacher-long", "/long", 300)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "LLMServer:too-long replica failed to start (not retried: a restart cannot fix it)" in message
+    assert "User-specified max_model_len (4096) is greater than the derived max_model_len " \
+           "(max_position_embeddings=2048" in message
+    assert message.index("2048") < 400  # inside what the CLI's last line keeps
+    deadline = time.monotonic() + 30
+    while "orca-teacher-long" in serve.status().applications and time.monotonic() < deadline:
+        time.sleep(1)
+    assert "orca-teacher-long" not in serve.status().applications
