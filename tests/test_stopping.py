@@ -61,7 +61,7 @@ def test_ctrl_c_that_a_finalizer_drops_still_stops_the_command(tmp_path, monkeyp
     its caller's and stays up."""
     import argparse
 
-    from orca_math import cli
+    from orca_math.common import ending as cli
 
     monkeypatch.setattr(cli._Stop, "REDELIVER_S", 0.5)
     dropped = []  # what Python prints as "Exception ignored in ... __del__"
@@ -112,7 +112,7 @@ def _as_ray_data_raises_it(error: Exception, across_processes: bool):
 def test_a_teacher_error_inside_ray_wrappers_is_what_the_line_names(tmp_path, across_processes):
     import argparse
 
-    from orca_math.cli import failure_line, root_cause
+    from orca_math.common.ending import failure_line, root_cause
     from orca_math.teacher.client import TeacherError
 
     teacher = TeacherError("connection", "APIConnectionError: Connection error.", base_url="http://127.0.0.1:9/v1",
@@ -134,7 +134,7 @@ def test_a_teacher_error_inside_ray_wrappers_is_what_the_line_names(tmp_path, ac
 def test_the_line_names_the_run_stage_that_failed(tmp_path):
     import argparse
 
-    from orca_math.cli import failure_line
+    from orca_math.common.ending import failure_line
     from orca_math.common.records import RecordError
 
     (tmp_path / "manifest.json").write_text(json.dumps({"stages": {

@@ -125,11 +125,15 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
         practice_cfg = practice_base
         if fresh:
             practice_cfg = practice_cfg.model_copy(update={"offset": practice_cfg.offset + (k - 1) * practice_cfg.limit})
+        judged = replace(judge_stage(samples, problems, rd / "judge", cfgs.judge, cfgs.serve.judge, judge_teacher,
+                                     f"judge-{k}"), after=(f"practice-{k}",))
+        if judge_teacher is not None:
+            # Hours of teacher calls: the sampler GPUs would idle through them, billed.
+            judged = after_release(judged, gpu_engines_only=True)
         stages.extend([
             replace(practice_stage(model, problems, rd / "practice", practice_cfg, f"practice-{k}", f"M{k}"),
                     after=(model_stage,) + last),
-            replace(judge_stage(samples, problems, rd / "judge", cfgs.judge, cfgs.serve.judge, judge_teacher,
-                                f"judge-{k}"), after=(f"practice-{k}",)),
+            judged,
             # A big round's shuffle runs tasks that each ask for a CPU: the hosts' CPUs must be free.
             after_release(replace(prefs_stage(problems, samples, judgments, prefs, cfgs.prefs, k, f"prefs-{k}"),
                                   after=(f"judge-{k}",))),
