@@ -41,11 +41,6 @@ def normalize_question(text: str) -> str:
     return " ".join(_NON_WORD.sub(" ", text).split())
 
 
-def word_tokens(text: str) -> list[str]:
-    """Tokens of the normalized question."""
-    return normalize_question(text).split()
-
-
 def shingles(tokens: Sequence[str], n: int) -> set[str]:
     """Word n-grams (the whole text as one shingle when it is shorter than n)."""
     if len(tokens) <= n:

@@ -24,9 +24,7 @@ class TeacherConfig(StageConfig):
     # the same problems.
     execution_fields = frozenset({"base_url", "api_key_env", "max_in_flight", "max_retries", "timeout_s"})
 
-    # Left out of dumps: the config hashes of runs made before `kind` existed stay the same, so
-    # their finished stages are not redone and their resumable parts stay usable.
-    kind: Literal["endpoint"] = Field("endpoint", exclude=True, description="Selects this teacher (the default).")
+    kind: Literal["endpoint"] = Field("endpoint", description="Selects this teacher (the default).")
     base_url: str = Field("https://api.openai.com/v1", description="OpenAI-compatible /v1 base URL.")
     model: str = Field("gpt-4-turbo", description="Model name the endpoint serves (the paper used GPT-4-Turbo).")
     api_key_env: str | None = Field("OPENAI_API_KEY", description="Env var holding the API key; None for no key.")

@@ -937,11 +937,6 @@ def arithmetic_steps(program: Program) -> int:
     return sum(KINDS[s.kind].ops for s in program.steps)
 
 
-def givens_max(program: Program) -> int:
-    """The largest number stated in the problem's steps (distractors excluded)."""
-    return max((v for s in program.steps for v in s.givens.values()), default=0)
-
-
 # A distractor: (template, smallest number, largest number). ``owner`` is the first person of
 # the problem; ``other_items`` are things no step counts, so the sentence never changes the answer.
 DISTRACTORS: tuple[tuple[str, int, int], ...] = (
