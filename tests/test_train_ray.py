@@ -12,9 +12,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from statistics import mean
 
 import pytest
