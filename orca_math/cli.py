@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "orca_math.prefs.cli",
     "orca_math.serve.cli",
     "orca_math.run.cli",
+    "orca_math.plan.cli",
     "orca_math.demo",
 ]
 
