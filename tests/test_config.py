@@ -66,8 +66,8 @@ def test_overrides_win_and_none_is_ignored():
     assert cfg.limit == 5 and cfg.data == "gsm8k-test" and cfg.engine.batch_size == 7
 
 
-def test_config_hash_changes_with_values():
-    assert EvalConfig().config_hash() == EvalConfig().config_hash() != EvalConfig(limit=3).config_hash()
+def test_identity_changes_with_values():
+    assert EvalConfig().identity() == EvalConfig().identity() != EvalConfig(limit=3).identity()
 
 
 def test_tensor_parallel_needs_gpu():

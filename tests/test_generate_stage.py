@@ -16,7 +16,7 @@ import pytest
 from orca_math.common.contract import Flow, SeedOutput
 from orca_math.common.records import read_parquet
 from orca_math.common.schema import PROBLEM, QUARANTINE
-from orca_math.generate.config import ExecutionConfig, GenerateConfig, SolveStageConfig, load_with_teacher, output_hash
+from orca_math.generate.config import ExecutionConfig, GenerateConfig, SolveStageConfig, load_with_teacher
 from orca_math.generate.parts import PartStore, PartStoreError
 from orca_math.generate.prompts import PROMPT_VERSION
 from orca_math.generate.scripted import ScriptedTeacher
@@ -42,34 +42,44 @@ def one_kept(seed: dict) -> SeedOutput:
 def test_committed_parts_name_their_seeds_and_leftovers_of_a_crash_are_removed(tmp_path, gsm8k_dir):
     store = PartStore(tmp_path / "parts")
     seeds = seed_rows(4)
-    store.commit(seeds[:2], one_kept(seeds[0]).add(one_kept(seeds[1])), "h1")
+    store.commit(seeds[:2], one_kept(seeds[0]).add(one_kept(seeds[1])))
     (tmp_path / "parts" / ".tmp-crashed").mkdir()
     (tmp_path / "parts" / ".tmp-crashed" / "problems.parquet").write_bytes(b"half a file")
     assert store.remove_incomplete() == 1
-    assert store.committed_seeds("h1") == {s["id"]: store.part_dirs()[0].name for s in seeds[:2]}
+    assert store.committed_seeds() == {s["id"]: store.part_dirs()[0].name for s in seeds[:2]}
     content = store.read_all()
     assert [p["id"] for p in content.problems] == [s["id"] for s in seeds[:2]]
     assert content.candidates == 2 and content.parts == 1
 
 
-def test_parts_from_other_settings_or_a_seed_twice_refuse_to_resume(tmp_path, gsm8k_dir):
+def test_a_seed_in_two_parts_refuses_to_resume(tmp_path, gsm8k_dir):
     store = PartStore(tmp_path / "parts")
     seeds = seed_rows(3)
-    store.commit(seeds[:2], SeedOutput(), "h1")
-    with pytest.raises(PartStoreError, match="different generation settings"):
-        store.committed_seeds("h2")
-    store.commit(seeds[1:], SeedOutput(), "h1")
+    store.commit(seeds[:2], SeedOutput())
+    store.commit(seeds[1:], SeedOutput())
     with pytest.raises(PartStoreError, match="is also in"):
-        store.committed_seeds("h1")
+        store.committed_seeds()
 
 
-def test_output_hash_ignores_execution_and_endpoint_plumbing_but_not_the_recipe():
+def test_a_smaller_limit_keeps_parts_past_it_and_redoes_a_part_it_cuts(tmp_path, gsm8k_dir):
+    store = PartStore(tmp_path / "parts")
+    seeds = seed_rows(6)
+    first, cut, past = store.commit(seeds[:2], SeedOutput()), store.commit(seeds[2:4], SeedOutput()), \
+        store.commit(seeds[4:], SeedOutput())
+    wanted = {s["id"] for s in seeds[:3]}
+    assert store.committed_seeds(wanted) == {s["id"]: first.name for s in seeds[:2]}
+    assert not cut.exists() and past.exists()  # seed 3 is done again; seeds 5-6 wait for a larger limit
+    assert store.read_all({first.name}).parts == 1
+
+
+def test_execution_and_endpoint_plumbing_leave_the_identity_and_limit_resumes():
     base = GenerateConfig()
-    assert output_hash(base) == output_hash(base.model_copy(update={
-        "limit": 5, "execution": ExecutionConfig(workers=4),
-        "teacher": base.teacher.model_copy(update={"base_url": "http://elsewhere/v1", "max_in_flight": 1})}))
-    assert output_hash(base) != output_hash(base.model_copy(update={
-        "teacher": base.teacher.model_copy(update={"model": "another-teacher"})}))
+    assert base.identity() == base.model_copy(update={
+        "execution": ExecutionConfig(workers=4),
+        "teacher": base.teacher.model_copy(update={"base_url": "http://elsewhere/v1", "max_in_flight": 1})}).identity()
+    assert base.identity() != base.model_copy(update={
+        "teacher": base.teacher.model_copy(update={"model": "another-teacher"})}).identity()
+    assert GenerateConfig.resumable_fields == SolveStageConfig.resumable_fields == {"limit"}
 
 
 def test_generate_config_takes_the_shared_teacher_section_and_flags_win(tmp_path):
@@ -107,7 +117,7 @@ def test_final_pass_dedups_and_decontaminates_committed_parts_and_counts_by_flow
                  ("A brand new problem about 3 kites and 4 strings?", Flow.ASK_ME_ANYTHING)]
     for i, (q, flow) in enumerate(generated):
         out.keep(flow, problem_row(Candidate(read[0], q, flow, 1, i), sol, "t"))
-    store.commit(read, out, output_hash(cfg))
+    store.commit(read, out)
 
     out_dir = tmp_path / "out"  # the stage resuming (the runner would clear a folder it has no entry for)
     summary = generate_stage(cfg, out_dir, progress=False).run(
@@ -188,6 +198,38 @@ def test_generate_on_ray_accounts_for_every_candidate_and_a_rerun_is_free(ray_lo
 
 
 @pytest.mark.slow
+def test_a_larger_limit_asks_the_teacher_for_the_new_seeds_only(ray_local, tmp_path, gsm8k_dir):
+    from orca_math.generate import prompts
+    from orca_math.generate.stage import run_generate
+
+    seeds = seed_rows(8)
+    asked: list[str] = []  # the seeds Ask Me Anything (one request per seed) was asked about
+
+    with ScriptedEndpoint(reply=ScriptedTeacher()) as ep:
+        teacher = ep.reply
+
+        def counting(body):
+            messages = body["messages"]
+            if messages[0]["content"] == prompts.ASK_ME_ANYTHING_SYSTEM:
+                asked.extend(s["id"] for s in seeds if f"Problem: {s['question']}\n" in messages[1]["content"])
+            return teacher(body)
+
+        ep.reply = counting
+        first = run_generate(scripted_config(ep.base_url, limit=4), tmp_path / "out", progress=False)
+        assert sorted(asked) == sorted(s["id"] for s in seeds[:4])
+        parts_before = set(PartStore(tmp_path / "out" / "parts").part_dirs())
+        asked.clear()
+        more = run_generate(scripted_config(ep.base_url, limit=8), tmp_path / "out", progress=False)
+        asked_resumed = list(asked)
+        run_generate(scripted_config(ep.base_url, limit=8), tmp_path / "clean", progress=False)
+
+    assert sorted(asked_resumed) == sorted(s["id"] for s in seeds[4:])  # the resumed run: only the 4 new seeds
+    assert parts_before <= set(PartStore(tmp_path / "out" / "parts").part_dirs())
+    assert (first["seeds_this_run"], more["seeds_this_run"], more["seeds_resumed"]) == (4, 4, 4)
+    assert read_outputs(tmp_path / "out")[:2] == read_outputs(tmp_path / "clean")[:2]
+
+
+@pytest.mark.slow
 def test_endpoint_outage_fails_the_run_without_losing_seeds_and_a_rerun_completes(ray_local, tmp_path, gsm8k_dir):
     from orca_math.generate.stage import run_generate
 
@@ -209,7 +251,7 @@ def test_endpoint_outage_fails_the_run_without_losing_seeds_and_a_rerun_complete
         assert "APIConnectionError" in str(failed.value)  # the openai client's error, through Ray Data
         manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())["stages"]["generate"]
         assert manifest["status"] == "failed"
-        done_before = PartStore(tmp_path / "out" / "parts").committed_seeds(output_hash(cfg))
+        done_before = PartStore(tmp_path / "out" / "parts").committed_seeds()
         assert len(done_before) < 6
 
         ep.reply = healthy
@@ -268,7 +310,7 @@ def test_generate_killed_mid_run_resumes_to_the_same_result_as_an_uninterrupted_
 
     assert resumed["seeds_resumed"] == len(committed_before) and resumed["seeds_this_run"] == n - len(committed_before)
     assert committed_before <= {p.name for p in parts.part_dirs()}  # committed parts were kept, not redone
-    owners = parts.committed_seeds(output_hash(cfg))
+    owners = parts.committed_seeds()
     assert sorted(owners) == sorted(s["id"] for s in seed_rows(n))  # each seed in exactly one part
     resumed_out, clean_out = read_outputs(killed), read_outputs(tmp_path / "clean")
     assert resumed_out[0] == clean_out[0]  # identical problems

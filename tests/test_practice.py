@@ -38,4 +38,4 @@ def test_a_round_takes_at_most_two_ranges_in_order():
 
 
 def test_offset_is_part_of_the_config_so_a_round_rerun_sees_it():
-    assert PracticeConfig(offset=300, limit=300).config_hash() != PracticeConfig(limit=300).config_hash()
+    assert PracticeConfig(offset=300, limit=300).identity() != PracticeConfig(limit=300).identity()

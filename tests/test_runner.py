@@ -18,8 +18,10 @@ class ToyConfig(StageConfig):
     lr: float = Field(1e-3)
     engine: VLLMEngineConfig = Field(default_factory=VLLMEngineConfig)
     workers: int = Field(1)
+    max_steps: int = Field(10)
 
     execution_fields = frozenset({"workers"})
+    resumable_fields = frozenset({"max_steps"})
 
 
 class Calls:
@@ -79,6 +81,67 @@ def test_execution_settings_do_not_change_the_signature(tmp_path):
     # ...but what the output depends on does, nested configs included.
     Runner(tmp_path).run(stage(tmp_path, cfg=ToyConfig(engine=VLLMEngineConfig(dtype="float32")), body=body))
     assert body.calls == [False, False]
+
+
+def test_a_change_in_resumable_fields_only_resumes_even_a_finished_stage(tmp_path, caplog):
+    body = Calls()
+    Runner(tmp_path).run(stage(tmp_path, body=body))
+    (tmp_path / "sft" / "checkpoint").mkdir()
+    with caplog.at_level(logging.INFO):
+        Runner(tmp_path).run(stage(tmp_path, cfg=ToyConfig(max_steps=20), body=body))
+    assert body.calls == [False, True] and (tmp_path / "sft" / "checkpoint").exists()
+    assert "resuming with max_steps: 10 -> 20" in caplog.text
+    Runner(tmp_path).run(stage(tmp_path, cfg=ToyConfig(max_steps=20), body=body))
+    assert body.calls == [False, True]  # done with the new value: skipped
+    # With anything else changed too, it is redone from scratch.
+    Runner(tmp_path).run(stage(tmp_path, cfg=ToyConfig(max_steps=30, lr=2e-3), body=body))
+    assert body.calls == [False, True, False] and not (tmp_path / "sft" / "checkpoint").exists()
+
+
+def test_a_resumed_stage_still_changes_the_stages_after_it(tmp_path):
+    body = Calls()
+
+    def chain(steps):
+        r = Runner(tmp_path)
+        r.run(stage(tmp_path, "sft", ToyConfig(max_steps=steps)))
+        r.run(stage(tmp_path, "eval", body=body, after=("sft",)))
+
+    chain(10)
+    chain(20)
+    assert body.calls == [False, False]
+
+
+def test_an_input_given_as_a_callable_is_asked_when_the_stage_runs_and_hashed_by_content(tmp_path):
+    from orca_math.common.runner import content_hash
+
+    data = tmp_path / "data.jsonl"
+    data.write_text("a\n")
+    body = Calls()
+    Runner(tmp_path).run(stage(tmp_path, body=body, inputs={"data": lambda: content_hash(data)}))
+    data.write_text("a\n")  # the same bytes rewritten: skipped
+    Runner(tmp_path).run(stage(tmp_path, body=body, inputs={"data": lambda: content_hash(data)}))
+    data.write_text("b\n")
+    Runner(tmp_path).run(stage(tmp_path, body=body, inputs={"data": lambda: content_hash(data)}))
+    assert body.calls == [False, False]
+    assert content_hash("gsm8k-train") == "gsm8k-train"
+
+
+def test_what_a_stage_frees_is_freed_before_it_runs_and_only_then(tmp_path, monkeypatch):
+    import orca_math.common.sampling.hosts as hosts
+    import orca_math.judge.serve_judge as serve_judge
+
+    freed = []
+    monkeypatch.setattr(hosts, "release_engines", lambda gpu_only=False: freed.append(f"engines gpu_only={gpu_only}"))
+    monkeypatch.setattr(serve_judge, "release_judge", lambda: freed.append("judge"))
+
+    def body(c):
+        freed.append("ran")
+
+    Runner(tmp_path).run(Stage("train", ToyConfig(), body, out=tmp_path / "t", frees=("gpu_engines", "judge")))
+    Runner(tmp_path).run(Stage("train", ToyConfig(), body, out=tmp_path / "t", frees=("gpu_engines", "judge")))
+    assert freed == ["engines gpu_only=True", "judge", "ran"]  # the skipped rerun frees nothing
+    with pytest.raises(ValueError, match="unknown"):
+        Runner(tmp_path).run(Stage("x", ToyConfig(), body, out=tmp_path / "x", frees=("gpus",)))
 
 
 def test_upstream_change_propagates_down_the_chain(tmp_path, caplog):

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import types
 import typing
@@ -62,6 +61,10 @@ class StageConfig(BaseModel):
     # logging): left out of its identity, so changing them resumes or skips a stage rather than
     # redoing it.
     execution_fields: ClassVar[frozenset[str]] = frozenset()
+    # Settings that say how much of the work to do, not how to do it (generate's seed ``limit``,
+    # training's ``max_steps``): a change in them alone keeps what the stage committed (parts,
+    # checkpoints) and runs it again in resume mode, so it does only the new work. The runner decides.
+    resumable_fields: ClassVar[frozenset[str]] = frozenset()
 
     def identity(self) -> dict[str, Any]:
         """The config's values that decide a stage's output (nested configs drop their own
@@ -71,11 +74,6 @@ class StageConfig(BaseModel):
             if isinstance(value, StageConfig) and name in data:
                 data[name] = value.identity()
         return data
-
-    def config_hash(self) -> str:
-        """Short hash of :meth:`identity`."""
-        blob = json.dumps(self.identity(), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def resolve_config_path(path: str | Path | ConfigFile) -> Path | ConfigFile:

@@ -69,6 +69,7 @@ class GenerateConfig(StageConfig):
     """``orca-math generate``: seeds -> new problems with teacher solutions, deduplicated."""
 
     execution_fields = frozenset({"execution"})
+    resumable_fields = frozenset({"limit"})  # parts are per seed: more seeds ask the teacher for the new ones only
 
     seeds: str = Field("gsm8k-train", description="gsm8k-train, a JSONL/Parquet path, or hf:ID[:CONFIG]:SPLIT.")
     limit: int | None = Field(None, ge=1, description="Use only the first N seeds.")
@@ -98,6 +99,7 @@ class SolveStageConfig(StageConfig):
     """
 
     execution_fields = frozenset({"execution"})
+    resumable_fields = frozenset({"limit"})  # parts are per problem: more problems solve the new ones only
 
     data: str = Field("gsm8k-train", description="Problems to solve: gsm8k-*, a JSONL/Parquet path, or hf:ID.")
     limit: int | None = Field(None, ge=1, description="Solve only the first N problems.")
@@ -108,12 +110,6 @@ class SolveStageConfig(StageConfig):
     )
     solve: SolveConfig = Field(default_factory=lambda: SolveConfig(verify=False))
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
-
-
-def output_hash(cfg: GenerateConfig | SolveStageConfig) -> str:
-    """The config hash without ``limit``: parts are per seed, so a resumed run may take more or fewer
-    seeds, but parts written under another hash must not be mixed into it."""
-    return cfg.model_copy(update={"limit": None}).config_hash()
 
 
 def load_with_teacher(cls: type[GenerateConfig] | type[SolveStageConfig], path: str | Path | None, section: str,

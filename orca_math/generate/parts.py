@@ -3,8 +3,10 @@
 Each batch of seeds is written to ``parts/.tmp-*/`` and renamed to ``parts/part-<key>/`` in one
 atomic step (``key`` is a hash of its seed ids). A part holds ``problems.parquet``,
 ``quarantine.parquet``, ``seeds.parquet`` and ``part.json`` (seed ids, per-flow counts, teacher
-usage, output hash). A crash leaves only ``.tmp-*`` folders, which are deleted on the next start;
-a rerun skips every seed found in a committed part, so no seed is lost or produced twice.
+usage). A crash leaves only ``.tmp-*`` folders, which are deleted on the next start; a rerun skips
+every seed found in a committed part, so no seed is lost or produced twice. Parts in one folder
+were all made with the same settings: the runner removes the folder when anything but the seed
+``limit`` changes (``common/runner.py``).
 """
 
 from __future__ import annotations
@@ -72,22 +74,28 @@ class PartStore:
         except (OSError, ValueError) as e:
             raise PartStoreError(f"{part}/part.json: unreadable ({e}); delete the part to redo its seeds") from e
 
-    def committed_seeds(self, output_hash: str) -> dict[str, str]:
-        """seed id -> part name for every committed part; refuses parts made with other settings."""
+    def committed_seeds(self, wanted: set[str] | None = None) -> dict[str, str]:
+        """seed id -> part name for every committed part whose seeds all lie in ``wanted`` (None: all).
+
+        A part that holds some wanted seeds and some not (a smaller seed ``limit`` than the run that
+        wrote it) is deleted: its wanted seeds are done again. A part with no wanted seed is kept
+        for a later, larger limit.
+        """
         owner: dict[str, str] = {}
         for part in self.part_dirs():
-            meta = self._meta(part)
-            if meta.get("output_hash") != output_hash:
-                raise PartStoreError(
-                    f"{part}: written with different generation settings (output hash {meta.get('output_hash')} "
-                    f"!= {output_hash}); use a new --out folder or delete {self.root}")
-            for seed_id in meta["seed_ids"]:
+            seed_ids = self._meta(part)["seed_ids"]
+            inside = wanted is None or all(s in wanted for s in seed_ids)
+            if not inside:
+                if any(s in wanted for s in seed_ids):
+                    shutil.rmtree(part)
+                continue
+            for seed_id in seed_ids:
                 if seed_id in owner:
                     raise PartStoreError(f"{part}: seed {seed_id} is also in {owner[seed_id]}")
                 owner[seed_id] = part.name
         return owner
 
-    def commit(self, seeds: list[dict], output: SeedOutput, output_hash: str) -> Path:
+    def commit(self, seeds: list[dict], output: SeedOutput) -> Path:
         """Write one batch's output atomically; return the committed part folder."""
         seed_ids = sorted(s["id"] for s in seeds)
         final = self.root / f"{PART_PREFIX}{stable_id(*seed_ids)}"
@@ -101,7 +109,6 @@ class PartStore:
             write_parquet(seeds, PROBLEM, tmp / "seeds.parquet")
             meta = {
                 "seed_ids": seed_ids,
-                "output_hash": output_hash,
                 "by_flow": {flow: dict(c) for flow, c in output.by_flow.items()},
                 "usage": {flow: u.as_dict() for flow, u in output.usage.items()},
             }
@@ -112,10 +119,12 @@ class PartStore:
                 shutil.rmtree(tmp)
         return final
 
-    def read_all(self) -> PartsContent:
-        """Merge every committed part (rows in part-name order)."""
+    def read_all(self, parts: set[str] | None = None) -> PartsContent:
+        """Merge the committed parts named in ``parts`` (None: every one), rows in part-name order."""
         out = PartsContent()
         for part in self.part_dirs():
+            if parts is not None and part.name not in parts:
+                continue
             meta = self._meta(part)
             try:
                 out.problems += read_parquet(part / "problems.parquet", PROBLEM)

@@ -29,7 +29,7 @@ from orca_math.common.records import RowCountError, to_table, write_parquet, wri
 from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.schema import PROBLEM
 from orca_math.generate.backend import build_backend
-from orca_math.generate.config import GenerateConfig, SolveStageConfig, output_hash
+from orca_math.generate.config import GenerateConfig, SolveStageConfig
 from orca_math.generate.parts import PartsContent, PartStore
 from orca_math.generate.prompts import PROMPT_VERSION
 from orca_math.seeds import read_problems, resolve_data_spec
@@ -60,10 +60,9 @@ class SeedBatchWorker:
     batches it runs at once (``execution.parts_in_flight_per_worker``).
     """
 
-    def __init__(self, cfg: GenerateConfig | SolveStageConfig, parts_dir: str, out_hash: str):
+    def __init__(self, cfg: GenerateConfig | SolveStageConfig, parts_dir: str):
         self.cfg = cfg
         self.store = PartStore(parts_dir)
-        self.out_hash = out_hash
         self.backend: SeedBackend | None = None
 
     async def __call__(self, batch: pa.Table) -> dict[str, list]:
@@ -74,12 +73,12 @@ class SeedBatchWorker:
             output = await run_seed_batch(self.backend, seeds)
         except openai.OpenAIError as e:  # AutoGen's client raises openai's errors: name the endpoint
             raise teacher_error(e, self.cfg.teacher) from None
-        part = await asyncio.to_thread(self.store.commit, seeds, output, self.out_hash)
+        part = await asyncio.to_thread(self.store.commit, seeds, output)
         return {"part": [part.name], "seeds": [len(seeds)], "candidates": [output.candidates],
                 "kept": [len(output.problems)], "quarantined": [len(output.quarantined)]}
 
 
-def process_seeds(seeds: list[dict], cfg: GenerateConfig | SolveStageConfig, parts_dir: Path, out_hash: str,
+def process_seeds(seeds: list[dict], cfg: GenerateConfig | SolveStageConfig, parts_dir: Path,
                   progress: bool = True) -> int:
     """Run every seed through Ray Data, one committed part per ``seeds_per_part`` seeds."""
     import ray.data
@@ -93,7 +92,7 @@ def process_seeds(seeds: list[dict], cfg: GenerateConfig | SolveStageConfig, par
     blocks = [to_table(seeds[i : i + ex.seeds_per_part], PROBLEM) for i in range(0, len(seeds), ex.seeds_per_part)]
     ds = ray.data.from_arrow(blocks).map_batches(
         SeedBatchWorker,
-        fn_constructor_kwargs={"cfg": cfg, "parts_dir": str(parts_dir), "out_hash": out_hash},
+        fn_constructor_kwargs={"cfg": cfg, "parts_dir": str(parts_dir)},
         batch_size=ex.seeds_per_part,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=ex.workers,
@@ -150,25 +149,25 @@ def _by_flow(content: PartsContent, removed: list[tuple[str, str]]) -> dict[str,
 def generate_stage(cfg: GenerateConfig, out_dir: str | Path, progress: bool = True, name: str = "generate") -> Stage:
     """The whole ``generate`` stage: seeds -> committed parts -> dedup, decontamination -> ``problems/``.
 
-    A rerun after a crash runs only the seeds without a committed part.
+    A rerun after a crash, or with a larger ``limit``, runs only the seeds without a committed part.
     """
     seeds_spec = resolve_data_spec(cfg.seeds)
-    out_hash = output_hash(cfg)
 
     def generate(c: StageContext) -> dict:
         started = time.perf_counter()
         store = PartStore(c.out / "parts")
         read = read_problems(seeds_spec, limit=cfg.limit, stage="generate.seeds")
         stale = store.remove_incomplete()
-        committed = store.committed_seeds(out_hash)
+        wanted = {s["id"] for s in read.rows}  # a part of seeds past a smaller limit stays for a larger one
+        committed = store.committed_seeds(wanted)
         pending = [s for s in read.rows if s["id"] not in committed]
         log.info("%s: %d seeds read (%d unreadable), %d already committed, %d to do%s", c.name,
                  read.rows_in, len(read.quarantined), len(read.rows) - len(pending), len(pending),
                  f", {stale} crashed batch(es) discarded" if stale else "")
-        processed = process_seeds(pending, cfg, store.root, out_hash, progress) if pending else 0
+        processed = process_seeds(pending, cfg, store.root, progress) if pending else 0
         generation_s = time.perf_counter() - started
 
-        content = store.read_all()
+        content = store.read_all(set(store.committed_seeds(wanted).values()))
         seed_ids = {s["id"] for s in content.seeds}
         problems = sorted(content.problems, key=lambda p: _problem_order(p, seed_ids))
         kept_ids = {p["id"] for p in problems}
@@ -205,7 +204,6 @@ def generate_stage(cfg: GenerateConfig, out_dir: str | Path, progress: bool = Tr
             "teacher_model": cfg.teacher.model,
             "teacher_usage": _usage_dict(content),
             "prompt_version": PROMPT_VERSION,
-            "output_hash": out_hash,
             "parts": content.parts,
             "generation_s": round(generation_s, 3),
         }
@@ -216,16 +214,16 @@ def generate_stage(cfg: GenerateConfig, out_dir: str | Path, progress: bool = Tr
 def solve_stage(cfg: SolveStageConfig, out_dir: str | Path, progress: bool = True, name: str = "solve") -> Stage:
     """The ``solve`` stage: teacher solutions for an existing problem set (resumable like generate)."""
     data_spec = resolve_data_spec(cfg.data)
-    out_hash = output_hash(cfg)
 
     def solve(c: StageContext) -> dict:
         store = PartStore(c.out / "parts")
         read = read_problems(data_spec, limit=cfg.limit, stage="solve.read")
         store.remove_incomplete()
-        committed = store.committed_seeds(out_hash)
+        wanted = {p["id"] for p in read.rows}
+        committed = store.committed_seeds(wanted)
         pending = [p for p in read.rows if p["id"] not in committed]
-        processed = process_seeds(pending, cfg, store.root, out_hash, progress) if pending else 0
-        content = store.read_all()
+        processed = process_seeds(pending, cfg, store.root, progress) if pending else 0
+        content = store.read_all(set(store.committed_seeds(wanted).values()))
         kept = sorted(content.problems, key=lambda p: p["id"])
         problem_files = _write_problems(kept, c.out / "problems")
         write_quarantine(content.quarantined, c.out / "quarantine" / "candidates.parquet")
@@ -245,7 +243,6 @@ def solve_stage(cfg: SolveStageConfig, out_dir: str | Path, progress: bool = Tru
             "teacher_model": cfg.teacher.model,
             "teacher_usage": _usage_dict(content),
             "prompt_version": PROMPT_VERSION,
-            "output_hash": out_hash,
             "parts": content.parts,
         }
 
