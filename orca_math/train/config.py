@@ -102,6 +102,9 @@ class TrainConfigBase(StageConfig):
 
     execution_fields = frozenset({"gradient_checkpointing", "logging_steps", "save_steps", "checkpoints_to_keep",
                                   "keep_checkpoints", "scratch_dir", "report_to"})
+    # A larger budget continues from the stage's last checkpoint (kept with keep_checkpoints) rather
+    # than training again from step 0.
+    resumable_fields = frozenset({"max_steps", "max_time_s", "max_tokens"})
 
     limit: int | None = Field(None, ge=1, description="Train on only the first N input rows (smoke tests).")
     epochs: float = Field(1.0, gt=0, description="Passes over the data (paper: 1).")
@@ -179,7 +182,8 @@ class TrainConfigBase(StageConfig):
         description="Node-local folder where each Ray Train worker writes its part of a checkpoint before Ray Train "
         "stores it in the run folder, e.g. a local NVMe disk on GPU nodes. One fixed subfolder per stage, wiped "
         "when the stage starts; each checkpoint is deleted there once stored, so it holds at most one per worker. "
-        "An absolute path (~ and $VARS expand on the worker). None: each node's temp folder (TMPDIR, else /tmp). "
+        "An absolute path (~ and $VARS expand on the worker). None: each node's ORCA_MATH_SCRATCH (cluster.yaml "
+        "sets it to the NVMe instance store), else its temp folder. "
         "Unused in local_mode, where the trainer writes into the run folder.",
     )
     report_to: list[str] = Field(default_factory=list, description="transformers loggers, e.g. [wandb, tensorboard].")

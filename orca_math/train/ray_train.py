@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -48,16 +47,9 @@ log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "ray_train"
 TRAIN_LOG = "train_log.json"
 SCRATCH_FOLDER = "orca-math-train"
-# Config keys that may change between a crash and the rerun that resumes it without invalidating the checkpoint.
-RESUMABLE_CHANGES = {"max_steps", "max_time_s", "max_tokens", "keep_checkpoints", "checkpoints_to_keep", "scratch_dir",
-                     "scaling"}
 # Ray Train reads this in its controller (the driver's value is passed on) as how long a worker
 # group's placement group may take to be placed.
 WORKER_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
-
-
-class ResumeError(ValueError):
-    """A rerun asked to continue a checkpoint written by a different model, data or config."""
 
 
 def _session_step_counter():
@@ -167,9 +159,11 @@ def scratch_folder(scratch_dir: str | None, key: str) -> Path:
 
     Fixed rather than a fresh temp folder, so that a rerun finds, and wipes, what a killed worker
     left there. ``~`` and ``$VARS`` in ``scratch_dir`` expand on the worker; None is the node's
-    temp folder (``TMPDIR``, else ``/tmp``).
+    scratch (``common/storage.py``: ``ORCA_MATH_SCRATCH``, else the temp folder).
     """
-    root = Path(os.path.expandvars(os.path.expanduser(scratch_dir))) if scratch_dir else Path(tempfile.gettempdir())
+    from orca_math.common.storage import scratch_root
+
+    root = Path(os.path.expandvars(os.path.expanduser(scratch_dir))) if scratch_dir else scratch_root()
     return root / SCRATCH_FOLDER / key
 
 
@@ -269,7 +263,9 @@ def train_loop_per_worker(job: dict[str, Any]) -> None:
     counter = _session_step_counter()
     cap = _budget(cfg.max_time_s, cfg.max_tokens) if cfg.max_time_s or cfg.max_tokens else None
     try:
-        trainer = build_trainer(algo, job["model"], columns, cfg, scratch,
+        from orca_math.common.storage import local_model
+
+        trainer = build_trainer(algo, local_model(job["model"]), columns, cfg, scratch,
                                 ([reporter] if reporter else []) + [counter] + ([cap] if cap else []))
         trainer = prepare_trainer(trainer)
         if local:
@@ -318,27 +314,14 @@ def _job_config(cfg: TrainConfigBase) -> dict[str, Any]:
     return cfg.model_copy(update={"deepspeed": deepspeed_dict(cfg.deepspeed)}).model_dump(mode="json")
 
 
-def _prepare_run_dir(run_dir: Path, identity: dict[str, Any], resume: bool) -> None:
-    """Clear old checkpoints (fresh run) or check they belong to this job (resume)."""
-    job_file = run_dir.parent / f"{run_dir.name}.job.json"
+def _prepare_run_dir(run_dir: Path, resume: bool) -> None:
+    """Clear old checkpoints for a fresh run; on resume keep them (the runner decided they are this
+    stage's: same model, data and settings, or only more of its budget, see ``common/runner.py``)."""
     if not resume:
         shutil.rmtree(run_dir, ignore_errors=True)
-    elif job_file.exists():
-        previous = json.loads(job_file.read_text(encoding="utf-8"))
-        changed = sorted(
-            k for k in set(previous) | set(identity)
-            if k != "config" and previous.get(k) != identity.get(k)
-        ) + sorted(
-            f"config.{k}" for k in set(previous.get("config", {})) | set(identity["config"])
-            if k not in RESUMABLE_CHANGES and previous["config"].get(k) != identity["config"].get(k)
-        )
-        if changed:
-            raise ResumeError(f"{run_dir}: cannot resume, the checkpoint was written with different {changed}; "
-                              f"delete {run_dir.parent} to start over")
-    if resume and not run_dir.exists():
+    elif not run_dir.exists():
         log.info("resume: no checkpoint in %s, training from the start", run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    job_file.write_text(json.dumps(identity, indent=1, sort_keys=True))
 
 
 def _check_cluster_fits(num_workers: int, per_worker: dict[str, float], capacity: Capacity,
@@ -426,7 +409,6 @@ def fit_on_ray(
     out_dir: str | Path,
     resume: bool = False,
     run_name: str | None = None,
-    data_hash: str | None = None,
 ) -> dict[str, Any]:
     """Train ``algo`` on ``columns`` with Ray Train; the model lands in ``out_dir``. Returns the train log."""
     import ray
@@ -460,8 +442,7 @@ def fit_on_ray(
         _check_cluster_fits(scaling.num_workers, per_worker, capacity, timeout_s)
         waiting = _workers_start_within(timeout_s, scaling.num_workers, per_worker)
     job_config = _job_config(cfg)
-    _prepare_run_dir(storage / name, {"algo": algo, "model": model, "data_hash": data_hash, "config": job_config},
-                     resume)
+    _prepare_run_dir(storage / name, resume)
     (out_dir / TRAIN_LOG).unlink(missing_ok=True)
     job = {"algo": algo, "model": model, "config": job_config, "out_dir": str(out_dir),
            # Workers fetch the rows from the object store; in local mode they never leave this process.
@@ -489,7 +470,6 @@ def fit_on_ray(
         train_log["ray_checkpoint"] = result.checkpoint.path if result.checkpoint else None
     if not cfg.keep_checkpoints:
         shutil.rmtree(storage / name, ignore_errors=True)
-        (storage / f"{name}.job.json").unlink(missing_ok=True)
         if storage.exists() and not any(storage.iterdir()):
             storage.rmdir()
         train_log["ray_checkpoint"] = None
