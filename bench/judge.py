@@ -15,8 +15,8 @@ and then timed. Ratios are against in-process.
     .venv/bin/python bench/judge.py --in-process-only   # the checker alone: no Ray, one core
 
 ``--against OLD.py`` times this answer checker and an older ``answers.py`` side by side in one
-process (``is_correct`` + ``extract_answer`` per item, as ``judge_exact`` calls them), their passes
-interleaved so that a busy machine slows both alike:
+process (``is_correct`` + ``extract_answer`` per item, as ``judge_exact`` calls them), alternating
+chunk by chunk, in CPU seconds, so that a busy machine slows both alike:
 
     git show REV:orca_math/judge/answers.py > /tmp/answers_old.py
     .venv/bin/python bench/judge.py --in-process-only --against /tmp/answers_old.py
@@ -68,9 +68,16 @@ def bench_in_process(items: list[dict]) -> float:
     return len(items) / elapsed
 
 
-def bench_against(items: list[dict], old_path: str, rounds: int = 5) -> tuple[float, float]:
-    """Judgments/s of this checker and of the ``answers.py`` at ``old_path``: best of ``rounds`` interleaved passes."""
+def bench_against(items: list[dict], old_path: str, rounds: int = 7, chunk: int = 500) -> tuple[float, float, float]:
+    """This checker and the ``answers.py`` at ``old_path``, side by side: (best judgments/s of this one,
+    of the old one, median ratio of paired chunks).
+
+    The two alternate chunk by chunk (``chunk`` items each, who goes first alternating) and are
+    timed in CPU seconds of this process: on a shared machine wall time would count other processes'
+    turns, and a slow spell would land on one checker only.
+    """
     import importlib.util
+    import statistics
 
     from orca_math.judge import answers as new
 
@@ -78,24 +85,30 @@ def bench_against(items: list[dict], old_path: str, rounds: int = 5) -> tuple[fl
     old = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(old)
 
-    def rate(checker) -> float:
-        checker._final_answer.cache_clear()  # a pass must not start with its texts already known
-        checker._reference.cache_clear()
-        start = time.perf_counter()
-        for it in items:
+    def seconds(checker, part: list[dict]) -> float:
+        start = time.process_time()
+        for it in part:
             checker.is_correct(it["candidate"], it["reference"])
             checker.extract_answer(it["candidate"])
-        return len(items) / (time.perf_counter() - start)
+        return time.process_time() - start
 
-    warm = make_items(500, seed=1)
     for checker in (new, old):
-        for it in warm:
-            checker.is_correct(it["candidate"], it["reference"])
+        seconds(checker, make_items(500, seed=1))
+    parts = [items[i:i + chunk] for i in range(0, len(items), chunk)]
     best_new = best_old = 0.0
-    for _ in range(rounds):
-        best_old = max(best_old, rate(old))
-        best_new = max(best_new, rate(new))
-    return best_new, best_old
+    ratios = []
+    for r in range(rounds):
+        for checker in (new, old):  # a pass must not start with its texts already known
+            checker._final_answer.cache_clear()
+            checker._reference.cache_clear()
+        t_new = t_old = 0.0
+        for n, part in enumerate(parts):
+            order = ((new, old) if (n + r) % 2 else (old, new))
+            t = {c: seconds(c, part) for c in order}
+            t_new, t_old = t_new + t[new], t_old + t[old]
+            ratios.append(t[old] / t[new])
+        best_new, best_old = max(best_new, len(items) / t_new), max(best_old, len(items) / t_old)
+    return best_new, best_old, statistics.median(ratios)
 
 
 def _chunks(items: list[dict], size: int) -> list[list[dict]]:
@@ -159,8 +172,9 @@ def main() -> None:
 
     items = make_items(args.items)
     if args.against:
-        now, then = bench_against(items, args.against)
-        print(f"side by side: this checker {now:,.0f}/s, {args.against} {then:,.0f}/s ({now / then:.2f}x)", flush=True)
+        now, then, ratio = bench_against(items, args.against)
+        print(f"side by side (CPU time): this checker {now:,.0f}/s, {args.against} {then:,.0f}/s "
+              f"(best {now / then:.2f}x, median of paired chunks {ratio:.2f}x)", flush=True)
     rows = [("in-process (1 core)", 1, bench_in_process(items))]
     print(f"in-process: {rows[0][2]:,.0f} judgments/s", flush=True)
     if args.in_process_only:

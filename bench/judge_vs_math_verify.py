@@ -14,7 +14,8 @@ Three suites, every case a (prediction, gold, expected) triple:
 Each checker judges each case the way a user calls it: ours ``is_correct(pred, gold)``; math-verify
 ``verify(parse(gold), parse(pred))`` with its defaults. "Wrong accepted" counts expected-wrong cases judged
 right, "right refused" the other way. Rates: one untimed pass, then the best of ``--rounds`` timed passes, the
-two checkers' passes interleaved (one process, one core, our caches cleared before each pass).
+two checkers' passes interleaved, in CPU seconds of this process (one process, one core, our caches
+cleared before each pass).
 
     .venv/bin/python bench/judge_vs_math_verify.py [--n-forms 600] [--n-expressions 300] [--seed 0]
 """
@@ -112,10 +113,10 @@ def measure(checkers: dict, cases: list, rounds: int) -> dict[str, tuple[list[bo
     for _ in range(rounds):
         for name, (judge, clear) in checkers.items():
             clear()
-            start = time.perf_counter()
+            start = time.process_time()  # CPU seconds: on a shared machine wall time counts others' turns
             for p, g, _, r in cases:
                 judge(p, g, r)
-            best[name] = max(best[name], len(cases) / (time.perf_counter() - start))
+            best[name] = max(best[name], len(cases) / (time.process_time() - start))
     return {name: (verdicts[name], best[name]) for name in checkers}
 
 

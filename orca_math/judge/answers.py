@@ -65,7 +65,9 @@ _NUM_BODY = r"(?:[1-9]\d{0,2}(?:,\d{3})+|[1-9]\d{0,2}(?:[\u2009\u202f]\d{3})+|\d
 # One token, not several numbers: "6.02e-05" (not -5), "07:05" or "7:05 pm" (a time, not 5), "3:4" (a ratio).
 _SCI_SUFFIX = r"[eE][+-]?\d{1,3}(?!\d)"
 _COLON_SUFFIX = r"(?::\d+)+(?:\s?[AaPp]\.?[Mm]\b\.?)?"
-_NUM_RE = re.compile(rf"(?<![\w.,\u2009\u202f])(?<!\d[eE][+-])-?(?:{_NUM_BODY})(?:{_SCI_SUFFIX}|{_COLON_SUFFIX})?"
+# The leading lookahead is only for speed: most positions of a text hold no number, and it fails
+# there before the lookbehinds are tried.
+_NUM_RE = re.compile(rf"(?=[-.\d])(?<![\w.,\u2009\u202f])(?<!\d[eE][+-])-?(?:{_NUM_BODY})(?:{_SCI_SUFFIX}|{_COLON_SUFFIX})?"
                      rf"(?![\d_])(?![.,\u2009\u202f]\d)")
 _NUMBER_FULL = re.compile(rf"-?(?:{_NUM_BODY})(?:{_SCI_SUFFIX})?")
 # "2 1/4" and "2\frac{1}{4}" are two and a quarter (math-verify reads the LaTeX one so too).
@@ -149,6 +151,9 @@ _LATEX_SUBS = [
     (re.compile(r"\\(?:gt)(?![a-zA-Z])"), ">"),
     (re.compile(r"\\[,;: ]|\\q?quad(?![a-zA-Z])|~"), " "),
     (re.compile(r"\*\*|__"), ""),  # markdown bold
+]
+# Applied after _LATEX_SUBS, to texts with a "^" only.
+_POWER_SUBS = [
     # A unit's exponent is part of the unit: "36 m^2", "36\text{ cm}^2" are 36, not 2.
     (re.compile(r"(?<=\d)(\s*\u2060?(?:sq\.?\s*)?(?:[mcdk]?m|in|ft|yd|mi|(?:(?:centi|milli|kilo)?met(?:er|re)|inche|foot|feet|yard"
                 r"|mile|unit)s?)\.?)\s*\^\s*(?:\{\s*[23]\s*\}|[23])(?!\.?\d)"),
@@ -168,9 +173,11 @@ def _normalize(text: str) -> str:
     if "<<" in text:
         text = _CALCULATOR.sub("", text)
     text = text.replace("\u2212", "-").replace("<=", "\u2264").replace(">=", "\u2265").replace("!=", "\u2260")
-    if ("\\" in text or "{" in text or "*" in text or "_" in text or "~" in text or "^" in text or "\u00b0" in text
-            or "\u2248" in text or "\u00d7" in text):
+    if "\\" in text or "{" in text or "*" in text or "_" in text or "~" in text or "\u00b0" in text or "\u2248" in text:
         for pattern, repl in _LATEX_SUBS:
+            text = pattern.sub(repl, text)
+    if "^" in text:
+        for pattern, repl in _POWER_SUBS:
             text = pattern.sub(repl, text)
     return text
 
@@ -300,7 +307,7 @@ _RANGE = re.compile(r"\d-\d")
 SYMBOLIC = "\x00symbolic"
 # A run of math characters stops at a plain letter; these at its edge mean the expression goes on
 # into that letter ("x + 5", "5 + x", "\tan(t)=", "x^2", "\frac{1}{x}").
-_OPEN_LEFT = frozenset("+-*/^=\u2248\u00b1\u00d7\u00f7\u00b7<>\u2264\u2265\u2260_)]}")
+_OPEN_LEFT = frozenset("+-*/^=\u2248\u00b1\u00d7\u00f7\u00b7<>\u2264\u2265\u2260_)]}")  # "=", ")": see _has_variable
 _OPEN_RIGHT = frozenset("+-*/^=\u2248\u00b1\u00d7\u00f7\u00b7<>\u2264\u2265\u2260_([{")
 _ARTICLES = frozenset("aAI")  # one-letter English words: "a -5 degree drop", "12 - I think"
 _BEFORE_A_TERM = frozenset("0123456789+-*/^=\u2248\u00b1\u00d7\u00f7\u00b7<>\u2264\u2265\u2260_)]}\\")
@@ -334,13 +341,28 @@ def _is_variable(text: str, i: int, j: int, dash: bool = False) -> bool:
 def _has_variable(text: str, lo: int, hi: int, math: bool) -> bool:
     """Whether the expression ``text[lo:hi]`` is part of a larger one with a variable, or an equation
     whose left-hand side is not a bare name (``x = 3``, ``Answer = 3``, ``total = $3`` are fine)."""
-    run = text[lo:hi]
-    body = run.strip(" \t")
+    # Most runs start with a digit and end at a word of several letters or at punctuation ("is 5
+    # apples", "is 5."): decided at once, without a slice (this runs for every answer read).
+    a = lo
+    while a < hi and text[a] == " ":
+        a += 1
+    if a == hi:
+        return False
+    first = text[a]
+    if first not in _OPEN_LEFT or lo == 0:
+        if hi >= len(text):
+            return False
+        c = text[hi]
+        if c.isalpha():
+            if hi + 1 < len(text) and text[hi + 1].isalpha():
+                return False  # a word, not a one-letter name
+        elif c not in " \t":
+            return False
+    body = text[lo:hi].strip(" \t")
     if not body:
         return False
-    i, j = _word_before(text, lo)
+    i, j = _word_before(text, lo) if first in _OPEN_LEFT and lo > 0 else (lo, lo)
     if i < j:
-        first = body[0]
         if first in "=\u2248":  # "x = 3", "x \\approx 11"
             return not (_bare_name(text, i, j) or _evaluated(text, i, j, hi, body))
         if first in ")]}":
@@ -351,10 +373,14 @@ def _has_variable(text: str, lo: int, hi: int, math: bool) -> bool:
                 return False  # "240g/5", "12m/s": a unit
             # "q + 7 = 0", "x^2"; a longer word is a unit in prose ("35 arms + 14 arms = 49", "is -5")
             return first in "^_" or _is_variable(text, i, j, dash=first == "-")
+    if hi + 1 < len(text) and text[hi].isalpha() and text[hi + 1].isalpha():
+        return False  # a word, not a one-letter name
     k = hi
     while k < len(text) and text[k] in " \t":
         k += 1
     if k < len(text) and text[k].isalpha():
+        if k + 1 < len(text) and text[k + 1].isalpha():
+            return False
         e = k
         while e < len(text) and text[e].isalpha():
             e += 1
@@ -557,13 +583,13 @@ def _final_answer(text: str) -> str | None:
     text = text.replace("\u2212", "-")
     # R1 / open-r1: the reasoning sits in <think>...</think> (the prompt may hold the opening tag);
     # an unclosed one is reasoning cut off before any answer.
-    if "think>" in text:
+    if "<" in text and "think>" in text:
         end = text.find("</think>")
         text = text[end + 8:] if end >= 0 else text[:max(text.find("<think>"), 0)]
     cut = _NEXT_TURN.search(text, 1)
     if cut:
         text = text[:cut.start()]
-    if "<answer>" in text:  # the final-answer marker of the R1 format: the answer is what it holds
+    if "<" in text and "<answer>" in text:  # the final-answer marker of the R1 format: the answer is what it holds
         start = text.rindex("<answer>") + 8
         end = text.find("</answer>", start)
         return _final_answer(text[start:end if end >= 0 else len(text)])
@@ -618,10 +644,7 @@ def extract_answer(text: str) -> str | None:
     See the module docstring for where it is looked for. None means no single answer could be
     read, which is_correct counts as wrong.
     """
-    return _public(_final_answer(text))
-
-
-def _public(ans: str | None) -> str | None:
+    ans = _final_answer(text)
     if ans is None or ans == SYMBOLIC:
         return None
     return ans[:-1] if ans.endswith("%") else ans
@@ -638,7 +661,10 @@ def _reference(reference: str) -> str | None:
 
 def reference_answer(reference: str) -> str | None:
     """The answer of a reference: a bare answer, or a GSM8K-style solution ending in ``#### N``."""
-    return _public(_reference(reference))
+    ans = _reference(reference)
+    if ans is None or ans == SYMBOLIC:
+        return None
+    return ans[:-1] if ans.endswith("%") else ans
 
 
 # --- comparison ---------------------------------------------------------------------------------
@@ -757,6 +783,10 @@ def check_answer(candidate: str, reference: str, *, float_rounding: int = _FLOAT
     an equation whose left-hand side is not a bare name, a set, an interval, a time against a
     number). ``method: exact`` counts None as wrong; ``exact_then_llm`` asks the teacher.
     """
+    return _check(candidate, reference, float_rounding, rel_tol)
+
+
+def _check(candidate: str, reference: str, float_rounding: int, rel_tol: float | None) -> bool | None:
     ref = _reference(reference)
     cand = _final_answer(candidate)
     if ref is None or cand is None or ref == SYMBOLIC or cand == SYMBOLIC:
@@ -780,4 +810,4 @@ def is_correct(candidate: str, reference: str, *, float_rounding: int = _FLOAT_R
     (GSM8K ``#### N``, or a boxed one). No extractable answer in either is always False.
     ``float_rounding``/``rel_tol``: the tolerance when a decimal is involved (see module docstring).
     """
-    return check_answer(candidate, reference, float_rounding=float_rounding, rel_tol=rel_tol) is True
+    return _check(candidate, reference, float_rounding, rel_tol) is True
