@@ -93,6 +93,19 @@ def test_mistral_recipe_is_the_papers(recipe):
     assert recipe.generate.solve.max_solution_chars == 1800 and recipe.generate.suggester_editor.rounds == 2
 
 
+def test_mistral_recipe_frees_the_gpu_samplers_for_the_llm_judge_and_everything_for_training(recipe):
+    from orca_math.run.recipe import recipe as stages_of
+
+    frees = {s.name: s.frees for s in stages_of(recipe, Path("RUN"))}
+    # Hours of teacher calls: the sampler GPUs must not idle through them.
+    assert frees["judge-1"] == frees["judge-2"] == ("gpu_engines",)
+    # Ray Train's workers need the engine hosts' GPUs and the judge's CPUs.
+    assert frees["sft"] == frees["kto-1"] == frees["kto-2"] == ("engines", "judge")
+    # A round's shuffle needs the hosts' CPUs.
+    assert frees["prefs-1"] == frees["prefs-2"] == ("engines",)
+    assert not any(frees[n] for n in frees if n.startswith(("eval-", "practice-", "generate", "seeds")))
+
+
 def test_mistral_recipe_runs_on_gpus_in_bf16_with_zero3(recipe, tmp_path):
     from orca_math.common.sampling.vllm_sampler import engine_kwargs
     from orca_math.train.trainers import trl_kwargs

@@ -28,7 +28,8 @@ from orca_math.demo import (
     verdict,
 )
 from orca_math.run.config import StageConfigs
-from orca_math.run.recipe import planned_stages, recipe, training_sequences
+from orca_math.run.recipe import planned_stages, recipe
+from orca_math.train.stage import training_sequences
 from orca_math.world.core import find_leaks, program_from_row
 from orca_math.world.steps import arithmetic_steps
 
@@ -76,6 +77,12 @@ def test_demo_config_loads_the_world_and_procedural_teacher():
 
 def test_planned_stages_are_the_demo_stages_in_order():
     assert planned_stages(StageConfigs.load(REPO / "configs/demo.yaml")) == STAGES
+
+
+def test_training_in_the_driver_frees_only_gpu_engines_and_keeps_the_judge_up():
+    frees = {s.name: s.frees for s in recipe(StageConfigs.load(REPO / "configs/demo.yaml"), Path("RUN"))}
+    assert frees["sft"] == frees["rft-1"] == frees["rft-2"] == frees["sft-control"] == ("gpu_engines",)
+    assert frees["judge-1"] == () and frees["prefs-1"] == ("engines",)  # the exact judge calls no teacher
 
 
 @pytest.mark.parametrize("offset", [0, 500])

@@ -196,7 +196,9 @@ def test_prefs_stage_writes_positives_for_rejection_sampling_fine_tuning(tmp_pat
 
     # As in a run: the manifest lives in the run folder, and the stage's own folder does not exist yet.
     inputs = _write_inputs({"a": [True, False, False, False], "b": [False] * 4}, tmp_path)
-    entry = run_stage(prefs_stage(*inputs, tmp_path / "round1" / "prefs", PreferenceConfig()), tmp_path)
+    problems, samples, judgments = inputs
+    entry = run_stage(prefs_stage(PreferenceConfig(), tmp_path / "round1" / "prefs", problems=problems,
+                                  samples=samples, judgments=judgments), tmp_path)
     paths = {k: Path(v) for k, v in entry["outputs"].items()}
     positives = read_parquet(paths["positives"], KTO_EXAMPLE)
     kto = read_parquet(paths["kto"], KTO_EXAMPLE)

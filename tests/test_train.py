@@ -24,7 +24,6 @@ from orca_math.train.core import (
     trl_columns,
 )
 from orca_math.train.curves import final_metrics, loss_curve, plot_curves
-from orca_math.train.ray_train import ResumeError, _prepare_run_dir
 from orca_math.train.trainers import trl_args, trl_kwargs
 
 
@@ -323,18 +322,6 @@ def test_sft_without_trainable_rows_fails_with_the_quarantine_written(tiny_model
         (str(data), i, EMPTY_COMPLETION) for i in range(3)]
     entry = json.loads((out / "manifest.json").read_text())["stages"]["sft"]
     assert entry["status"] == "failed" and entry["rows_in"] == 3 and entry["rows_quarantined"] == 3
-
-
-def test_resume_refuses_a_checkpoint_from_another_config(tmp_path):
-    run_dir = tmp_path / "ray_train" / "sft"
-    first = {"algo": "sft", "model": "m", "data_hash": "d", "config": {"learning_rate": 1e-3, "max_steps": 10}}
-    _prepare_run_dir(run_dir, first, resume=False)
-    longer = {**first, "config": {"learning_rate": 1e-3, "max_steps": 50}}
-    _prepare_run_dir(run_dir, longer, resume=True)  # more steps: fine
-    with pytest.raises(ResumeError, match="config.learning_rate"):
-        _prepare_run_dir(run_dir, {**longer, "config": {"learning_rate": 1e-4, "max_steps": 50}}, resume=True)
-    with pytest.raises(ResumeError, match="data_hash"):
-        _prepare_run_dir(run_dir, {**longer, "data_hash": "other"}, resume=True)
 
 
 def test_metrics_and_loss_plot_from_log_history(tmp_path):

@@ -304,6 +304,19 @@ def test_resume_after_kill_continues_the_global_step(tiny_model, toy_data, ray_l
         assert list((scratch / SCRATCH_FOLDER).iterdir()) == []  # no orphans: the stage's scratch is gone
 
 
+def test_a_larger_max_steps_continues_from_the_last_checkpoint(tiny_model, toy_data, ray_local, tmp_path):
+    out = tmp_path / "sft"
+    cfg = toy_config("sft", "local", max_steps=3, save_steps=3, keep_checkpoints=True)
+    run_sft(tiny_model, toy_data["sft"], out, cfg)
+    assert stage_entry(out, "sft")["metrics"]["global_step"] == 3
+    run_sft(tiny_model, toy_data["sft"], out, cfg.model_copy(update={"max_steps": 5}))
+    entry = stage_entry(out, "sft")
+    m = entry["metrics"]
+    assert entry["status"] == "done" and entry["config"]["max_steps"] == 5
+    assert (m["resumed_from_step"], m["global_step"], m["steps_this_run"]) == (3, 5, 2)
+    assert [step for step, _ in entry["loss_curve"]] == [1, 2, 3, 4, 5]  # the curve carries on
+
+
 def test_workers_asking_for_a_resource_no_node_has_fail_in_seconds_naming_it(tiny_model, toy_data, ray_local,
                                                                               tmp_path):
     cfg = toy_config("sft", 2, **{"scaling.resources_per_worker": {"CPU": 1, "trainer": 1}})

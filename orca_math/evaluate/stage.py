@@ -55,7 +55,7 @@ class EvalBatches(CommitBatches):
                         "completion_tokens": sum(r["completion_tokens"] or 0 for r in scored.rows)}
 
 
-def eval_stage(model: str | Path, cfg: EvalConfig, out_dir: str | Path, name: str = "eval",
+def eval_stage(cfg: EvalConfig, out_dir: str | Path, *, model: str | Path, name: str = "eval",
                serve_cfg: JudgeServeConfig | None = None, teacher_cfg: TeacherConfig | None = None) -> Stage:
     """Evaluate ``model``; write ``results.parquet/``, ``quarantine.parquet/``, ``summary.json``.
 
@@ -121,7 +121,7 @@ def run_eval(model: str | Path, cfg: EvalConfig, out_dir: str | Path, serve_cfg:
              teacher_cfg: TeacherConfig | None = None) -> dict:
     """:func:`eval_stage` on its own (manifest in ``out_dir``); returns its ``summary.json``."""
     try:
-        run_stage(eval_stage(model, cfg, out_dir, serve_cfg=serve_cfg, teacher_cfg=teacher_cfg))
+        run_stage(eval_stage(cfg, out_dir, model=model, serve_cfg=serve_cfg, teacher_cfg=teacher_cfg))
     finally:
         release_engines()
     return json.loads((Path(out_dir) / "summary.json").read_text())

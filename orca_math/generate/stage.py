@@ -146,7 +146,7 @@ def _by_flow(content: PartsContent, removed: list[tuple[str, str]]) -> dict[str,
     return {flow: dict(sorted(c.items())) for flow, c in sorted(table.items())}
 
 
-def generate_stage(cfg: GenerateConfig, out_dir: str | Path, progress: bool = True, name: str = "generate") -> Stage:
+def generate_stage(cfg: GenerateConfig, out_dir: str | Path, *, progress: bool = True, name: str = "generate") -> Stage:
     """The whole ``generate`` stage: seeds -> committed parts -> dedup, decontamination -> ``problems/``.
 
     A rerun after a crash, or with a larger ``limit``, runs only the seeds without a committed part.
@@ -211,7 +211,7 @@ def generate_stage(cfg: GenerateConfig, out_dir: str | Path, progress: bool = Tr
     return Stage(name, cfg, generate, out=Path(out_dir), inputs={"seeds": seeds_spec})
 
 
-def solve_stage(cfg: SolveStageConfig, out_dir: str | Path, progress: bool = True, name: str = "solve") -> Stage:
+def solve_stage(cfg: SolveStageConfig, out_dir: str | Path, *, progress: bool = True, name: str = "solve") -> Stage:
     """The ``solve`` stage: teacher solutions for an existing problem set (resumable like generate)."""
     data_spec = resolve_data_spec(cfg.data)
 
@@ -251,9 +251,9 @@ def solve_stage(cfg: SolveStageConfig, out_dir: str | Path, progress: bool = Tru
 
 def run_generate(cfg: GenerateConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     """:func:`generate_stage` on its own (manifest in ``out_dir``); returns its manifest entry."""
-    return dict(run_stage(generate_stage(cfg, out_dir, progress)))
+    return dict(run_stage(generate_stage(cfg, out_dir, progress=progress)))
 
 
 def run_solve(cfg: SolveStageConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
     """:func:`solve_stage` on its own (manifest in ``out_dir``); returns its manifest entry."""
-    return dict(run_stage(solve_stage(cfg, out_dir, progress)))
+    return dict(run_stage(solve_stage(cfg, out_dir, progress=progress)))

@@ -50,7 +50,7 @@ class JudgeBatches(CommitBatches):
                      "teacher_completion_tokens": sum(v["completion_tokens"] for v in verdicts)}
 
 
-def judge_stage(samples_path: str | Path, problems_path: str | Path, out_dir: str | Path, judge_cfg: JudgeConfig,
+def judge_stage(judge_cfg: JudgeConfig, out_dir: str | Path, *, samples: str | Path, problems: str | Path,
                 serve_cfg: JudgeServeConfig, teacher_cfg: TeacherConfig | None = None, name: str = "judge",
                 batch_size: int = 256, concurrency: int = 2) -> Stage:
     """Judge every sample into ``judgments.parquet/`` (+ ``quarantine.parquet/``). Starts the judge app if needed.
@@ -58,7 +58,7 @@ def judge_stage(samples_path: str | Path, problems_path: str | Path, out_dir: st
     Streams: samples are read by Ray Data and judged in batches, each batch committed as one
     part; a rerun after a crash judges only the samples not yet committed.
     """
-    samples_path, problems_path = str(samples_path), str(problems_path)
+    samples_path, problems_path = str(samples), str(problems)
 
     def judge(c: StageContext) -> dict:
         from orca_math.common.ray_runtime import ensure_ray
@@ -85,6 +85,6 @@ def run_judge(samples_path: str | Path, problems_path: str | Path, out_dir: str 
               serve_cfg: JudgeServeConfig, teacher_cfg: TeacherConfig | None = None, batch_size: int = 256,
               concurrency: int = 2) -> Path:
     """:func:`judge_stage` on its own (manifest in ``out_dir``); returns the judgments folder."""
-    run_stage(judge_stage(samples_path, problems_path, out_dir, judge_cfg, serve_cfg, teacher_cfg,
-                          batch_size=batch_size, concurrency=concurrency))
+    run_stage(judge_stage(judge_cfg, out_dir, samples=samples_path, problems=problems_path, serve_cfg=serve_cfg,
+                          teacher_cfg=teacher_cfg, batch_size=batch_size, concurrency=concurrency))
     return Path(out_dir) / "judgments.parquet"

@@ -70,7 +70,7 @@ class PracticeBatches(CommitBatches):
         return checked, {"problems": len(problems)}
 
 
-def practice_stage(model: str | Path, problems_path: str | Path, out_dir: str | Path, cfg: PracticeConfig,
+def practice_stage(cfg: PracticeConfig, out_dir: str | Path, *, model: str | Path, problems: str | Path,
                    name: str = "practice", model_name: str | None = None) -> Stage:
     """Sample ``cfg.decoding.n`` solutions per problem into ``samples.parquet/`` (+ ``quarantine.parquet/``).
 
@@ -79,7 +79,7 @@ def practice_stage(model: str | Path, problems_path: str | Path, out_dir: str | 
     ``model_name`` (default: ``model``) goes into each sample's id and ``model`` column; a run
     passes its label (``M1``) so ids do not depend on where the run folder lives.
     """
-    model, problems_path = str(model), str(problems_path)
+    model, problems_path = str(model), str(problems)
     model_name = model_name or model
 
     def practice(c: StageContext) -> dict:
@@ -109,7 +109,7 @@ def run_practice(model: str | Path, problems_path: str | Path, out_dir: str | Pa
                  model_name: str | None = None) -> Path:
     """:func:`practice_stage` on its own (manifest in ``out_dir``); returns the samples folder."""
     try:
-        run_stage(practice_stage(model, problems_path, out_dir, cfg, model_name=model_name))
+        run_stage(practice_stage(cfg, out_dir, model=model, problems=problems_path, model_name=model_name))
     finally:
         release_engines()
     return Path(out_dir) / "samples.parquet"

@@ -237,8 +237,8 @@ def write_preferences(problems_path: str | Path, samples_path: str | Path, judgm
                    "rows_restored": parts.summary(before).rows_in, "rows_computed": parts.summary(new).rows_in}
 
 
-def prefs_stage(problems_path: str | Path, samples_path: str | Path, judgments_path: str | Path,
-                out_dir: str | Path, cfg: PreferenceConfig, round_k: int = 1, name: str = "prefs") -> Stage:
+def prefs_stage(cfg: PreferenceConfig, out_dir: str | Path, *, problems: str | Path, samples: str | Path,
+                judgments: str | Path, round_k: int = 1, name: str = "prefs") -> Stage:
     """Write ``pairs.parquet/`` (DPO), ``kto.parquet/`` (KTO), ``positives.parquet/`` (the KTO examples
     labelled true, for rejection-sampling fine-tuning), ``quarantine.parquet/`` (folders of parts)
     and ``report.json``.
@@ -246,7 +246,8 @@ def prefs_stage(problems_path: str | Path, samples_path: str | Path, judgments_p
     Streams on Ray Data (see the module's docstring) and resumes: a rerun after a kill keeps the
     committed parts and builds only the problems they do not cover.
     """
-    inputs = {"problems": str(problems_path), "samples": str(samples_path), "judgments": str(judgments_path),
+    problems_path, samples_path, judgments_path = str(problems), str(samples), str(judgments)
+    inputs = {"problems": problems_path, "samples": samples_path, "judgments": judgments_path,
               "round": str(round_k)}  # the round is in every pair and example id
 
     def build(c: StageContext) -> dict:
@@ -264,5 +265,6 @@ def run_prefs(problems_path: str | Path, samples_path: str | Path, judgments_pat
               out_dir: str | Path, cfg: PreferenceConfig, round_k: int = 1) -> dict[str, Path]:
     """:func:`prefs_stage` on its own (manifest in ``out_dir``); returns its folders by name
     (``pairs``, ``kto``, ``positives``, ``quarantine``)."""
-    entry = run_stage(prefs_stage(problems_path, samples_path, judgments_path, out_dir, cfg, round_k))
+    entry = run_stage(prefs_stage(cfg, out_dir, problems=problems_path, samples=samples_path,
+                                  judgments=judgments_path, round_k=round_k))
     return {k: Path(v) for k, v in entry["outputs"].items()}

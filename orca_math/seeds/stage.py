@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from orca_math.common.records import write_parquet, write_quarantine
+from orca_math.common.runner import Stage
 from orca_math.common.schema import PROBLEM
+from orca_math.seeds.config import SeedsConfig
 from orca_math.seeds.readers import read_problems
 
 
@@ -15,3 +17,8 @@ def run_seeds(spec: str, limit: int | None, out_dir: Path) -> dict:
     write_parquet(out.rows, PROBLEM, out_dir / "problems.parquet")
     write_quarantine(out.quarantined, out_dir / "quarantine.parquet")
     return {"outputs": {"problems": str(out_dir / "problems.parquet")}, **out.counts()}
+
+
+def seeds_stage(cfg: SeedsConfig, out_dir: str | Path, *, name: str = "seeds") -> Stage:
+    """The recipe's ``seeds`` stage: ``cfg.seeds`` (its first ``cfg.seed_limit``) -> ``out_dir/problems.parquet``."""
+    return Stage(name, cfg, lambda c: run_seeds(cfg.seeds, cfg.seed_limit, c.out), out=Path(out_dir))

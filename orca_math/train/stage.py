@@ -1,5 +1,5 @@
-"""The training stages: ``sft_stage`` and ``preference_stage`` (what the recipe runs), and
-``run_sft`` / ``run_preference`` (the same stage on its own, for the commands).
+"""The training stages: ``sft_stage``, ``preference_stage`` and ``control_stage`` (the recipe's
+equal-compute SFT control), and ``run_sft`` / ``run_preference`` (a stage on its own, for the commands).
 
 Each one reads its input (the project's records, or your own data in one of TRL's dataset formats:
 JSONL, Parquet or a ``datasets`` folder; see ``core.py``), builds TRL rows (bad rows quarantined,
@@ -9,9 +9,8 @@ template) next to ``quarantine.parquet``, ``train_log.json`` and ``loss.png``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +19,7 @@ import pyarrow as pa
 
 from orca_math.common.manifest import RunManifest
 from orca_math.common.records import RowCountError, StageOutput, parquet_files, read_table, write_quarantine
-from orca_math.common.runner import Stage, StageContext, run_stage
+from orca_math.common.runner import Stage, StageContext, content_hash, run_stage
 from orca_math.common.schema import KTO_EXAMPLE, PREFERENCE_PAIR
 from orca_math.seeds import read_problems, resolve_data_spec
 from orca_math.seeds.readers import column_names, iter_rows, source_name
@@ -51,14 +50,6 @@ def model_ref(model: str | Path) -> str:
     """A local model folder as an absolute path (Ray workers run elsewhere), an HF id unchanged."""
     p = Path(model)
     return str(p.resolve()) if p.exists() else str(model)
-
-
-def rows_hash(rows: list[dict]) -> str:
-    """Hash of the exact training rows, so a resumed run can tell its data has not changed."""
-    h = hashlib.sha256()
-    for r in rows:
-        h.update(json.dumps(r, sort_keys=True, ensure_ascii=False).encode())
-    return h.hexdigest()[:16]
 
 
 def read_records(path: str | Path, schema: pa.Schema, limit: int | None = None) -> list[tuple[str, int, dict]]:
@@ -106,7 +97,7 @@ def _train_and_record(
     log.info("%s: %d training rows from %s, %d quarantined %s", c.name, len(built.rows), data, len(quarantined),
              reasons)
     train_log = fit_on_ray(algo, model, trl_columns(built.rows, TRL_COLUMNS[algo]), cfg, out_dir, resume=c.resume,
-                           run_name=c.name, data_hash=rows_hash(built.rows))
+                           run_name=c.name)
     title = c.name if c.name == algo else f"{c.name} ({algo})"
     plot = plot_curves(train_log["log_history"], out_dir / "loss.png", f"{title}, {len(built.rows)} rows")
     metrics = final_metrics(train_log)
@@ -132,13 +123,14 @@ def read_trl_dataset(spec: str, algo: str, tokenizer, limit: int | None, stage: 
     return trl_records(iter_rows(spec), algo, source_name(spec), chat_renderer(tokenizer), stage, limit)
 
 
-def sft_stage(model: str | Path, data: str | Path, out_dir: str | Path, cfg: SFTTrainConfig,
+def sft_stage(cfg: SFTTrainConfig, out_dir: str | Path, *, model: str | Path, data: str | Path,
               name: str = "sft") -> Stage:
     """SFT ``model`` on ``data`` -> ``out_dir``: problems (problem Parquet file/folder, GSM8K JSONL,
     gsm8k-train...) or your own TRL-format SFT data (``prompt``/``completion`` or ``messages``).
 
     A problem's completion is its ``reference_solution``; the loss covers only the completion's
-    tokens. A rerun after a crash continues from the last Ray Train checkpoint in ``out_dir``.
+    tokens. A rerun after a crash, or with a larger ``max_steps``, continues from the last Ray Train
+    checkpoint in ``out_dir``. The data's content is one of the stage's inputs: other data, a new run.
     """
     model, spec = model_ref(model), resolve_data_spec(str(data))
 
@@ -154,11 +146,13 @@ def sft_stage(model: str | Path, data: str | Path, out_dir: str | Path, cfg: SFT
         built = sft_rows(problems, cfg.prompt_template, count, cfg.max_prompt_length, cfg.max_length, stage=c.name)
         return _train_and_record("sft", c, model, spec, built, read.quarantined, read.rows_in, cfg)
 
-    return Stage(name, cfg, train, out=Path(out_dir), inputs={"model": model, "data": spec})
+    return Stage(name, cfg, train, out=Path(out_dir),
+                 inputs={"model": model, "data": spec, "data_content": lambda: content_hash(spec)})
 
 
-def preference_stage(algo: Literal["dpo", "kto", "rft"], model: str | Path, data: str | Path, out_dir: str | Path,
-                     cfg: DPOTrainConfig | KTOTrainConfig | SFTTrainConfig, name: str | None = None) -> Stage:
+def preference_stage(cfg: DPOTrainConfig | KTOTrainConfig | SFTTrainConfig, out_dir: str | Path, *,
+                     algo: Literal["dpo", "kto", "rft"], model: str | Path, data: str | Path,
+                     name: str | None = None) -> Stage:
     """One round's training from ``model`` -> ``out_dir``: DPO on preference pairs, KTO on KTO
     examples, or rejection-sampling fine-tuning (``rft``: SFT on positive KTO examples). ``data`` is
     the prefs stage's Parquet, or your own data in TRL's formats: ``prompt``/``chosen``/``rejected``
@@ -191,19 +185,80 @@ def preference_stage(algo: Literal["dpo", "kto", "rft"], model: str | Path, data
         return _train_and_record("sft" if algo == "rft" else algo, c, model, data, built, read_quarantined, rows_in,
                                  cfg)
 
-    return Stage(name or algo, cfg, train, out=Path(out_dir), inputs={"model": model, "data": data})
+    return Stage(name or algo, cfg, train, out=Path(out_dir),
+                 inputs={"model": model, "data": data, "data_content": lambda: content_hash(data)})
+
+
+def training_sequences(entry: dict, cfg: TrainConfigBase, algo: str) -> int:
+    """Sequences a finished training stage pushed through the policy (forward + backward).
+
+    A DPO example is two sequences (chosen and rejected), a KTO one too (the completion and the
+    mismatched completion of its KL estimate); an SFT or RFT example is one.
+    """
+    per_step = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * cfg.scaling.num_workers
+    return entry["metrics"]["global_step"] * per_step * (1 if algo in ("sft", "rft") else 2)
+
+
+def control_stage(cfg: SFTTrainConfig, out_dir: str | Path, *, model: str | Path, data: list[Path],
+                  rounds: list[str], rounds_cfg: TrainConfigBase, algo: str, merged: Path,
+                  name: str = "sft-control") -> Stage:
+    """The equal-compute control: ``model`` trained further with plain SFT (``cfg``) on ``data`` for as
+    many tokens (or sequences) as the training stages ``rounds`` (``algo`` with ``rounds_cfg``) used.
+
+    Its budget is read from the rounds' manifest entries when it runs. Several ``data`` files (the
+    problems each round practiced) are first written as one set to ``merged``.
+    """
+    import pyarrow.parquet as pq
+
+    from orca_math.common.records import atomic_path
+    from orca_math.common.schema import PROBLEM
+
+    model = model_ref(model)
+    sources = ",".join(map(str, data))
+
+    def train(c: StageContext) -> dict:
+        entries = [c.manifest.get(r) for r in rounds]
+        spent = sum(training_sequences(e, rounds_cfg, algo) for e in entries)
+        per_step = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * cfg.scaling.num_workers
+        # Equal compute is equal tokens where the rounds counted theirs (SFT-style rounds): the
+        # rounds' positives are shorter than the SFT set's problems (measured: the same 266 x 16
+        # sequences held 1.2x the rounds' tokens), so as many sequences would give the control more.
+        # Steps then only bound it (twice the sequences' steps: the tokens run out first, and the
+        # schedule is fitted to them). Another data order than M1's SFT, so the extra steps see
+        # mostly problems M1 has not. No time cap: the rounds already kept to theirs, and a control cut
+        # short by the clock (measured: 164 of 257 steps on a CPU where its steps were slower) would
+        # not be the equal-compute arm it is reported as.
+        counted = [e["metrics"].get("num_input_tokens_seen") for e in entries]
+        tokens = sum(counted) if algo == "rft" and all(counted) else None
+        steps = max(1, math.ceil(spent / per_step))
+        control_cfg = cfg.model_copy(update={"max_steps": 2 * steps if tokens else steps, "max_tokens": tokens,
+                                             "seed": cfg.seed + 1, "max_time_s": None})
+        problems = data[0]
+        if len(data) > 1:  # the rounds' practiced problems, one file per round: the control reads them as one set
+            problems = merged
+            merged.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(merged) as tmp, pq.ParquetWriter(tmp, PROBLEM) as writer:  # a batch in memory at a time
+                for batch in (b for path in data for b in pq.ParquetFile(path).iter_batches(batch_size=8192)):
+                    writer.write_batch(batch)
+        trained = sft_stage(control_cfg, c.out, model=model, data=problems, name=c.name).run(c)
+        return {**trained, "control_sequences": spent, "control_tokens": tokens,
+                "config": control_cfg.model_dump(mode="json")}
+
+    return Stage(name, cfg, train, out=Path(out_dir),
+                 inputs={"model": model, "data": sources,
+                         "data_content": lambda: ",".join(content_hash(p) for p in data)})
 
 
 def run_sft(model: str | Path, data: str | Path, out_dir: str | Path, cfg: SFTTrainConfig) -> Path:
     """:func:`sft_stage` on its own (manifest in ``out_dir``): skipped if done, resumed if interrupted."""
-    run_stage(sft_stage(model, data, out_dir, cfg))
+    run_stage(sft_stage(cfg, out_dir, model=model, data=data))
     return Path(out_dir)
 
 
 def run_preference(algo: Literal["dpo", "kto", "rft"], model: str | Path, data: str | Path, out_dir: str | Path,
                    cfg: DPOTrainConfig | KTOTrainConfig | SFTTrainConfig) -> Path:
     """:func:`preference_stage` on its own (manifest in ``out_dir``): skipped if done, resumed if interrupted."""
-    run_stage(preference_stage(algo, model, data, out_dir, cfg))
+    run_stage(preference_stage(cfg, out_dir, algo=algo, model=model, data=data))
     return Path(out_dir)
 
 

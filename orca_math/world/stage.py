@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orca_math.common.records import write_parquet, write_quarantine
+from orca_math.common.runner import Stage
 from orca_math.common.schema import PROBLEM
 from orca_math.world.config import WorldConfig
 from orca_math.world.core import Split, find_leaks, generate_problems
@@ -48,3 +49,9 @@ def write_world(cfg: WorldConfig, paths: dict[Split, Path], n: dict[Split, int] 
         "rows_quarantined": len(quarantined),
         **{split: len(o.rows) for split, o in made.items()},
     }
+
+
+def world_stage(cfg: WorldConfig, out_dir: str | Path, *, name: str = "world") -> Stage:
+    """The recipe's ``world`` stage: both splits into ``out_dir`` (see :func:`world_paths`)."""
+    train, test = world_paths(Path(out_dir))
+    return Stage(name, cfg, lambda c: write_world(cfg, {"train": train, "test": test}), out=Path(out_dir))
