@@ -5,7 +5,7 @@ import pytest
 from orca_math.cli import build_parser
 from orca_math.common.config import config_from_args, load_stage_config
 from orca_math.evaluate.config import EvalConfig
-from orca_math.generate.config import GenerateConfig, load_with_teacher
+from orca_math.generate.config import GenerateConfig
 from orca_math.judge.config import JudgeConfig
 from orca_math.run.recipe import StageConfigs
 from orca_math.serve.config import ServeConfig
@@ -71,7 +71,7 @@ def test_set_reaches_any_field_and_null_clears_one():
 
 def test_set_on_the_shared_teacher_reaches_the_stage_teacher():
     args = parse("generate", "--config", "tiny", "--out", "o", "--set", "teacher.max_retries=9")
-    assert load_with_teacher(GenerateConfig, config_from_args(args), "generate").teacher.max_retries == 9
+    assert load_stage_config(GenerateConfig, config_from_args(args), "generate").teacher.max_retries == 9
 
 
 def test_serve_judge_flags_set_three_sections():

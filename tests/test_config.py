@@ -176,3 +176,18 @@ def test_a_section_of_another_kind_replaces_the_bases(tmp_path):
     child = write(tmp_path / "child.yaml", "extends: tiny\nteacher: {kind: procedural, max_value: 40}\n")
     teacher = load_teacher_config(child)
     assert isinstance(teacher, ProceduralTeacherConfig) and teacher.max_value == 40
+
+
+def test_the_shared_teacher_section_merges_under_generate_and_solve_like_train_kind_included(tmp_path):
+    from orca_math.generate.config import GenerateConfig, SolveStageConfig
+    from orca_math.teacher.config import TeacherConfig
+
+    (tmp_path / "base.yaml").write_text("teacher: {base_url: 'http://a/v1', model: m1}\n"
+                                        "generate: {teacher: {max_tokens: 99}}\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nteacher: {kind: procedural, seed: 3}\n")
+    base = load_stage_config(GenerateConfig, tmp_path / "base.yaml", "generate").teacher
+    assert base == TeacherConfig(base_url="http://a/v1", model="m1", max_tokens=99)  # the section's key wins
+    assert load_stage_config(SolveStageConfig, tmp_path / "base.yaml", "solve").teacher.max_tokens == 1024
+    # Another kind replaces what is under it, in the section too: the child's word wins.
+    for cls, section in ((GenerateConfig, "generate"), (SolveStageConfig, "solve")):
+        assert load_stage_config(cls, tmp_path / "child.yaml", section).teacher == ProceduralTeacherConfig(seed=3)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from orca_math.common.config import load_stage_config
 from orca_math.common.contract import Flow, SeedOutput
 from orca_math.common.records import read_parquet
 from orca_math.common.schema import PROBLEM, QUARANTINE
-from orca_math.generate.config import ExecutionConfig, GenerateConfig, SolveStageConfig, load_with_teacher
+from orca_math.generate.config import ExecutionConfig, GenerateConfig, SolveStageConfig
 from orca_math.generate.parts import PartStore, PartStoreError
 from orca_math.generate.prompts import PROMPT_VERSION
 from orca_math.generate.scripted import ScriptedTeacher
@@ -86,10 +87,10 @@ def test_generate_config_takes_the_shared_teacher_section_and_flags_win(tmp_path
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("teacher: {base_url: 'http://a/v1', model: m1, max_tokens: 99}\n"
                         "generate: {teacher: {model: m2}, suggester_editor: {rounds: 3}}\n")
-    cfg = load_with_teacher(GenerateConfig, cfg_file, "generate", {"teacher.base_url": "http://b/v1"})
+    cfg = load_stage_config(GenerateConfig, cfg_file, "generate", {"teacher.base_url": "http://b/v1"})
     assert (cfg.teacher.base_url, cfg.teacher.model, cfg.teacher.max_tokens) == ("http://b/v1", "m2", 99)
     assert cfg.suggester_editor.rounds == 3
-    assert load_with_teacher(GenerateConfig, "default", "generate") == GenerateConfig()
+    assert load_stage_config(GenerateConfig, "default", "generate") == GenerateConfig()
 
 
 def test_final_pass_dedups_and_decontaminates_committed_parts_and_counts_by_flow(tmp_path, gsm8k_dir):
@@ -302,7 +303,7 @@ def test_generate_killed_mid_run_resumes_to_the_same_result_as_an_uninterrupted_
         assert not (killed / "manifest.json").exists() or \
             json.loads((killed / "manifest.json").read_text())["stages"]["generate"]["status"] == "running"
 
-        cfg = load_with_teacher(GenerateConfig, tmp_path / "job.yaml", "generate", {
+        cfg = load_stage_config(GenerateConfig, tmp_path / "job.yaml", "generate", {
             "seeds": "gsm8k-train", "limit": n, "teacher.base_url": ep.base_url, "teacher.model": "scripted"})
         resumed = run_generate(cfg, killed, progress=False)
         ep.reply.delay_s = 0.0

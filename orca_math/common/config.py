@@ -9,14 +9,17 @@ Files are layered, so a preset holds only what it changes:
 - ``extends: NAME`` (top level) names the base: a path relative to this file, or one
   :func:`resolve_config_path` finds (the working dir, or a preset in ``configs/``: ``extends: tiny``).
   A base may extend another; a cycle is a :class:`ConfigError`.
-- ``train:`` holds what the training sections ``sft``, ``dpo``, ``kto`` and ``rft`` share (the
-  fields of every trainer config: learning rate, batch, precision, ``scaling``...); it is merged
-  under each of them, so a key written in a section wins over ``train:`` in the same file.
-- Each file is expanded on its own (its ``train:`` under its training sections), then merged
+- Shared sections (:data:`SHARED_SECTIONS`), one rule for both: ``train:`` holds what the training
+  sections ``sft``, ``dpo``, ``kto`` and ``rft`` share (learning rate, batch, precision,
+  ``scaling``...) and is merged under each of them; ``teacher:`` (one endpoint for every stage) is
+  merged under ``generate.teacher`` and ``solve.teacher``. A key written in the section wins over
+  the shared one in the same file. ``train:`` is only that; ``teacher:`` is also a section itself
+  (the judge's and the run's teacher).
+- Each file is expanded on its own (its shared sections under their sections), then merged
   over its base: mappings merge key by key, recursively; a list, a scalar or ``null`` replaces the
-  base's value. The child's word always wins, ``train:`` included: a child's ``train.seed`` beats
-  the base's ``sft.seed``. A mapping that names another ``kind:`` than the base's (``teacher:
-  {kind: procedural}`` over an endpoint) replaces it, since each kind has its own keys.
+  base's value. The child's word always wins, shared sections included: a child's ``train.seed``
+  beats the base's ``sft.seed``. A mapping that names another ``kind:`` than the one under it
+  (``teacher: {kind: procedural}`` over an endpoint) replaces it, since each kind has its own keys.
 
 :func:`load_yaml` returns that flat result (no ``extends``, no ``train``), which is what every
 section loader reads. Command-line flags are one more layer on top (:class:`ConfigFile`, built by
@@ -90,10 +93,16 @@ def resolve_config_path(path: str | Path | ConfigFile) -> Path | ConfigFile:
 
 
 TRAIN_SECTIONS = ("sft", "dpo", "kto", "rft")
+# A shared section -> (the sections it is merged under, the key in them it is merged under (None: the
+# section itself), whether it stays a section of its own).
+SHARED_SECTIONS: dict[str, tuple[tuple[str, ...], str | None, bool]] = {
+    "train": (TRAIN_SECTIONS, None, False),
+    "teacher": (("generate", "solve"), "teacher", True),
+}
 
 
 def load_yaml(path: str | Path | ConfigFile) -> dict[str, Any]:
-    """Read a config file with its ``extends:`` chain and ``train:`` section resolved (a ConfigFile with its
+    """Read a config file with its ``extends:`` chain and shared sections resolved (a ConfigFile with its
     command-line settings over that); errors name the file."""
     p = resolve_config_path(path)
     return p.data() if isinstance(p, ConfigFile) else _resolve(p, ())
@@ -115,7 +124,7 @@ def _resolve(p: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     if p.resolve() in chain:
         names = " -> ".join(str(f) for f in (*chain, p.resolve()))
         raise ConfigError(p, "extends", f"cycle: {names}")
-    data = _expand_train(_read_yaml(p), p)
+    data = expand_shared(_read_yaml(p), p)
     base = data.pop("extends", None)
     if base is None:
         return data
@@ -136,17 +145,24 @@ def _base_path(base: str, child: Path) -> Path:
                                             "in the working dir and configs/)") from None
 
 
-def _expand_train(data: dict[str, Any], file: Path) -> dict[str, Any]:
-    """Merge the file's ``train:`` section under each of its training sections (creating them)."""
-    if "train" not in data:
-        return data
-    shared = data.pop("train") or {}
-    for key in ("train", *TRAIN_SECTIONS):
-        value = shared if key == "train" else data.get(key)
-        if value is not None and not isinstance(value, dict):
-            raise ConfigError(file, key, f"must be a mapping, got {type(value).__name__}")
-    for section in TRAIN_SECTIONS:
-        data[section] = deep_merge(shared, data.get(section) or {})
+def expand_shared(data: dict[str, Any], file: str | Path) -> dict[str, Any]:
+    """Merge each shared section of one file (``train:``, ``teacher:``) under the sections that share
+    it (creating them), the sections' own keys winning; see :data:`SHARED_SECTIONS`."""
+    for shared, (sections, key, kept) in SHARED_SECTIONS.items():
+        if shared not in data:
+            continue
+        value = (data[shared] if kept else data.pop(shared)) or {}
+        if not isinstance(value, dict):
+            raise ConfigError(file, shared, f"must be a mapping, got {type(value).__name__}")
+        for section in sections:
+            own = data.get(section) or {}
+            if not isinstance(own, dict):
+                raise ConfigError(file, section, f"must be a mapping, got {type(own).__name__}")
+            under = own if key is None else own.get(key) or {}
+            if not isinstance(under, dict):
+                raise ConfigError(file, f"{section}.{key}", f"must be a mapping, got {type(under).__name__}")
+            merged = _merge_value(value, under)
+            data[section] = merged if key is None else {**own, key: merged}
     return data
 
 
@@ -154,14 +170,16 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     """``override`` over ``base``: mappings merge recursively, anything else replaces; shares nothing with either."""
     out = copy.deepcopy(base)
     for key, value in override.items():
-        old = out.get(key)
-        other_kind = isinstance(value, dict) and "kind" in value and isinstance(old, dict) \
-            and old.get("kind") != value["kind"]
-        if isinstance(value, dict) and isinstance(old, dict) and not other_kind:
-            out[key] = deep_merge(old, value)
-        else:
-            out[key] = copy.deepcopy(value)
+        out[key] = _merge_value(out.get(key), value)
     return out
+
+
+def _merge_value(old: Any, new: Any) -> Any:
+    """``new`` over ``old``: two mappings merge unless ``new`` names another ``kind:``; else ``new``."""
+    other_kind = isinstance(new, dict) and "kind" in new and isinstance(old, dict) and old.get("kind") != new["kind"]
+    if isinstance(new, dict) and isinstance(old, dict) and not other_kind:
+        return deep_merge(old, new)
+    return copy.deepcopy(new)
 
 
 def validate_section(cls: type[T], data: dict[str, Any], file: str | Path, section: str) -> T:
@@ -235,7 +253,7 @@ class ConfigFile:
         layer: dict[str, Any] = {}
         for dotted, value in self.settings:
             set_dotted(layer, dotted, value)
-        return deep_merge(load_yaml(self.path) if self.path is not None else {}, _expand_train(layer, Path(SET_FLAG)))
+        return deep_merge(load_yaml(self.path) if self.path is not None else {}, expand_shared(layer, SET_FLAG))
 
     def __str__(self) -> str:
         flags = " ".join(f"{SET_FLAG} {key}={json.dumps(value)}" for key, value in self.settings)

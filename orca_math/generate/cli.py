@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from orca_math.common.config import add_config_flags, config_from_args
-from orca_math.generate.config import GenerateConfig, SolveStageConfig, load_with_teacher
+from orca_math.common.config import add_config_flags, config_from_args, load_stage_config
+from orca_math.generate.config import GenerateConfig, SolveStageConfig
 
 # Flags for the stage's own teacher (`<section>.teacher`, over the file's top-level `teacher:`) and workers.
 TEACHER_FLAGS = {"teacher.base_url": "--teacher-url", "teacher.model": "--teacher-model",
@@ -49,7 +49,7 @@ def _report(summary: dict, out: str) -> None:
 def run_generate_command(args: argparse.Namespace) -> int:
     from orca_math.generate.stage import run_generate
 
-    cfg = load_with_teacher(GenerateConfig, config_from_args(args), "generate")
+    cfg = load_stage_config(GenerateConfig, config_from_args(args), "generate")
     _report(run_generate(cfg, args.out, progress=not args.no_progress), args.out)
     return 0
 
@@ -57,6 +57,6 @@ def run_generate_command(args: argparse.Namespace) -> int:
 def run_solve_command(args: argparse.Namespace) -> int:
     from orca_math.generate.stage import run_solve
 
-    cfg = load_with_teacher(SolveStageConfig, config_from_args(args), "solve")
+    cfg = load_stage_config(SolveStageConfig, config_from_args(args), "solve")
     _report(run_solve(cfg, args.out, progress=not args.no_progress), args.out)
     return 0

@@ -7,20 +7,9 @@ cap, seeds kept in the output, decontamination against GSM8K test.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from pydantic import Field
 
-from orca_math.common.config import (
-    ConfigError,
-    StageConfig,
-    apply_overrides,
-    load_stage_config,
-    load_yaml,
-    resolve_config_path,
-    validate_section,
-)
+from orca_math.common.config import StageConfig
 from orca_math.seeds.config import DecontamConfig, DedupConfig
 from orca_math.teacher.config import AnyTeacherConfig, TeacherConfig
 
@@ -110,20 +99,3 @@ class SolveStageConfig(StageConfig):
     )
     solve: SolveConfig = Field(default_factory=lambda: SolveConfig(verify=False))
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
-
-
-def load_with_teacher(cls: type[GenerateConfig] | type[SolveStageConfig], path: str | Path | None, section: str,
-                      overrides: dict[str, Any] | None = None):
-    """Load ``section`` like ``load_stage_config``, its ``teacher`` defaulting to the file's top-level
-    ``teacher:`` section (one endpoint for every stage); keys under ``<section>.teacher`` win, and
-    ``overrides`` (command-line flags, dotted keys) win over both."""
-    if path is None:
-        return load_stage_config(cls, None, section, overrides)
-    file = resolve_config_path(path)
-    raw = load_yaml(file)
-    data, shared_teacher = raw.get(section) or {}, raw.get("teacher") or {}
-    for key, value in ((section, data), ("teacher", shared_teacher), (f"{section}.teacher", data.get("teacher") or {})):
-        if not isinstance(value, dict):
-            raise ConfigError(file, key, f"must be a mapping, got {type(value).__name__}")
-    data = {**data, "teacher": {**shared_teacher, **(data.get("teacher") or {})}}
-    return validate_section(cls, apply_overrides(data, overrides), file, section)

@@ -105,10 +105,10 @@ class StageConfigs:
             pref_train=load_stage_config(pref_cls, path, run.preference_algo),
         )
         if run.generate or run.solve:
-            from orca_math.generate.config import GenerateConfig, SolveStageConfig, load_with_teacher
+            from orca_math.generate.config import GenerateConfig, SolveStageConfig
 
-            cfgs.generate = load_with_teacher(GenerateConfig, path, "generate")
-            cfgs.solve = load_with_teacher(SolveStageConfig, path, "solve")
+            cfgs.generate = load_stage_config(GenerateConfig, path, "generate")
+            cfgs.solve = load_stage_config(SolveStageConfig, path, "solve")
         if run.world:
             from orca_math.world.config import WorldConfig
 
