@@ -33,7 +33,8 @@ EXISTING_FLAGS = [
      "--max-in-flight", "4", "--workers", "2", "--out", "o", "--no-progress"],
     ["solve", "--data", "d", "--limit", "2", "--teacher-url", "http://t/v1", "--out", "o"],
     ["world", "--split", "train", "--n", "4", "--seed", "3", "--out", "o.parquet"],
-    ["world-teach", "--seeds", "s", "--out", "o", "--rounds", "1", "--keep-all-rounds", "--include-seeds"],
+    ["generate", "--config", "demo", "--seeds", "s", "--out", "o", "--set", "generate.suggester_editor.rounds=1",
+     "--set", "generate.suggester_editor.keep_all_rounds=true", "--set", "generate.include_seeds=false"],
     ["demo", "--out", "o", "--seed", "7"],
     ["demo", "--compare", "runs/demo", "runs/demo-seed1"],
 ]

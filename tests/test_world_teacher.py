@@ -7,7 +7,6 @@ too (arithmetic lines, largest intermediate result, sentences), not only by the 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import random
@@ -17,8 +16,8 @@ import pytest
 from world_checks import EQUATION, recompute  # tests/ is on sys.path
 
 from orca_math.common.contract import Flow, Reason
-from orca_math.common.records import read_parquet, to_table
-from orca_math.common.schema import PROBLEM, QUARANTINE, stable_id
+from orca_math.common.records import to_table
+from orca_math.common.schema import PROBLEM, stable_id
 from orca_math.world.config import WorldConfig
 from orca_math.world.core import (
     add_distractor,
@@ -250,22 +249,18 @@ def test_solve_keeps_a_world_problem_with_its_answer_and_rejects_a_wrong_referen
     assert [q["reason"] for q in wrong.quarantined] == [Reason.WRONG_ANSWER]
 
 
-def test_world_teach_cli_writes_problems_quarantine_and_a_manifest_that_adds_up(tmp_path, seeds):
-    from orca_math.common.manifest import RunManifest
-    from orca_math.common.records import write_parquet
-    from orca_math.world import cli
+def test_generate_with_the_demo_config_runs_the_procedural_teacher_with_the_sections_settings():
+    from orca_math.cli import build_parser
+    from orca_math.common.config import config_from_args, load_stage_config
+    from orca_math.generate.backend import build_backend
+    from orca_math.generate.config import GenerateConfig
+    from orca_math.world.teacher import ProceduralBackend
 
-    seeds_file = write_parquet(seeds[:30], PROBLEM, tmp_path / "seeds.parquet")
-    parser = argparse.ArgumentParser()
-    cli.add_command(parser.add_subparsers())
-    args = parser.parse_args(["world-teach", "--seeds", str(seeds_file), "--out", str(tmp_path / "gen"),
-                              "--config", "demo", "--keep-all-rounds"])
-    assert args.func(args) == 0
-    entry = RunManifest(tmp_path / "gen" / "manifest.json").get("world-teach")
-    kept = read_parquet(tmp_path / "gen" / "problems", PROBLEM)
-    quarantined = read_parquet(tmp_path / "gen" / "quarantine", QUARANTINE)
-    assert entry["candidates"] == entry["kept"] + entry["quarantined"] == len(kept) + len(quarantined)
-    assert entry["seeds_in"] == 30 and entry["config"]["max_value"] == 40  # the demo preset's teacher
+    args = build_parser().parse_args(["generate", "--config", "demo", "--seeds", "s.parquet", "--out", "o",
+                                      "--set", "generate.suggester_editor.keep_all_rounds=true"])
+    cfg = load_stage_config(GenerateConfig, config_from_args(args), "generate")
+    assert isinstance(cfg.teacher, ProceduralTeacherConfig) and cfg.teacher.max_value == 40  # the demo's teacher
+    assert isinstance(build_backend(cfg), ProceduralBackend) and cfg.suggester_editor.keep_all_rounds
 
 
 # -------------------------------------------------- the seam with the LLM pipeline (orca_math/generate)
@@ -307,14 +302,10 @@ def test_an_endpoint_teacher_may_name_its_kind():
 
 
 def test_config_files_name_their_teacher_kind():
-    from orca_math.common.config import ConfigError
     from orca_math.teacher.config import TeacherConfig, load_teacher_config
-    from orca_math.world.cli import load_procedural_teacher
 
     assert isinstance(load_teacher_config("demo"), ProceduralTeacherConfig)
     assert isinstance(load_teacher_config("tiny"), TeacherConfig)
-    with pytest.raises(ConfigError, match="kind: procedural"):
-        load_procedural_teacher("tiny")
 
 
 def test_the_procedural_backend_runs_in_the_generate_pipelines_batch_runner(seeds):

@@ -342,8 +342,9 @@ class ProceduralSolveBackend:
 def teach_seeds(seeds: list[dict], cfg: ProceduralTeacherConfig, flows: FlowSettings = FlowSettings()) -> tuple[SeedOutput, int]:
     """:func:`expand_seed` over a whole seed set, then exact duplicates across seeds removed.
 
-    The ``generate`` pipeline does this last pass itself (with near duplicates); this is for
-    ``orca-math world-teach``. Returns the merged result and how many duplicates were removed.
+    The ``generate`` pipeline does this last pass itself (with near duplicates, over committed
+    parts); this is the same in one process, for a seed set in memory. Returns the merged result
+    and how many duplicates were removed.
     """
     total = SeedOutput()
     for seed in seeds:
