@@ -269,23 +269,27 @@ def _billed(fit: list[NodeType], request: dict[str, float], count: int) -> tuple
 
 
 def _check_memory(stage: str, estimate: Callable[[str], MemoryEstimate], fit: list[NodeType], plan: PlanConfig,
-                  problems: list[str]) -> MemoryEstimate | None:
+                  problems: list[str], notes: list[str]) -> MemoryEstimate | None:
     """The stage's estimate on every GPU type it may land on (``estimate(gpu)``), a reason per misfit;
-    returns the one on the smallest GPU."""
+    returns the one on the smallest GPU. An engine whose full batch does not fit still runs (vLLM
+    preempts sequences when its KV cache is full): a note, unless one max_model_len sequence does not fit."""
     gpus = sorted({n.gpu for n in fit if n.gpu} or ({plan.gpu} if plan.gpu in plan.gpu_memory_gib else set()),
                   key=lambda g: plan.gpu_memory_gib[g])
     shown = None
     for gpu in gpus:
         est = estimate(gpu)
         shown = shown or est
-        if not est.fits(plan.headroom):
-            where = ", ".join(n.name for n in fit if n.gpu == gpu) or "plan.gpu"
-            problems.append(
-                f"{stage}: does not fit: {est.describe()}; wants <= {(1 - plan.headroom) * est.capacity / GiB:.1f} "
-                f"GiB ({plan.headroom:.0%} headroom) on {where}")
+        where = ", ".join(n.name for n in fit if n.gpu == gpu) or "plan.gpu"
         if est.hard_minimum is not None and est.hard_minimum > est.capacity:
-            problems.append(f"{stage}: vLLM cannot start on {gpu}: weights and one max_model_len sequence take "
-                            f"{est.hard_minimum / GiB:.1f} GiB of {est.capacity / GiB:.1f}")
+            problems.append(f"{stage}: vLLM cannot start on {gpu} ({where}): weights, activations and one "
+                            f"max_model_len sequence take {est.hard_minimum / GiB:.1f} GiB of {est.capacity / GiB:.1f}")
+        elif not est.fits(plan.headroom):
+            line = (f"{stage}: does not fit: {est.describe()}; wants <= "
+                    f"{(1 - plan.headroom) * est.capacity / GiB:.1f} GiB ({plan.headroom:.0%} headroom) on {where}")
+            if est.hard_minimum is None:
+                problems.append(line)
+            else:
+                notes.append(line + ": vLLM runs fewer sequences at once (preempts) there")
     return shown
 
 
@@ -339,9 +343,9 @@ def plan_run(cfgs: Any, cluster: dict | None = None, plan: PlanConfig | None = N
             stages.append(_api(StagePlan(name, "head", note=f"{cfgs.judge.method}: {samples:,.0f} samples"),
                                samples * judge_calls, plan.judge_input_tokens, plan.judge_output_tokens, plan))
         elif name.startswith("eval-") or name.startswith("practice-"):
-            stages.append(_sampling_stage(name, cfgs, sizes, shape, nodes, plan, problems, judge_calls))
+            stages.append(_sampling_stage(name, cfgs, sizes, shape, nodes, plan, problems, notes, judge_calls))
         else:
-            stages.append(_training_stage(name, cfgs, sizes, shape, nodes, plan, problems))
+            stages.append(_training_stage(name, cfgs, sizes, shape, nodes, plan, problems, notes))
 
     problems += _teacher_problems(cfgs, nodes, plan)
     problems += _run_dir_problems(run_dir, cluster, plan)
@@ -359,7 +363,7 @@ def infeasible(cfgs: Any, cluster: dict | None = None, run_dir: str | None = Non
 
 
 def _sampling_stage(name: str, cfgs: Any, sizes: Sizes, shape: ModelShape | None, nodes: list[NodeType],
-                    plan: PlanConfig, problems: list[str], judge_calls: float) -> StagePlan:
+                    plan: PlanConfig, problems: list[str], notes: list[str], judge_calls: float) -> StagePlan:
     section_name = "eval" if name.startswith("eval-") else "practice"
     section = getattr(cfgs, section_name)
     engine, decoding = section.engine, section.decoding
@@ -378,7 +382,7 @@ def _sampling_stage(name: str, cfgs: Any, sizes: Sizes, shape: ModelShape | None
         if gpu in plan.gpu_memory_gib:
             stage.memory = _check_memory(name, lambda g: engine_memory(
                 engine, decoding, shape, g, plan.gpu_memory_gib[g], plan.prompt_tokens, plan.vllm_overhead_gib),
-                fit, plan, problems)
+                fit, plan, problems, notes)
             rate = plan.sample_tokens_per_s.get(gpu)
             if rate:
                 per_s = rate * _scale(plan, shape) * plan.sampler_efficiency * engine.concurrency
@@ -405,7 +409,7 @@ def training_examples(name: str, cfgs: Any, sizes: Sizes, plan: PlanConfig) -> t
 
 
 def _training_stage(name: str, cfgs: Any, sizes: Sizes, shape: ModelShape | None, nodes: list[NodeType],
-                    plan: PlanConfig, problems: list[str]) -> StagePlan:
+                    plan: PlanConfig, problems: list[str], notes: list[str]) -> StagePlan:
     algo, cfg, examples, per_example, factor = training_examples(name, cfgs, sizes, plan)
     if cfg.limit:
         examples = min(examples, cfg.limit)
@@ -425,7 +429,7 @@ def _training_stage(name: str, cfgs: Any, sizes: Sizes, shape: ModelShape | None
         return stage
     est = training_memory(algo, cfg, shape, True, plan.framework_overhead_gib)
     stage.memory = _check_memory(name, lambda g: replace(est, capacity=plan.gpu_memory_gib[g] * GiB, gpu=g),
-                                 fit, plan, problems)
+                                 fit, plan, problems, notes)
     node, stage.gpus, usd = _billed(fit, request, cfg.scaling.num_workers)
     stage.where = node.name if node else "GPU"
     gpu = node.gpu if node else plan.gpu
