@@ -1,0 +1,111 @@
+"""What the demo prints while it runs: one line per stage (``Progress``, with the few counts that say
+what it did and an estimate of the time left), while Ray's, vLLM's and TRL's own output goes to a
+log file (``LogsToFile``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+# Seconds each stage took in `make demo` on the committed config (D0 in docs/demo-results.md: a 2-core
+# AMD EPYC Zen 4 with native bf16; dpo and kto not measured there, taken as rft's), scaled by how fast
+# this machine has been so far: the time-left estimate. Stages not listed count as 5 s.
+REFERENCE_S = {"student": 6, "world": 6, "seeds": 1, "generate": 10, "sft": 193, "eval": 23, "practice": 57,
+               "judge": 8, "prefs": 2, "rft": 33, "dpo": 33, "kto": 33, "sft-control": 81}
+
+
+def stage_counts(stage: str, entry: dict) -> str:
+    """The few numbers that say what a finished stage did."""
+    if "accuracy" in entry:
+        return f"pass@1 {100 * entry['accuracy']:.1f}% on {entry.get('rows_in', '?')}"
+    m = entry.get("metrics") or {}
+    if "global_step" in m:
+        loss = m.get("last_loss")
+        prec = (entry.get("precision") or {})
+        how = "bf16" if prec.get("bf16") else "fp32" if prec else ""
+        return (f"{m['global_step']} steps, {entry.get('rows_out', entry.get('rows_in', '?'))} rows"
+                + (f", loss {loss:.3f}" if isinstance(loss, (int, float)) else "") + (f", {how}" if how else ""))
+    parts = []
+    for key, label in (("rows_in", "in"), ("rows_out", "out"), ("rows_quarantined", "quarantined"),
+                       ("samples", "samples"), ("correct", "correct")):
+        if key in entry:
+            parts.append(f"{entry[key]} {label}")
+    report = entry.get("report") or {}
+    if report.get("problems_mastered_skipped"):  # prefs.skip_mastered: what the round does not train on
+        parts.append(f"{report['problems_mastered_skipped']} of {report['problems']} problems mastered, left out")
+    return ", ".join(parts)
+
+
+class Progress:
+    """One line per stage on the terminal, with a running estimate of the time left."""
+
+    def __init__(self, planned: list[str], out: IO[str]):
+        self.planned, self.out, self.started = planned, out, time.perf_counter()
+        self.done: set[str] = set()
+        self.ran: set[str] = set()  # done here, not skipped: what this machine's pace is measured on
+        self.stage_started: dict[str, float] = {}
+
+    @staticmethod
+    def reference(stage: str) -> float:
+        return REFERENCE_S.get(stage, REFERENCE_S.get(stage.rsplit("-", 1)[0].split("-M")[0], 5))
+
+    def time_left(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        ref_done = sum(self.reference(s) for s in self.ran) or 1.0
+        ref_left = sum(self.reference(s) for s in self.planned if s not in self.done)
+        # Before anything real has run the reference is the best guess; after, this machine's pace.
+        pace = elapsed / ref_done if ref_done >= 20 else 1.0
+        return ref_left * pace
+
+    def __call__(self, event: str, stage: str, entry: dict) -> None:
+        now = time.perf_counter() - self.started
+        if event == "start":
+            self.stage_started[stage] = now
+            self._print(f"[{now:5.0f}s] {stage:<20} started   (about {self.time_left() / 60:.0f} min left)")
+            return
+        self.done.add(stage)
+        if event == "skip":
+            counts = stage_counts(stage, entry)
+            self._print(f"[{now:5.0f}s] {stage:<20} done before, skipped{': ' + counts if counts else ''}")
+            return
+        self.ran.add(stage)
+        took = now - self.stage_started.get(stage, now)
+        counts = stage_counts(stage, entry)
+        self._print(f"[{now:5.0f}s] {stage:<20} finished in {took:.0f}s{': ' + counts if counts else ''}"
+                    f"   (about {self.time_left() / 60:.0f} min left)")
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+
+class LogsToFile:
+    """Send everything written to this process's stdout/stderr (Ray's worker output, vLLM's and TRL's
+    logs, progress bars) to ``path``, at the file-descriptor level so child processes and C code follow;
+    ``terminal`` still reaches the screen."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> IO[str]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = os.dup(1), os.dup(2)
+        self.log = open(self.path, "a", buffering=1, encoding="utf-8")
+        os.dup2(self.log.fileno(), 1)
+        os.dup2(self.log.fileno(), 2)
+        self.terminal = os.fdopen(os.dup(self.saved[0]), "w", buffering=1, encoding="utf-8")
+        return self.terminal
+
+    def __exit__(self, *exc) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(self.saved[0], 1)
+        os.dup2(self.saved[1], 2)
+        for fd in self.saved:
+            os.close(fd)
+        self.terminal.close()
+        self.log.close()
