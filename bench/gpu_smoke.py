@@ -2,15 +2,18 @@
 resumed, with tokens/s and peak memory beside what `orca-math plan`'s memory model predicts.
 
 No Ray, no vLLM: the GPU machines have torch and transformers; TRL and the libraries it needs that
-are missing there (accelerate, datasets and theirs) come as wheels (``--wheels DIR``, each ``*.whl``
-put on ``sys.path``; ``pip download trl==1.16.0 accelerate==1.16.0 datasets -d DIR`` on a machine
-with an index). Per algorithm, two processes: the first trains and kills itself (SIGKILL) right after
-its checkpoint at step ``steps/2``; the second resumes from that checkpoint and runs to ``steps``.
+are missing there (accelerate, datasets and theirs) come as a folder of wheels (``--wheels DIR``),
+installed without an index into ``DIR/site``; fill it with ``pip download`` on a machine with an
+index, for the GPU machine's Python and platform. Per algorithm, two processes: the first trains and
+kills itself (SIGKILL) right after its checkpoint at step ``steps/2``; the second resumes from that
+checkpoint and runs to ``steps``.
+
 The report: the step the second resumed from and the one it ended at, its padded tokens/s (policy
-sequences x length, from the end of its first step), peak memory of the first's training before its
-checkpoint and of the resumed run (which adds loading the checkpoint); CUDA: the allocator's
-``max_memory_allocated``, which leaves out the CUDA context; CPU: peak RSS above the RSS before the
-trainer was built. Beside them the memory model's estimate without its framework overhead.
+sequences x length, from the end of its first step); the peak memory of the first's training before
+its checkpoint, and that peak above what the trainer held before its first step (the weights, the
+reference model, the data), each beside the memory model's same number (without its framework
+overhead); and the resumed run's peak (which adds loading the checkpoint). CUDA: the allocator's
+``max_memory_allocated``, which leaves out the CUDA context; CPU: RSS above the RSS after the imports.
 
     python bench/gpu_smoke.py                  # one GPU: ~440M-parameter Llama, bf16, batch 8 x 1024
     .venv/bin/python bench/gpu_smoke.py --tiny # CPU: ~22M parameters, fp32, batch 4 x 128
@@ -44,10 +47,17 @@ ALGOS = ("sft", "dpo", "kto")
 
 
 def add_wheels(folder: str | None) -> None:
-    """Put every wheel in ``folder`` on ``sys.path`` (pure-Python wheels import from the zip)."""
-    if folder:
-        for wheel in sorted(Path(folder).glob("*.whl")):
-            sys.path.insert(0, str(wheel))
+    """Make the wheels in ``folder`` importable: installed once (no index, no dependency resolution:
+    the folder must hold every missing package, binary ones included) into ``folder/site``."""
+    if not folder:
+        return
+    site = Path(folder) / "site"
+    if not site.is_dir():
+        wheels = sorted(str(w) for w in Path(folder).glob("*.whl"))
+        subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--target", str(site),
+                        *wheels], check=True)
+    sys.path.insert(0, str(site))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
 
 
 def rss_bytes() -> int:
@@ -93,8 +103,9 @@ def rows(algo: str, n: int, length: int) -> dict[str, list]:
             "label": [bool(i % 2) for i in range(n)]}
 
 
-def predicted_bytes(algo: str, shape: dict, on_gpu: bool) -> float:
-    """The plan's memory model for this run, without its framework overhead (not in either measurement)."""
+def predicted(algo: str, shape: dict, on_gpu: bool) -> tuple[float, float]:
+    """The plan's memory model for this run, without its framework overhead (in neither measurement):
+    (all of it, the part training adds to the loaded weights and reference model)."""
     from orca_math.plan.memory import ModelShape, training_memory
 
     model = ModelShape(shape["hidden"], shape["layers"], shape["intermediate"], shape["heads"], shape["kv_heads"],
@@ -103,7 +114,8 @@ def predicted_bytes(algo: str, shape: dict, on_gpu: bool) -> float:
                           model_dtype="float32", per_device_batch_size=shape["batch"], max_length=shape["length"],
                           gradient_checkpointing=True, attn_implementation=None, precompute_ref_log_probs=False,
                           fused_lm_head=True)
-    return training_memory(algo, cfg, model, on_gpu, overhead_gib=0.0).total
+    est = training_memory(algo, cfg, model, on_gpu, overhead_gib=0.0)
+    return est.total, est.total - est.parts["weights"] - est.parts.get("reference model", 0.0)
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -125,10 +137,13 @@ def worker(args: argparse.Namespace) -> int:
             return torch.cuda.max_memory_allocated()
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
 
+    def now() -> int:
+        return torch.cuda.memory_allocated() if on_gpu else rss_bytes() - baseline
+
     class Probe(TrainerCallback):
         def on_step_end(self, targs, state, control, **kw):
             if args.phase == "first" and state.global_step == half:  # before the save: training's own peak
-                (out / "first_peak.json").write_text(json.dumps({"peak_bytes": peak()}))
+                (out / "first_peak.json").write_text(json.dumps({"peak_bytes": peak(), "static_bytes": static}))
             timing.setdefault("first_step", state.global_step)
             if state.global_step == timing["first_step"]:  # time from the end of the first step (warm)
                 if on_gpu:
@@ -154,19 +169,24 @@ def worker(args: argparse.Namespace) -> int:
     trainer = trainer_cls(model=model, args=config, train_dataset=data,
                           processing_class=AutoTokenizer.from_pretrained(model), callbacks=[Probe()])
     if on_gpu:
+        trainer.model.to("cuda")  # what Trainer does at train(): the weights count as loaded, not trained
         torch.cuda.reset_peak_memory_stats()
+    static = now()  # weights, reference model, data: what the trainer holds before its first step
     trainer.train(resume_from_checkpoint=args.phase == "resume")
     if on_gpu:
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - timing["t0"]
     steps_timed = timing["last_step"] - timing["first_step"]
     seqs = shape["batch"] * (2 if algo == "dpo" else 1)
+    first = json.loads((out / "first_peak.json").read_text())
+    total, added = predicted(algo, shape, on_gpu)
     result = {"algo": algo, "resumed_from": timing["first_step"] - 1, "global_step": trainer.state.global_step,
               "tokens_per_s": steps_timed * seqs * shape["length"] / elapsed if steps_timed else 0.0,
-              "peak_bytes": json.loads((out / "first_peak.json").read_text())["peak_bytes"],
+              "peak_bytes": first["peak_bytes"], "static_bytes": first["static_bytes"],
               "resumed_peak_bytes": peak(), "reserved_bytes": torch.cuda.max_memory_reserved() if on_gpu else None,
-              "predicted_bytes": predicted_bytes(algo, shape, on_gpu), "device": torch.cuda.get_device_name(0)
-              if on_gpu else "CPU", "loss": trainer.state.log_history[-2].get("loss")}
+              "predicted_bytes": total, "predicted_added_bytes": added,
+              "device": torch.cuda.get_device_name(0) if on_gpu else "CPU",
+              "loss": trainer.state.log_history[-2].get("loss")}
     (out / "result.json").write_text(json.dumps(result))
     return 0
 
@@ -213,13 +233,17 @@ def main() -> int:
             results.append(r)
 
         mib = 2**20
-        print(f"\n{'algo':<5} {'resumed':>8} {'steps':>6} {'tokens/s':>10} {'peak MiB':>9} {'resumed':>8} "
-              f"{'model MiB':>10} {'peak/model':>10}  device")
+        # peak: the training's (first run, before its checkpoint); added: the peak above what the trainer
+        # held before its first step (weights, reference, data), beside the model's same two numbers
+        print(f"\n{'algo':<5} {'resumed':>7} {'steps':>5} {'tokens/s':>9} {'peak MiB':>9} {'model':>6} {'ratio':>5} "
+              f"{'added MiB':>9} {'model':>6} {'ratio':>5} {'resumed peak':>12}  device")
         for r in results:
-            print(f"{r['algo']:<5} {r['resumed_from']:>8} {r['global_step']:>6} {r['tokens_per_s']:>10,.0f} "
-                  f"{r['peak_bytes'] / mib:>9,.0f} {r['resumed_peak_bytes'] / mib:>8,.0f} "
-                  f"{r['predicted_bytes'] / mib:>10,.0f} {r['peak_bytes'] / r['predicted_bytes']:>10.2f}  "
-                  f"{r['device']}")
+            added = r["peak_bytes"] - r["static_bytes"]
+            print(f"{r['algo']:<5} {r['resumed_from']:>7} {r['global_step']:>5} {r['tokens_per_s']:>9,.0f} "
+                  f"{r['peak_bytes'] / mib:>9,.0f} {r['predicted_bytes'] / mib:>6,.0f} "
+                  f"{r['peak_bytes'] / r['predicted_bytes']:>5.2f} {added / mib:>9,.0f} "
+                  f"{r['predicted_added_bytes'] / mib:>6,.0f} {added / r['predicted_added_bytes']:>5.2f} "
+                  f"{r['resumed_peak_bytes'] / mib:>12,.0f}  {r['device']}")
         print(f"wall {time.perf_counter() - started:.0f} s")
         for line in failures:
             print(f"FAILED {line}", file=sys.stderr)

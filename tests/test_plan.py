@@ -264,3 +264,12 @@ def test_orca_math_plan_prints_the_stages_and_totals_and_exits_by_feasibility(cl
     err = capsys.readouterr().err
     assert "not runnable" in err and "sft: does not fit" in err
     assert yaml.safe_load(cluster_file.read_text())["available_node_types"]  # the file is untouched
+
+
+def test_without_a_cluster_file_plan_gpu_holds_every_gpu_stage():
+    plan = plan_run(preset("kto"), None, PlanConfig(gpu="A100-80GB"))
+    assert plan.problems == []
+    sft = next(s for s in plan.stages if s.name == "sft")
+    assert sft.memory.gpu == "A100-80GB" and sft.memory.capacity == 80 * 2**30
+    assert sft.gpus == 8 and sft.gpu_hours > 0 and sft.cost == 0  # no instance, no price
+    assert plan_run(preset("kto"), None).stages[2].memory is None  # no GPU type given: estimates only

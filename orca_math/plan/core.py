@@ -260,9 +260,10 @@ def _worker_request(cfg: Any, on_gpu: bool) -> dict[str, float]:
 
 
 def _billed(fit: list[NodeType], request: dict[str, float], count: int) -> tuple[NodeType | None, int, float]:
-    """(node type, GPUs billed, USD per hour) for ``count`` copies packed onto whole nodes of the first type."""
+    """(node type, GPUs billed, USD per hour) for ``count`` copies packed onto whole nodes of the first type;
+    without a cluster file, the GPUs the copies ask for, at no known price."""
     if not fit:
-        return None, 0, 0.0
+        return None, int(count * request.get("GPU", 0)), 0.0
     node = fit[0]
     nodes = math.ceil(count / max(node.holds(request), 1))
     return node, nodes * int(node.resources.get("GPU", 0)), nodes * (node.price_per_hour or 0.0)
