@@ -239,6 +239,11 @@ def test_a_self_hosted_teacher_that_can_take_a_sampler_gpu_is_refused(cluster):
     assert len(problems) == 1 and "teacher" in problems[0] and "gpu_sampler" in problems[0]
     # with fewer practice engines the teacher has a GPU of its own
     assert infeasible(preset("kto", **settings, **{"practice.engine.concurrency": 15}), cluster, SHARED_RUN) == []
+    # pinned to a node type the engines do not use, it takes none of theirs; pinned to nothing, it never starts
+    assert infeasible(preset("kto", **settings, **{"serve.teacher.resources": {"trainer": 1}}), cluster,
+                      SHARED_RUN) == []
+    nowhere = infeasible(preset("kto", **settings, **{"serve.teacher.resources": {"teacher": 1}}), cluster, SHARED_RUN)
+    assert len(nowhere) == 1 and "teacher's replicas" in nowhere[0] and "teacher: 1" in nowhere[0]
 
 
 def test_an_unknown_student_is_a_reason_not_a_crash(cluster):

@@ -475,17 +475,20 @@ def _teacher_problems(cfgs: Any, nodes: list[NodeType], plan: PlanConfig) -> lis
     if not on_gpu:
         return []
     teacher = {"GPU": float(serve.tensor_parallel_size), **(getattr(serve, "resources", None) or {})}
+    problems: list[str] = []
+    _placement("the self-hosted teacher's replicas", teacher, serve.max_replicas, nodes,
+               "serve.teacher.resources, .tensor_parallel_size or .max_replicas", problems)
     engine = cfgs.practice.engine
     engines = engine.model_copy(update={"use_gpu": True}).bundle()
     shared = [n for n in nodes if n.holds(teacher) and n.holds(engines)]
     room = sum(n.holds(engines) * n.max_workers for n in shared)
-    if shared and room < engine.concurrency + serve.max_replicas * math.ceil(
-            serve.tensor_parallel_size / max(engine.tensor_parallel_size, 1)):
-        return [f"the self-hosted teacher ({teacher}) can take a GPU on {', '.join(n.name for n in shared)}, whose "
-                f"{room} engine slots practice's {engine.concurrency} engines need: give serve.teacher a custom "
-                "resource only another node type advertises"
-                + ("" if hasattr(serve, "resources") else " (this version's serve.teacher has no resources field)")]
-    return []
+    taken = serve.max_replicas * math.ceil(serve.tensor_parallel_size / max(engine.tensor_parallel_size, 1))
+    if shared and room < engine.concurrency + taken:
+        problems.append(
+            f"the self-hosted teacher ({teacher}) can take a GPU on {', '.join(n.name for n in shared)}, whose "
+            f"{room} engine slots practice's {engine.concurrency} engines need: give serve.teacher.resources a "
+            "custom resource only another node type advertises")
+    return problems
 
 
 def _run_dir_problems(run_dir: str | None, cluster: dict | None, plan: PlanConfig) -> list[str]:
