@@ -246,9 +246,15 @@ def test_a_self_hosted_teacher_that_can_take_a_sampler_gpu_is_refused(cluster):
     assert len(nowhere) == 1 and "teacher's replicas" in nowhere[0] and "teacher: 1" in nowhere[0]
 
 
-def test_an_unknown_student_is_a_reason_not_a_crash(cluster):
-    problems = infeasible(preset("kto", **{"run.student": "someone/unknown-13b"}), cluster, SHARED_RUN)
-    assert len(problems) == 1 and "someone/unknown-13b" in problems[0] and "config.json" in problems[0]
+def test_an_unknown_student_or_gpu_leaves_memory_unchecked_without_stopping_the_run(cluster):
+    plan = plan_run(preset("kto", **{"run.student": "someone/unknown-13b"}), cluster, run_dir=SHARED_RUN)
+    assert plan.problems == [] and all(s.memory is None for s in plan.stages)
+    assert any("someone/unknown-13b" in n and "config.json" in n for n in plan.notes)
+    odd = {**cluster, "available_node_types": {**cluster["available_node_types"], "gpu_trainer": {
+        **cluster["available_node_types"]["gpu_trainer"], "node_config": {"InstanceType": "x9.huge"}}}}
+    plan = plan_run(preset("kto"), odd, run_dir=SHARED_RUN)
+    assert plan.problems == [] and any("plan.node_gpu.gpu_trainer" in n for n in plan.notes)
+    assert next(s for s in plan.stages if s.name == "sft").memory is None
 
 
 def test_the_tiny_recipe_on_one_machine_has_nothing_to_refuse():

@@ -70,9 +70,11 @@ def load_cluster(path: str | Path | None = None) -> dict | None:
     return data
 
 
-def node_types(cluster: dict, plan: PlanConfig) -> list[NodeType]:
-    """The cluster file's node types, each with its GPU (instance family or ``plan.node_gpu``) and price."""
+def node_types(cluster: dict, plan: PlanConfig, notes: list[str] | None = None) -> list[NodeType]:
+    """The cluster file's node types, each with its GPU (instance family or ``plan.node_gpu``) and price;
+    a GPU type plan does not know is a line in ``notes`` (that node type's memory goes unchecked)."""
     out = []
+    notes = [] if notes is None else notes
     for name, t in cluster["available_node_types"].items():
         resources = {k: float(v) for k, v in (t.get("resources") or {}).items()}
         instance = (t.get("node_config") or {}).get("InstanceType")
@@ -81,10 +83,13 @@ def node_types(cluster: dict, plan: PlanConfig) -> list[NodeType]:
             prefixes = sorted((p for p in plan.instance_gpus if instance.startswith(p)), key=len, reverse=True)
             gpu = plan.instance_gpus[prefixes[0]] if prefixes else None
         if resources.get("GPU") and gpu is None:
-            raise PlanError(f"node type {name} ({instance or 'no InstanceType'}) has GPUs of a type plan does not "
-                            f"know: --set plan.node_gpu.{name}=A100-40GB (or another of {sorted(plan.gpu_memory_gib)})")
+            notes.append(f"node type {name} ({instance or 'no InstanceType'}) has GPUs of a type plan does not know, "
+                         f"so memory there is not checked: --set plan.node_gpu.{name}=A100-40GB (or another of "
+                         f"{sorted(plan.gpu_memory_gib)})")
         if gpu is not None and gpu not in plan.gpu_memory_gib:
-            raise PlanError(f"node type {name}: GPU {gpu} has no memory figure: --set plan.gpu_memory_gib.{gpu}=GIB")
+            notes.append(f"node type {name}: GPU {gpu} has no memory figure, so memory there is not checked: "
+                         f"--set plan.gpu_memory_gib.{gpu}=GIB")
+            gpu = None
         price = plan.node_price_per_hour.get(name, plan.instance_price_per_hour.get(instance or ""))
         max_workers = 1 if name == cluster.get("head_node_type") else int(t.get("max_workers", 0))
         out.append(NodeType(name, resources, max_workers, instance, gpu,
@@ -314,13 +319,13 @@ def plan_run(cfgs: Any, cluster: dict | None = None, plan: PlanConfig | None = N
 
     plan = plan or PlanConfig()
     problems: list[str] = []
-    nodes = node_types(cluster, plan) if cluster else []
     sizes = data_sizes(cfgs, plan)
     notes = list(sizes.notes)
+    nodes = node_types(cluster, plan, notes) if cluster else []
     try:
         shape = student_shape(cfgs.run.student, cfgs.tiny_model)
-    except PlanError as e:
-        problems.append(str(e))
+    except PlanError as e:  # memory, hours and cost need the shape; the other checks do not
+        notes.append(f"{e}; memory, hours and node cost are not estimated")
         shape = None
     stages: list[StagePlan] = []
     judge_calls = {"exact": 0.0, "llm": 1.0, "exact_then_llm": plan.judge_undecided_fraction}[cfgs.judge.method]
