@@ -128,10 +128,11 @@ def _quarantine(out: Path) -> list[dict]:
     return _rows(out / "quarantine.parquet", QUARANTINE, lambda q: (q["reason"], q["raw"]))
 
 
-def _check_entry(entry: dict, expected_inputs: int, killed: bool) -> None:
-    assert entry["status"] == "done"
+def _check_entry(entry: dict, rows_in: int, killed: bool) -> None:
+    assert entry["status"] == "done" and entry["rows_in"] == rows_in
     assert entry["rows_in"] == entry["rows_out"] + entry["rows_quarantined"]
-    assert entry["rows_restored"] + entry["rows_computed"] == expected_inputs
+    assert entry["rows_restored"] + entry["rows_computed"] == entry["rows_in"]  # one unit, named
+    assert entry["row_unit"] == ("problems" if entry.get("accuracy") is not None else "samples")
     if killed:
         assert entry["rows_restored"] > 0 and entry["rows_computed"] > 0
     else:
@@ -156,7 +157,7 @@ def test_practice_killed_mid_way_resumes_to_the_uninterrupted_samples(problems, 
     assert {q["reason"] for q in _quarantine(ref)} == {"empty completion"}
     for out, was_killed in ((ref, False), (killed, True)):
         entry = RunManifest(out / "manifest.json").get("practice")
-        _check_entry(entry, N_PROBLEMS, was_killed)
+        _check_entry(entry, 4 * N_PROBLEMS, was_killed)  # in samples, like every count of practice
         assert entry["rows_in"] == 4 * N_PROBLEMS and entry["rows_quarantined"] == 4 * BLANK
 
 
@@ -206,5 +207,5 @@ def test_eval_killed_mid_way_resumes_to_the_uninterrupted_results(problems, tmp_
     assert want_summary["accuracy"] == sum(r["correct"] for r in want) / n
     for out, was_killed in ((ref, False), (killed, True)):
         entry = RunManifest(out / "manifest.json").get("eval")
-        _check_entry(entry, n, was_killed)
+        _check_entry(entry, N_PROBLEMS, was_killed)  # in problems, the quarantined blank ones included
         assert entry["rows_in"] == N_PROBLEMS

@@ -180,14 +180,18 @@ class CommitBatches:
 
 @dataclass
 class StreamResult:
-    """A streamed stage's counts: everything committed, and what this attempt found vs did."""
+    """A streamed stage's counts: everything committed, and of its rows in, how many this attempt
+    found committed (``rows_restored``) and how many it did (``rows_computed``): every count in
+    the one unit of ``rows_in``, so restored + computed == rows in."""
 
     summary: PartsSummary
     rows_restored: int
     rows_computed: int
 
-    def manifest_fields(self) -> dict[str, Any]:
-        return {**self.summary.counts(), "rows_restored": self.rows_restored, "rows_computed": self.rows_computed}
+    def manifest_fields(self, unit: str) -> dict[str, Any]:
+        """The manifest's counts, ``unit`` naming what one row is (``samples``, ``problems``)."""
+        return {**self.summary.counts(), "rows_restored": self.rows_restored, "rows_computed": self.rows_computed,
+                "row_unit": unit}
 
 
 def read_dataset(path: str | Path, columns: list[str] | None = None):
@@ -251,15 +255,16 @@ def stream_stage(input_path: str | Path, parts: StageParts, udf: type[CommitBatc
 
     removed = parts.remove_uncommitted()
     before = parts.committed()
-    restored = parts.summary(before).inputs
+    # A part that covers no input (a stage's read quarantine, written again by every attempt) is not restored work.
+    restored = parts.summary([n for n in before if pq.read_metadata(parts.commit_dir / n).num_rows])
     if before:
-        log.info("%s: resuming, %d rows in %d committed parts (%d stale files removed)",
-                 parts.data_dir, restored, len(before), removed)
+        log.info("%s: resuming, %d inputs in %d committed parts (%d stale files removed)",
+                 parts.data_dir, restored.inputs, len(before), removed)
     ds = read_dataset(input_path).map_batches(
         udf, fn_constructor_kwargs={"parts": parts, **udf_kwargs}, batch_size=batch_size, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=concurrency), **map_kwargs)
-    computed = 0
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        computed += sum(batch.column("inputs").to_pylist())
+    for _ in ds.iter_batches(batch_size=None, batch_format="pyarrow"):  # each batch is one part, committed
+        pass
     parts.finish()
-    return StreamResult(parts.summary(), restored, computed)
+    total = parts.summary()
+    return StreamResult(total, restored.rows_in, total.rows_in - restored.rows_in)

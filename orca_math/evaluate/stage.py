@@ -104,13 +104,14 @@ def eval_stage(cfg: EvalConfig, out_dir: str | Path, *, model: str | Path, name:
             "completion_tokens": s.stats["completion_tokens"],
             "rows_restored": result.rows_restored,
             "rows_computed": result.rows_computed,
+            "row_unit": "problems",
             "wall_s": round(time.perf_counter() - started, 3),
         }
         (c.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return {"engine": engine.choice_record(),
                 "outputs": {"results": str(parts.data_dir), "quarantine": str(parts.quarantine_dir),
                             "summary": str(c.out / "summary.json")},
-                "accuracy": summary["accuracy"], **result.manifest_fields()}
+                "accuracy": summary["accuracy"], **result.manifest_fields("problems")}
 
     # The eval set as named (gsm8k-test), not where this machine keeps it: a run folder moved to
     # another machine keeps its evals.

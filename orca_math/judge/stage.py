@@ -74,7 +74,7 @@ def judge_stage(judge_cfg: JudgeConfig, out_dir: str | Path, *, samples: str | P
                  result.summary.rows_out, stats["correct"], result.summary.rows_quarantined,
                  result.rows_restored, result.rows_computed)
         return {"outputs": {"judgments": str(parts.data_dir), "quarantine": str(parts.quarantine_dir)},
-                "correct": stats["correct"], **result.manifest_fields(),
+                "correct": stats["correct"], **result.manifest_fields("samples"),
                 "teacher_tokens": {"prompt": stats["teacher_prompt_tokens"],
                                    "completion": stats["teacher_completion_tokens"]}}
 

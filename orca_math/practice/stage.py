@@ -98,7 +98,7 @@ def practice_stage(cfg: PracticeConfig, out_dir: str | Path, *, model: str | Pat
              "prompt_template": cfg.prompt_template, "model_name": model_name},
             batch_size=engine.batch_size, concurrency=engine.concurrency, num_cpus=0)  # the hosts hold the engines
         return {"outputs": {"samples": str(parts.data_dir), "quarantine": str(parts.quarantine_dir)},
-                "problems": n_problems, "engine": engine.choice_record(), **result.manifest_fields()}
+                "problems": n_problems, "engine": engine.choice_record(), **result.manifest_fields("samples")}
 
     # The model's name is in every sample id: another name, other samples.
     return Stage(name, cfg, practice, out=Path(out_dir),

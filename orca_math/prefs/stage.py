@@ -234,7 +234,8 @@ def write_preferences(problems_path: str | Path, samples_path: str | Path, judgm
     paths = {key: out_dir / folder for key, folder in OUTPUTS.items()}
     return paths, {"report": report, "rows_in": rows_in, "rows_out": total.rows_out,
                    "rows_quarantined": total.rows_quarantined, "quarantine_reasons": dict(total.quarantine_reasons),
-                   "rows_restored": parts.summary(before).rows_in, "rows_computed": parts.summary(new).rows_in}
+                   "rows_restored": parts.summary(before).rows_in, "rows_computed": parts.summary(new).rows_in,
+                   "row_unit": "samples"}
 
 
 def prefs_stage(cfg: PreferenceConfig, out_dir: str | Path, *, problems: str | Path, samples: str | Path,
