@@ -216,9 +216,10 @@ def deploy_and_wait(app, name: str, route_prefix: str, timeout_s: float, ready_u
                                   f"{' + '.join(describe(b) for b in bundles)}" for dep, bundles in pending.items())
                 _give_up(name, f"Serve app {name!r} not ready after {waited:.0f} s: {never} (no node had it free "
                                f"and no autoscaler added one); free those resources or raise {timeout_setting}")
-            _give_up(name, f"Serve app {name!r} not ready after {waited:.0f} s, its replicas placed but still "
-                           f"starting (raise {timeout_setting} for a model that loads slower): "
-                           f"{_deployment_report(name)}")
+            # No placement group pending: the replicas are loading, or (those without a group, such
+            # as the judge's) waiting for a node, which Serve's message says after 30 s.
+            _give_up(name, f"Serve app {name!r} not ready after {waited:.0f} s (raise {timeout_setting} for a "
+                           f"model that loads slower): {_deployment_report(name)}")
         time.sleep(0.5)
 
 
