@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from orca_math.common.config import StageConfig
 from orca_math.common.capacity import Capacity, check_feasible, cluster_capacity
+from orca_math.common.config import StageConfig
 from orca_math.common.hardware import Auto, choose_vllm_dtype, resolve_use_gpu, this_machine
 from orca_math.common.prompts import DEFAULT_STOP
 
@@ -93,7 +93,7 @@ class VLLMEngineConfig(StageConfig):
 
     execution_fields = frozenset({"use_gpu", "tensor_parallel_size", "gpu_memory_utilization", "num_cpus_per_engine",
                                   "cpu_kvcache_space_gib", "concurrency", "batch_size", "enforce_eager",
-                                  "in_process_engine", "resources", "canned_delay_s"})
+                                  "in_process_engine", "resources", "canned_delay_s", "start_timeout_s"})
 
     kind: Literal["vllm", "canned"] = Field(
         "vllm", description="vllm: the real engine. canned: deterministic canned completions, no model "
@@ -133,6 +133,10 @@ class VLLMEngineConfig(StageConfig):
         description="Ray custom resources each engine reserves, e.g. {sampler: 1}: engines then run only on "
         "nodes that advertise them (cluster.yaml's sampler nodes). CPUs/GPUs come from the fields above.",
     )
+    start_timeout_s: float | None = Field(
+        None, gt=0, description="Give up when the engine hosts have not all started by then, naming the resource "
+        "that never came. None: 1,200 s where an autoscaler may boot a cold GPU node, 120 s on a fixed cluster.",
+    )
 
     @model_validator(mode="after")
     def _tp_needs_gpus(self) -> "VLLMEngineConfig":
@@ -158,12 +162,18 @@ class VLLMEngineConfig(StageConfig):
             check_max_model_len(self.model, self.max_model_len, "engine.max_model_len")
         capacity = cluster_capacity() if capacity is None else capacity
         engine = self.model_copy(update={"use_gpu": resolve_use_gpu(self.use_gpu, capacity)})
-        per_engine = ({"GPU": float(engine.tensor_parallel_size)} if engine.use_gpu
-                      else {"CPU": engine.num_cpus_per_engine})
-        check_feasible(f"{engine.concurrency} vLLM engine(s)", {**per_engine, **engine.resources},
+        check_feasible(f"{engine.concurrency} vLLM engine(s)", engine.bundle(),
                        engine.concurrency, "engine.use_gpu, engine.concurrency, engine.num_cpus_per_engine, "
                        "engine.tensor_parallel_size or engine.resources", capacity)
         return engine
+
+    def bundle(self) -> dict[str, float]:
+        """What one engine takes on one node (``use_gpu`` decided): its host actor, or its whole
+        STRICT_PACK tensor-parallel group."""
+        if not self.use_gpu:
+            return {"CPU": self.num_cpus_per_engine, **self.resources}
+        tp = float(self.tensor_parallel_size)
+        return {"CPU": tp, "GPU": tp, **self.resources}
 
     def on_this_machine(self) -> "VLLMEngineConfig":
         """This config with ``use_gpu`` and ``dtype`` decided for the process that builds the engine."""
