@@ -77,15 +77,17 @@ class Stage:
     # engine host), "gpu_engines" (the hosts on GPUs), "judge" (the judge's Serve replicas).
     frees: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.frees) - set(FREES))
+        if unknown:  # a typo would otherwise leave the resources held, and the stage waiting for them
+            raise ValueError(f"stage {self.name}: frees {unknown}: unknown (known: {', '.join(FREES)})")
+
 
 FREES = ("engines", "gpu_engines", "judge")
 
 
 def free(what: tuple[str, ...]) -> None:
-    """Release what a stage declares in ``Stage.frees`` (engine hosts, the judge), in that order."""
-    unknown = set(what) - set(FREES)
-    if unknown:
-        raise ValueError(f"Stage.frees: unknown {sorted(unknown)} (known: {', '.join(FREES)})")
+    """Release what a stage declares in ``Stage.frees`` (engine hosts, the judge)."""
     if "engines" in what or "gpu_engines" in what:
         from orca_math.common.sampling.hosts import release_engines
 
