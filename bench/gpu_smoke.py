@@ -118,6 +118,56 @@ def predicted(algo: str, shape: dict, on_gpu: bool) -> tuple[float, float]:
     return est.total, est.total - est.parts["weights"] - est.parts.get("reference model", 0.0)
 
 
+def plain_steps(shape: dict, on_gpu: bool, checkpointing: bool) -> tuple[float, float]:
+    """Three plain torch training steps (AdamW, the model's own loss over full logits) of the same Llama:
+    (measured peak above the built model, the memory model's gradients + Adam + activations + logits)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from orca_math.plan.memory import ModelShape, training_memory
+
+    def build(**kw):
+        model = LlamaForCausalLM(LlamaConfig(tie_word_embeddings=False, **kw)).to("cuda" if on_gpu else "cpu")
+        model.train()
+        return model, torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+    def step(model, opt, ids):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    device = "cuda" if on_gpu else "cpu"
+    # a throwaway step first: the math libraries' code and buffers belong in the baseline
+    warm, warm_opt = build(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                           num_attention_heads=2, num_key_value_heads=2)
+    step(warm, warm_opt, torch.randint(0, 512, (2, 16), device=device))
+    del warm, warm_opt
+    model, opt = build(vocab_size=shape["vocab"], hidden_size=shape["hidden"], intermediate_size=shape["intermediate"],
+                       num_hidden_layers=shape["layers"], num_attention_heads=shape["heads"],
+                       num_key_value_heads=shape["kv_heads"])
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    ids = torch.randint(0, shape["vocab"], (shape["batch"], shape["length"]), device=device)
+    if on_gpu:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = rss_bytes()
+    for _ in range(3):
+        step(model, opt, ids)
+    measured = (torch.cuda.max_memory_allocated() if on_gpu
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) - base
+    cfg = SimpleNamespace(scaling=SimpleNamespace(num_workers=1), deepspeed=None, fsdp=None, bf16=on_gpu, fp16=False,
+                          model_dtype="float32", per_device_batch_size=shape["batch"], max_length=shape["length"],
+                          gradient_checkpointing=checkpointing, attn_implementation=None, fused_lm_head=False)
+    est = training_memory("sft", cfg, ModelShape(shape["hidden"], shape["layers"], shape["intermediate"],
+                                                 shape["heads"], shape["kv_heads"], shape["vocab"]), on_gpu, 0.0)
+    return measured, est.total - est.parts["weights"]
+
+
 def worker(args: argparse.Namespace) -> int:
     """One training process: ``first`` kills itself after the mid-run checkpoint, ``resume`` finishes."""
     import torch
@@ -198,17 +248,24 @@ def main() -> int:
     p.add_argument("--dir", default=None, help="work folder (default: a temp folder, deleted)")
     p.add_argument("--wheels", default=None, help="folder of wheels (trl, accelerate, datasets...) to import from")
     p.add_argument("--algos", default=",".join(ALGOS), help="comma-separated subset of sft,dpo,kto")
+    p.add_argument("--plain", choices=("gc", "nogc"), help=argparse.SUPPRESS)
     p.add_argument("--worker", choices=ALGOS, help=argparse.SUPPRESS)
     p.add_argument("--phase", choices=("first", "resume"), help=argparse.SUPPRESS)
     args = p.parse_args()
     add_wheels(args.wheels)
     if args.worker:
         return worker(args)
+    shape = SHAPES["tiny" if args.tiny else "gpu"]
+    if args.plain:
+        import torch
+
+        measured, model = plain_steps(shape, torch.cuda.is_available() and not args.tiny, args.plain == "gc")
+        print(json.dumps({"measured": measured, "model": model}))
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="gpu_smoke-") as tmp:
         folder = Path(args.dir or tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        shape = SHAPES["tiny" if args.tiny else "gpu"]
         started = time.perf_counter()
         build_model(folder / "model", shape)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -244,6 +301,15 @@ def main() -> int:
                   f"{r['peak_bytes'] / r['predicted_bytes']:>5.2f} {added / mib:>9,.0f} "
                   f"{r['predicted_added_bytes'] / mib:>6,.0f} {added / r['predicted_added_bytes']:>5.2f} "
                   f"{r['resumed_peak_bytes'] / mib:>12,.0f}  {r['device']}")
+        # each in a fresh process: a peak counter cannot be reset on CPU
+        for mode in ("gc", "nogc"):
+            cmd = [sys.executable, __file__, "--plain", mode] + (["--tiny"] if args.tiny else [])
+            line = subprocess.run(cmd, env=env, capture_output=True, text=True).stdout.strip().splitlines()
+            if line:
+                m = json.loads(line[-1])
+                print(f"plain torch steps, checkpointing {'on' if mode == 'gc' else 'off'}: peak above the built model "
+                      f"{m['measured'] / mib:,.0f} MiB, model {m['model'] / mib:,.0f} MiB "
+                      f"({m['measured'] / m['model']:.2f}x)")
         print(f"wall {time.perf_counter() - started:.0f} s")
         for line in failures:
             print(f"FAILED {line}", file=sys.stderr)
