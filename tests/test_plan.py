@@ -284,3 +284,25 @@ def test_without_a_cluster_file_plan_gpu_holds_every_gpu_stage():
     assert sft.memory.gpu == "A100-80GB" and sft.memory.capacity == 80 * 2**30
     assert sft.gpus == 8 and sft.gpu_hours > 0 and sft.cost == 0  # no instance, no price
     assert plan_run(preset("kto"), None).stages[2].memory is None  # no GPU type given: estimates only
+
+
+def test_orca_math_run_on_a_head_node_refuses_what_plan_refuses_before_starting_ray(cluster_file, tmp_path,
+                                                                                     monkeypatch, capsys):
+    """On a head node (`ray up` left ~/ray_bootstrap_config.yaml) a run folder outside the shared
+    mount ends `orca-math run` in one line, before Ray or any stage starts."""
+    import sys
+    import time
+
+    from orca_math.cli import main
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "ray_bootstrap_config.yaml").write_text(cluster_file.read_text())
+    monkeypatch.setenv("HOME", str(home))
+    started = time.monotonic()
+    assert main(["run", "--config", str(MISTRAL), "--out", str(tmp_path / "run")]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("orca-math run failed: InfeasibleRunError: ") and "not under a path the cluster shares" in last
+    assert last.endswith("fix the config, then rerun")
+    assert time.monotonic() - started < 30 and not (tmp_path / "run" / "manifest.json").exists()
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()

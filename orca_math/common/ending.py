@@ -88,7 +88,7 @@ def unfinished_stage(folder: Path | None) -> str | None:
 
 def what_next(error_type: str) -> str:
     """What to do before rerunning: fix the config or the data, or bring the teacher back."""
-    if error_type == "ConfigError":
+    if error_type in ("ConfigError", "ContextLengthError", "InfeasibleRunError", "StorageError", "ClusterTooSmallError"):
         return "fix the config, then rerun"
     if error_type == "RecordError":
         return f"fix that record, then {RESUME}"

@@ -358,6 +358,18 @@ def plan_run(cfgs: Any, cluster: dict | None = None, plan: PlanConfig | None = N
     return Plan(stages, problems, notes, sizes, shape)
 
 
+class InfeasibleRunError(ValueError):
+    """The run, as configured, cannot go on this cluster (``infeasible`` says why)."""
+
+
+def check_runnable(cfgs: Any, run_dir: str | Path, config: str | Path) -> None:
+    """Raise :class:`InfeasibleRunError` with every reason ``infeasible`` finds, before anything is spent:
+    against the head node's cluster file where `ray up` left one, else this machine."""
+    problems = infeasible(cfgs, load_cluster(), str(run_dir))
+    if problems:
+        raise InfeasibleRunError("; ".join(problems) + f" (orca-math plan --config {config} shows the whole plan)")
+
+
 def infeasible(cfgs: Any, cluster: dict | None = None, run_dir: str | None = None,
                plan: PlanConfig | None = None) -> list[str]:
     """Every reason the run ``cfgs`` cannot run on ``cluster`` into ``run_dir``, one line each; [] when it can.

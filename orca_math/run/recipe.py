@@ -132,6 +132,9 @@ def run_pipeline(config: str | Path, run_dir: str | Path, overrides: dict[str, A
     cfgs = StageConfigs.load(config, overrides)
     run_dir = Path(run_dir).resolve()  # Ray workers run in other folders: paths must not be relative
     run_dir.mkdir(parents=True, exist_ok=True)
+    from orca_math.plan.core import check_runnable
+
+    check_runnable(cfgs, run_dir, config)  # what `orca-math plan` refuses, refused before anything starts
     runner = Runner(run_dir, export_metrics=True, on_event=on_event)
     runner.manifest.data["config_file"] = str(config)
     ensure_ray()
