@@ -80,6 +80,14 @@ class SimCluster:
         return self.root / "scratch" / node_type
 
     def start(self) -> "SimCluster":
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
         for node_type, resources in NODE_TYPES.items():
             self.scratch(node_type).mkdir(parents=True, exist_ok=True)
             env = {**self.env, "RAY_NODE_TYPE_NAME": node_type, "ORCA_MATH_SCRATCH": str(self.scratch(node_type))}
@@ -101,7 +109,6 @@ class SimCluster:
             if node_type == "head":
                 self._wait_for_dashboard()
             self._wait_for_nodes(len(self.procs))
-        return self
 
     def _wait_for_dashboard(self, timeout_s: float = 90) -> None:
         deadline = time.monotonic() + timeout_s

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from answer_forms import (FORMS, SHAPES, WRAPPERS, expression, gold_text, perturbations, render,  # tests/ is on sys.path
-                          wrap)
+from answer_forms import (  # tests/ is on sys.path
+    FORMS,
+    SHAPES,
+    WRAPPERS,
+    expression,
+    gold_text,
+    perturbations,
+    render,
+    wrap,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from cluster_sim import SimCluster
-from orca_math.common.manifest import RunManifest
+from test_metrics import scrape, wait_for
 from test_pipeline_run import STAGES, small_run_config
+
+from orca_math.common.manifest import RunManifest
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +34,13 @@ def cluster(tmp_path_factory, gsm8k_dir):
     sim.stop()
 
 
-def cluster_config(path: Path) -> Path:
+def cluster_config(path: Path, gsm8k_dir: Path) -> Path:
     """The test-size recipe with cluster.yaml's placement: engines on ``sampler``, two training
-    workers on ``trainer`` (configs/orca_math_mistral7b.yaml's shape without GPUs)."""
+    workers on ``trainer`` (configs/orca_math_mistral7b.yaml's shape without GPUs). Data paths are
+    absolute: the job runs from an uploaded copy of the repo, beside no shared/ folder."""
     cfg = yaml.safe_load(small_run_config(path).read_text())
+    cfg["run"]["seeds"] = str(gsm8k_dir / "train.jsonl")
+    cfg["eval"]["data"] = str(gsm8k_dir / "test.jsonl")
     for section in ("eval", "practice"):
         cfg[section]["engine"].update(resources={"sampler": 1}, concurrency=1)
     for section in ("sft", "kto"):
@@ -46,23 +50,25 @@ def cluster_config(path: Path) -> Path:
     return path
 
 
-def wait_for_stage(manifest: Path, stage: str, timeout: float) -> None:
+def wait_for_stage(job, manifest: Path, stage: str, timeout: float) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if manifest.exists() and (RunManifest(manifest).get(stage) or {}).get("status") == "running":
             return
+        if job.poll() is not None:
+            pytest.fail(f"the job ended before {stage} started:\n" + job.communicate()[0][-4000:])
         time.sleep(0.5)
     pytest.fail(f"{stage} never started")
 
 
-def test_the_recipe_runs_across_node_types_and_a_stopped_job_resumes(cluster, tmp_path):
+def test_the_recipe_runs_across_node_types_and_a_stopped_job_resumes(cluster, tmp_path, gsm8k_dir):
     from ray.util.state import list_actors, list_nodes
 
-    config = cluster_config(tmp_path / "run.yaml")
+    config = cluster_config(tmp_path / "run.yaml", gsm8k_dir)
     run_dir = cluster.root / "runs" / "r1"
     args = ("ray_jobs/run.py", "--config", str(config), "--out", str(run_dir))
     first = cluster.job(*args, submission_id="run-1", wait=False)
-    wait_for_stage(run_dir / "manifest.json", "kto-1", timeout=600)
+    wait_for_stage(first, run_dir / "manifest.json", "kto-1", timeout=900)
     time.sleep(4)  # into training: workers up, steps under way
     stopped = cluster.ray("job", "stop", "--address", cluster.address, "run-1")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
@@ -78,6 +84,10 @@ def test_the_recipe_runs_across_node_types_and_a_stopped_job_resumes(cluster, tm
     for name in STAGES[:STAGES.index("kto-1")]:
         assert after.get(name)["finished_at"] == before.get(name)["finished_at"], name
     assert json.loads((run_dir / "results.json").read_text())[-1]["stage"] == "eval-M2"
+    # The drivers' stage counters reached the head's Prometheus exporter (what Grafana charts).
+    seeds_rows = wait_for("orca_math metrics on the head", lambda: scrape(
+        cluster.ports["metrics-export-port"], "ray_orca_math_rows_processed_total"), timeout_s=30)
+    assert any('stage="seeds"' in line and line.endswith(" 16.0") for line in seeds_rows), seeds_rows
 
     # Placement: engine hosts on the sampler node, training workers on the trainer node, nothing on the head.
     node_type = {n.node_id: n.labels.get("ray.io/node-group") for n in list_nodes(address=cluster.address, detail=True)}
@@ -101,8 +111,8 @@ def test_the_recipe_runs_across_node_types_and_a_stopped_job_resumes(cluster, tm
     assert leftovers == [], leftovers
 
 
-def test_a_node_that_cannot_see_the_run_folder_stops_the_run_in_seconds(cluster, tmp_path):
-    config = cluster_config(tmp_path / "run.yaml")
+def test_a_node_that_cannot_see_the_run_folder_stops_the_run_in_seconds(cluster, tmp_path, gsm8k_dir):
+    config = cluster_config(tmp_path / "run.yaml", gsm8k_dir)
     run_dir = cluster.root / "private" / "r"  # the trainer node has an empty tmpfs over private/
     started = time.monotonic()
     job = cluster.job("ray_jobs/run.py", "--config", str(config), "--out", str(run_dir), submission_id="hidden-1")

@@ -17,10 +17,10 @@ from orca_math.common.config import load_yaml
 from orca_math.common.manifest import RunManifest
 from orca_math.common.records import read_parquet, read_table
 from orca_math.common.schema import JUDGMENT, KTO_EXAMPLE, PROBLEM, SAMPLE
-from orca_math.run.console import REFERENCE_S, Progress, stage_counts
-from orca_math.run.report import compare_runs, mcnemar_one_sided, noise_points, sign_flip_one_sided, verdict
 from orca_math.run.config import StageConfigs
+from orca_math.run.console import REFERENCE_S, Progress, stage_counts
 from orca_math.run.recipe import planned_stages, recipe
+from orca_math.run.report import compare_runs, mcnemar_one_sided, noise_points, sign_flip_one_sided, verdict
 from orca_math.train.stage import training_sequences
 from orca_math.world.core import find_leaks, program_from_row
 from orca_math.world.steps import arithmetic_steps
