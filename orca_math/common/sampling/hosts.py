@@ -58,7 +58,6 @@ class EngineHost:
     def load(self, engine: VLLMEngineConfig) -> float:
         """Build ``engine`` unless it is the one held; returns the seconds it took."""
         from orca_math.common.sampling.vllm_sampler import build_llm, engine_kwargs
-
         from orca_math.common.storage import local_model
 
         started = time.perf_counter()
