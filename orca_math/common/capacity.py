@@ -132,6 +132,16 @@ def cluster_capacity() -> Capacity:
     return Capacity(live, types, autoscaling)
 
 
+def check_custom(resources: dict[str, float], settings: str) -> None:
+    """A config's ``resources`` field: custom resources only (CPUs and GPUs come from ``settings``), >= 0."""
+    builtin = sorted(BUILTIN & set(resources))
+    if builtin:
+        raise ValueError(f"resources takes custom resources only; set {builtin} with {settings}")
+    negative = {k: v for k, v in resources.items() if v < 0}
+    if negative:
+        raise ValueError(f"resources must be >= 0, got {negative}")
+
+
 def describe(request: dict[str, float]) -> str:
     """``{GPU: 1, sampler: 1}``, the way a user writes it in a config."""
     return "{" + ", ".join(f"{k}: {v:g}" for k, v in sorted(request.items())) + "}"

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from orca_math.common.capacity import BUILTIN, COLD_NODE_S, Capacity, check_feasible, cluster_capacity
+from orca_math.common.capacity import COLD_NODE_S, Capacity, check_custom, check_feasible, cluster_capacity
 from orca_math.common.config import StageConfig
 from orca_math.common.hardware import choose_vllm_dtype, resolve_use_gpu, this_machine
 from orca_math.common.sampling.config import check_max_model_len
@@ -77,13 +77,7 @@ class TeacherServeConfig(StageConfig):
 
     @model_validator(mode="after")
     def _resources_are_custom(self) -> "TeacherServeConfig":
-        builtin = sorted(BUILTIN & set(self.resources))
-        if builtin:
-            raise ValueError(f"resources takes custom resources only; set {builtin} with accelerator, "
-                             "tensor_parallel_size or replica_num_cpus")
-        negative = {k: v for k, v in self.resources.items() if v < 0}
-        if negative:
-            raise ValueError(f"resources must be >= 0, got {negative}")
+        check_custom(self.resources, "accelerator, tensor_parallel_size or replica_num_cpus")
         return self
 
     def on_cluster(self, capacity: Capacity | None = None) -> "TeacherServeConfig":

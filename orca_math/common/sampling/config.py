@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from orca_math.common.capacity import Capacity, check_feasible, cluster_capacity
+from orca_math.common.capacity import Capacity, check_custom, check_feasible, cluster_capacity
 from orca_math.common.config import StageConfig
 from orca_math.common.hardware import Auto, choose_vllm_dtype, resolve_use_gpu, this_machine
 from orca_math.common.prompts import DEFAULT_STOP
@@ -146,13 +146,7 @@ class VLLMEngineConfig(StageConfig):
 
     @model_validator(mode="after")
     def _resources_are_custom(self) -> "VLLMEngineConfig":
-        builtin = sorted({"CPU", "GPU", "memory", "object_store_memory"} & set(self.resources))
-        if builtin:
-            raise ValueError(f"resources takes custom resources only; set {builtin} with use_gpu, "
-                             "tensor_parallel_size or num_cpus_per_engine")
-        negative = {k: v for k, v in self.resources.items() if v < 0}
-        if negative:
-            raise ValueError(f"resources must be >= 0, got {negative}")
+        check_custom(self.resources, "use_gpu, tensor_parallel_size or num_cpus_per_engine")
         return self
 
     def on_cluster(self, capacity: Capacity | None = None) -> "VLLMEngineConfig":
