@@ -80,12 +80,9 @@ def run_serve_teacher_command(args: argparse.Namespace) -> int:
     from orca_math.teacher.serve_teacher import TEACHER_APP, served_model_id, start_teacher
 
     cfg = load_stage_config(ServeConfig, config_from_args(args), "serve").teacher
-    try:
-        base_url = start_teacher(args.model, cfg, args.host, args.port)
-        print(f"teacher {served_model_id(args.model, cfg)!r} ready: {base_url}", flush=True)
-    except BaseException:
-        _disconnect()
-        raise
+    # A failed start leaves Ray as common/ending.py does for every command (the caller's Ray stays up).
+    base_url = start_teacher(args.model, cfg, args.host, args.port)
+    print(f"teacher {served_model_id(args.model, cfg)!r} ready: {base_url}", flush=True)
     _wait_for_signal_then_shutdown(TEACHER_APP)
     return 0
 
@@ -100,19 +97,7 @@ def run_serve_judge_command(args: argparse.Namespace) -> int:
     teacher_cfg = None
     if judge_cfg.method != "exact":
         teacher_cfg = load_stage_config(TeacherConfig, config, "teacher")
-    try:
-        base_url = start_judge(judge_cfg, serve_cfg, teacher_cfg, args.host, args.port)
-        print(f"judge ({judge_cfg.method}) ready: {base_url} (POST {base_url}/judge)", flush=True)
-    except BaseException:
-        _disconnect()
-        raise
+    base_url = start_judge(judge_cfg, serve_cfg, teacher_cfg, args.host, args.port)
+    print(f"judge ({judge_cfg.method}) ready: {base_url} (POST {base_url}/judge)", flush=True)
     _wait_for_signal_then_shutdown(JUDGE_APP)
     return 0
-
-
-def _disconnect() -> None:
-    """After a failed start (the app is already deleted): leave Ray, stopping a local instance we started."""
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
