@@ -43,13 +43,14 @@ def free_ports(n: int) -> list[int]:
         return [s.getsockname()[1] for s in socks]
 
 
-def stop_session(proc: subprocess.Popen) -> None:
-    """SIGTERM every process of ``proc``'s session (ours alone), SIGKILL what is left after 5 s."""
+def stop_session(proc: subprocess.Popen, grace_s: float = 1.0) -> None:
+    """SIGTERM every process of ``proc``'s session (ours alone), SIGKILL what is left after ``grace_s``
+    (a node drains for up to 30 s on SIGTERM; nothing of a test cluster is kept)."""
     def members() -> list[int]:
         out = subprocess.run(["ps", "-o", "pid=", "-s", str(proc.pid)], capture_output=True, text=True).stdout
         return [int(p) for p in out.split()]
 
-    for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+    for sig, grace in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5)):
         for pid in members():
             try:
                 os.kill(pid, sig)
