@@ -14,7 +14,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -75,6 +75,26 @@ class StageOutput:
             "rows_quarantined": len(self.quarantined),
             "quarantine_reasons": self.reasons(),
         }
+
+
+def parse_rows(rows: Iterable[tuple[str, int, Any, str | None]], parse: Callable[[Any, str, int], Any],
+               out: StageOutput, stage: str, limit: int | None = None) -> Iterator[tuple[str, int, Any, Any]]:
+    """(file, row, raw row, read error) -> (file, row, raw row, ``parse(raw, file, row)``) for up to ``limit``
+    rows read; a row that did not read or raised ``RecordError`` goes to ``out.quarantined`` with file,
+    row, field and reason, and every row read counts in ``out.rows_in``."""
+    for source, i, row, err in rows:
+        if limit is not None and out.rows_in >= limit:
+            break
+        out.rows_in += 1
+        if err is not None:
+            out.quarantined.append(quarantine_row(stage, source, i, None, err, row))
+            continue
+        try:
+            record = parse(row, source, i)
+        except RecordError as e:
+            out.quarantined.append(quarantine_row(stage, source, i, e.field, e.reason, row))
+            continue
+        yield source, i, row, record
 
 
 def to_table(rows: Iterable[dict], schema: pa.Schema, source: str = "<records>") -> pa.Table:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from orca_math.common.config import REPO_ROOT
-from orca_math.common.records import RecordError, RowCountError, StageOutput, parquet_files, quarantine_row
+from orca_math.common.records import RecordError, RowCountError, StageOutput, parquet_files, parse_rows, quarantine_row
 from orca_math.common.schema import empty_provenance, stable_id
 from orca_math.judge.answers import normalize_number
 
@@ -186,18 +186,9 @@ def iter_problems(spec: str, limit: int | None = None, stage: str = "seeds",
     dataset = source_name(spec)
     out = out if out is not None else StageOutput()
     seen: set[str] = set()
-    for source, i, row, err in iter_rows(spec):
-        if limit is not None and out.rows_in >= limit:
-            break
-        out.rows_in += 1
-        if err is not None:
-            out.quarantined.append(quarantine_row(stage, source, i, None, err, row))
-            continue
-        try:
-            problem = problem_from_row(row, source, i, dataset)
-        except RecordError as e:
-            out.quarantined.append(quarantine_row(stage, source, i, e.field, e.reason, row))
-            continue
+    parsed = parse_rows(iter_rows(spec), lambda row, source, i: problem_from_row(row, source, i, dataset), out,
+                        stage, limit)
+    for source, i, row, problem in parsed:
         if problem["id"] in seen:
             out.quarantined.append(quarantine_row(stage, source, i, "question", "duplicate", row))
             continue

@@ -30,7 +30,7 @@ import random
 from typing import Any, Callable, Iterable, Literal, Sequence
 
 from orca_math.common.prompts import render_prompt
-from orca_math.common.records import RecordError, StageOutput, quarantine_row
+from orca_math.common.records import RecordError, StageOutput, parse_rows, quarantine_row
 from orca_math.common.schema import stable_id
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
@@ -350,17 +350,8 @@ def trl_records(rows: Iterable[tuple[str, int, Any, str | None]], algo: Algo, da
     """(file, row, raw row, read error) of a TRL-format dataset -> ``rows`` of (file, row, record)
     for the builders above; unreadable or malformed rows quarantined with file, row, field and reason."""
     out = StageOutput()
-    for source, i, row, err in rows:
-        if limit is not None and out.rows_in >= limit:
-            break
-        out.rows_in += 1
-        if err is not None:
-            out.quarantined.append(quarantine_row(stage, source, i, None, err, row))
-            continue
-        try:
-            out.rows.append((source, i, trl_record(row, algo, source, i, dataset, render)))
-        except RecordError as e:
-            out.quarantined.append(quarantine_row(stage, source, i, e.field, e.reason, row))
+    out.rows = [(source, i, record) for source, i, _, record in parse_rows(
+        rows, lambda row, source, i: trl_record(row, algo, source, i, dataset, render), out, stage, limit)]
     return out.check_counts()
 
 
