@@ -46,6 +46,7 @@ class EngineHost:
     def __init__(self):
         self.claimed_by: str | None = None
         self.built: tuple | None = None
+        self.staged: tuple[str, str] | None = None  # (the model as named, the copy loaded: common/storage.py)
         self.llm = None
 
     def claim(self, lease: str) -> bool:
@@ -55,8 +56,9 @@ class EngineHost:
         self.claimed_by = lease
         return True
 
-    def load(self, engine: VLLMEngineConfig) -> float:
-        """Build ``engine`` unless it is the one held; returns the seconds it took."""
+    def load(self, engine: VLLMEngineConfig, restage: bool = True) -> float:
+        """Build ``engine`` unless it is the one held; returns the seconds it took. ``restage``: check
+        the model's node-local copy against its files (once a lease; not per batch)."""
         from orca_math.common.sampling.vllm_sampler import build_llm, engine_kwargs
         from orca_math.common.storage import local_model
 
@@ -64,7 +66,9 @@ class EngineHost:
         if engine.kind == "canned":  # nothing to build
             return 0.0
         if engine.model:
-            engine = engine.model_copy(update={"model": local_model(engine.model)})
+            if restage or self.staged is None or self.staged[0] != engine.model:
+                self.staged = (engine.model, local_model(engine.model))
+            engine = engine.model_copy(update={"model": self.staged[1]})
         build = (sorted(engine_kwargs(engine).items()), engine.engine_in_process())
         if build != self.built:
             self.close()
@@ -73,7 +77,7 @@ class EngineHost:
 
     def sample(self, engine: VLLMEngineConfig, decoding: DecodingConfig, model_name: str,
                batch: dict[str, Any]) -> dict[str, list]:
-        self.load(engine)
+        self.load(engine, restage=False)  # the lease staged it
         if engine.kind == "canned":
             from orca_math.common.sampling.canned import CannedSampler
 
