@@ -75,6 +75,17 @@ def test_local_mode_is_ray_trains_own_and_keeps_the_trainers_checkpoints():
     assert not load_stage_config(SFTTrainConfig, "default", "sft").scaling.local_mode
 
 
+def test_resume_passes_over_a_checkpoint_whose_trainer_state_is_missing_or_half_written(tmp_path):
+    from orca_math.train.ray_train import _checkpoint_step, _last_hf_checkpoint
+
+    for step, state in [(3, '{"global_step": 3}'), (6, '{"global_st'), (9, ""), (12, None)]:
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if state is not None:  # a kill, or a reader, between open("w") and the last byte
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    assert _last_hf_checkpoint(tmp_path) == tmp_path / "checkpoint-3"
+    assert _checkpoint_step(tmp_path / "checkpoint-3") == 3 and _checkpoint_step(tmp_path / "checkpoint-9") == 0
+
+
 def test_local_mode_with_a_gpu_asked_for_where_there_is_none_fails_naming_the_settings(monkeypatch):
     from orca_math.common.hardware import Machine
     from orca_math.train import ray_train

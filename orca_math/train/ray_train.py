@@ -138,19 +138,29 @@ def _budget(max_time_s: float | None = None, max_tokens: int | None = None):
     return Budget()
 
 
+def _saved_step(hf_checkpoint: Path) -> int | None:
+    """The checkpoint's ``global_step``; None while its ``trainer_state.json`` is missing or half-written.
+
+    The trainer writes that file in place, not by rename, so a kill (or a reader) can catch it empty.
+    """
+    try:
+        return int(json.loads((hf_checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _checkpoint_step(hf_checkpoint: Path) -> int:
-    state = hf_checkpoint / "trainer_state.json"
-    return int(json.loads(state.read_text(encoding="utf-8"))["global_step"]) if state.exists() else 0
+    return _saved_step(hf_checkpoint) or 0
 
 
 def _last_hf_checkpoint(folder: Path) -> Path | None:
     """The trainer's newest complete checkpoint in ``folder`` (local mode), None if there is none.
 
     The trainer writes ``trainer_state.json`` after the weights, optimizer and RNG state, so a
-    checkpoint a kill cut short has none and is passed over.
+    checkpoint a kill cut short has none, or only part of one, and is passed over.
     """
     done = [p for p in folder.glob("checkpoint-*") if p.name.rpartition("-")[2].isdigit()
-            and (p / "trainer_state.json").exists()]
+            and _saved_step(p) is not None]
     return max(done, key=lambda p: int(p.name.rpartition("-")[2]), default=None)
 
 
