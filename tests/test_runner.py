@@ -11,7 +11,7 @@ from orca_math.common.manifest import RunManifest
 from orca_math.common.records import RowCountError
 from orca_math.common.runner import ManifestFormatError, Runner, Stage
 from orca_math.common.sampling.config import VLLMEngineConfig
-from orca_math.run.results import results_markdown, write_results
+from orca_math.run.results import ARM_OFFSET, plot_layout, results_markdown, write_results
 
 
 class ToyConfig(StageConfig):
@@ -190,3 +190,35 @@ def test_results_table_files(tmp_path):
     assert md == results_markdown(results) and "| eval-M2 | M2 | 0.5000 | 8 |" in md
     assert (tmp_path / "results.png").stat().st_size > 1000
     assert (tmp_path / "results.json").exists() and (tmp_path / "results.md").exists()
+
+
+def test_plot_draws_the_rounds_as_a_line_and_the_control_beside_the_last_round_with_intervals(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def evaluated(name: str, right: list[bool]) -> str:
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(pa.table({"problem_id": [f"p{i}" for i in range(len(right))], "correct": right}), path)
+        return str(path)
+
+    m3 = [True] * 30 + [False] * 10
+    control = [True] * 20 + [False] * 20  # 10 problems only M3 solved, none only the control
+    results = [{"stage": "eval-M1", "model": "M1", "accuracy": 0.4, "n": 40},
+               {"stage": "eval-M2", "model": "M2", "accuracy": 0.6, "n": 40},
+               {"stage": "eval-M3", "model": "M3", "accuracy": 0.75, "n": 40, "results": evaluated("m3", m3)},
+               {"stage": "eval-control", "model": "M1+SFT (control)", "accuracy": 0.5, "n": 40,
+                "results": evaluated("control", control)}]
+    layout = plot_layout(results)
+    assert [(p["label"], p["x"]) for p in layout["line"]] == [("M1", 0), ("M2", 1), ("M3", 2)]
+    # The control is its own marker right of M3 (same compute), not the line's next point.
+    assert [(p["label"], p["x"]) for p in layout["beside"]] == [("M1+SFT (control)", 2 + ARM_OFFSET)]
+    for p in layout["line"] + layout["beside"]:
+        assert p["lo"] < p["y"] < p["hi"]
+    # Wilson 95% interval of 30 of 40.
+    m3_point = layout["line"][2]
+    assert m3_point["lo"] == pytest.approx(59.8, abs=0.1) and m3_point["hi"] == pytest.approx(85.8, abs=0.1)
+    assert layout["caption"] == "M3 vs control: +25.0 points, McNemar p = 0.00098: practice beat plain SFT"
+    # Without a control, the caption is the rounds' gain.
+    assert plot_layout(results[:2])["caption"] == "M2 vs M1: +20.0 points" and not plot_layout(results[:2])["beside"]
+    write_results(results, tmp_path, "t")
+    assert (tmp_path / "results.png").stat().st_size > 1000

@@ -60,6 +60,25 @@ def outcome(p: float) -> str:
     return "beat" if p < 0.05 else "did not beat"
 
 
+def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a pass@1 rate on ``n`` problems (stays inside [0, 1], unlike the
+    normal approximation near 0% and 100%)."""
+    if n <= 0:
+        return 0.0, 1.0
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_test(last: dict, control: dict) -> tuple[int, int, int, float] | None:
+    """(only ``last`` right, only ``control`` right, problems in both, one-sided McNemar p) from the two
+    evals' per-problem verdicts; None where either has no results file."""
+    if not (last.get("results") and control.get("results")):
+        return None
+    wins, losses, n = discordant(verdicts(last["results"]), verdicts(control["results"]))
+    return wins, losses, n, mcnemar_one_sided(wins, losses)
+
+
 def verdict(results: list[dict]) -> list[str]:
     """Plain sentences on the table: last round vs M1, and vs the equal-compute SFT control."""
     first, last, control = arms(results)
@@ -71,9 +90,8 @@ def verdict(results: list[dict]) -> list[str]:
     if control is None:
         return lines
     diff, noise = points(last, control), noise_points(last, control)
-    if last.get("results") and control.get("results"):
-        wins, losses, n = discordant(verdicts(last["results"]), verdicts(control["results"]))
-        p = mcnemar_one_sided(wins, losses)
+    if (test := paired_test(last, control)) is not None:
+        wins, losses, n, p = test
         lines.append(f"{last['model']} vs equal-compute SFT control: {diff:+.1f} points (control "
                      f"{100 * control['accuracy']:.1f}%): practice {outcome(p)} plain SFT (McNemar exact, one-sided: "
                      f"p = {p:.3g}; {wins} problems only {last['model']} solved, {losses} only the control, of {n})")
