@@ -64,9 +64,15 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
 
     def run_and_report(terminal: IO[str]) -> int:
-        print(f"orca-math demo: {len(planned_stages(cfgs))} stages into {out}/ (logs: {log_path})",
-              file=terminal, flush=True)
-        progress = Progress(planned_stages(cfgs), terminal)
+        from orca_math.run.pace import expected_seconds, measure_pace
+
+        planned = planned_stages(cfgs)
+        pace = measure_pace(cfgs)
+        expected = expected_seconds(planned, cfgs, pace)
+        print(f"orca-math demo: {len(planned)} stages into {out}/ (logs: {log_path}); at this CPU's measured "
+              f"speed ({pace.precision}, {expected.get('sft', 0) / 60:.1f} min of SFT) about "
+              f"{sum(expected.values()) / 60:.0f} min in all", file=terminal, flush=True)
+        progress = Progress(planned, terminal, expected)
         results = run_pipeline(config, out, on_event=progress)
         skipped = len(progress.done - progress.ran)
         return _report(results, out, cfgs.run.preference_algo, started, skipped, terminal)

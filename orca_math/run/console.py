@@ -10,11 +10,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-# Seconds each stage took in `make demo` on the committed config (D0 in docs/demo-results.md: a 2-core
-# AMD EPYC Zen 4 with native bf16; dpo and kto not measured there, taken as rft's), scaled by how fast
-# this machine has been so far: the time-left estimate. Stages not listed count as 5 s.
-REFERENCE_S = {"student": 6, "world": 6, "seeds": 1, "generate": 10, "sft": 193, "eval": 23, "practice": 57,
-               "judge": 8, "prefs": 2, "rft": 33, "dpo": 33, "kto": 33, "sft-control": 81}
+UNKNOWN_STAGE_S = 5.0  # a stage the estimate has no figure for
 
 
 def stage_counts(stage: str, entry: dict) -> str:
@@ -40,23 +36,25 @@ def stage_counts(stage: str, entry: dict) -> str:
 
 
 class Progress:
-    """One line per stage on the terminal, with a running estimate of the time left."""
+    """One line per stage on the terminal, with a running estimate of the time left: each stage's
+    expected seconds (``expected``, from this machine's measured speed: run/pace.py), corrected by
+    how the stages that ran here compared with their own expectation."""
 
-    def __init__(self, planned: list[str], out: IO[str]):
+    def __init__(self, planned: list[str], out: IO[str], expected: dict[str, float] | None = None):
         self.planned, self.out, self.started = planned, out, time.perf_counter()
+        self.expected = expected or {}
         self.done: set[str] = set()
-        self.ran: set[str] = set()  # done here, not skipped: what this machine's pace is measured on
+        self.ran: set[str] = set()  # done here, not skipped: what the correction is measured on
         self.stage_started: dict[str, float] = {}
 
-    @staticmethod
-    def reference(stage: str) -> float:
-        return REFERENCE_S.get(stage, REFERENCE_S.get(stage.rsplit("-", 1)[0].split("-M")[0], 5))
+    def reference(self, stage: str) -> float:
+        return self.expected.get(stage, UNKNOWN_STAGE_S)
 
     def time_left(self) -> float:
         elapsed = time.perf_counter() - self.started
         ref_done = sum(self.reference(s) for s in self.ran) or 1.0
         ref_left = sum(self.reference(s) for s in self.planned if s not in self.done)
-        # Before anything real has run the reference is the best guess; after, this machine's pace.
+        # A few seconds of stages say little about the rest: the expectation stands until 20 s of it ran.
         pace = elapsed / ref_done if ref_done >= 20 else 1.0
         return ref_left * pace
 

@@ -1,0 +1,130 @@
+"""How long each stage of a CPU run should take on this machine, from a few seconds of measured speed.
+
+``measure_pace`` times the student's own shape (``tiny_model``) at the two things that take a run's
+time: training steps at the SFT batch size, in the precision training will choose, and decoding
+steps of a batch of sequences with a KV cache and a top-p sort of the vocabulary, the kind of step a
+vLLM engine repeats. ``stage_seconds`` turns each planned stage's work (its steps, problems and
+samples, read from the configs) into seconds at that pace. ``WORK`` converts them: how many bench
+training steps one SFT step is worth, how many bench decoding steps one sample, measured side by side
+on one machine. A table of seconds holds for the machine it was measured on; these ratios follow the
+speed of the one they run on (the bench sees its kernels, precision and clock; docs/demo-results.md).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from orca_math.run.config import StageConfigs
+
+GSM8K_TEST = 1319
+
+# Work in bench units, measured side by side with the bench on a 2-core Intel Xeon (family 6, model 207)
+# in fp32 on torch's AVX2 kernels, then checked on its AVX-512 kernels (docs/demo-results.md).
+BENCH_LENGTH = 64       # tokens per training row in the bench: about a world problem and its solution
+BENCH_SEQS = 128        # sequences decoded together in the bench
+WORK = {
+    "train_step": 1.62,     # one SFT/RFT step of the run (padded rows of 40-330 tokens), in bench training steps
+    "train_start": 20.0,    # a training stage's trainer, data and save, in bench training steps
+    "sample": 0.23,         # one sampled completion (eval or practice), in bench decoding steps
+    "sampling_stage": 276.0,  # a sampling stage's engine builds, Ray Data and judge calls, in bench decoding steps
+    "first_sampling": 380.0,  # the first one's engine hosts and judge replica starting, in bench decoding steps
+    "generate": 550.0,      # AgentInstruct by the symbolic teacher, in bench decoding steps
+    "world": 280.0,         # the world's problems, and the student's tokenizer: each in bench decoding steps
+    "judge": 170.0,
+    "other": 50.0,          # seeds, prefs
+}
+RFT_ROWS_PER_PROBLEM = 0.88  # a round's training rows per practiced problem (positives, mastered left out)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """Seconds per unit of work on this machine: one training step of the student at the SFT batch,
+    one decoding step of ``BENCH_SEQS`` sequences."""
+
+    train_step_s: float
+    decode_step_s: float
+    precision: str
+
+
+def measure_pace(cfgs: StageConfigs, seconds: float = 1.5) -> Pace:
+    """Time the student's shape for about ``seconds`` each at training and at decoding (random
+    weights, random tokens: only the speed matters)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from orca_math.common.hardware import choose_precision, this_machine
+
+    shape = cfgs.tiny_model
+    precision = choose_precision(cfgs.sft.bf16, "auto", False, this_machine())
+    config = LlamaConfig(vocab_size=shape.vocab_size, hidden_size=shape.hidden_size,
+                         intermediate_size=shape.intermediate_size, num_hidden_layers=shape.num_layers,
+                         num_attention_heads=shape.num_heads, num_key_value_heads=shape.num_heads)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = torch.randint(4, shape.vocab_size, (cfgs.sft.per_device_batch_size, BENCH_LENGTH))
+
+    def train_step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.bf16):
+            loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    prompts = torch.randint(4, shape.vocab_size, (BENCH_SEQS, BENCH_LENGTH // 2))
+
+    def decode_steps() -> int:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.bf16):
+            out = model(input_ids=prompts, use_cache=True)
+            cache, steps = out.past_key_values, 8
+            for _ in range(steps):
+                logits = out.logits[:, -1, :].float()
+                logits.sort(dim=-1)  # top-p's sort over the vocabulary
+                out = model(input_ids=logits.argmax(-1, keepdim=True), past_key_values=cache, use_cache=True)
+        return steps
+
+    model.train()
+    train_step_s = _per_unit(lambda: train_step() or 1, seconds)
+    model.eval()
+    return Pace(train_step_s, _per_unit(decode_steps, seconds), "bf16" if precision.bf16 else "fp32")
+
+
+def _per_unit(run, seconds: float) -> float:
+    """Seconds per unit of ``run()`` (which returns how many units it did), after one warm-up call."""
+    run()
+    done, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds or done == 0:
+        done += run()
+    return elapsed / done
+
+
+def _stage_kind(stage: str) -> str:
+    return "control" if stage == "sft-control" else stage.split("-", 1)[0]
+
+
+def stage_seconds(stage: str, cfgs: StageConfigs, pace: Pace) -> float:
+    """Expected seconds of one planned stage (its name as the recipe gives it) at ``pace``."""
+    run, kind = cfgs.run, _stage_kind(stage)
+    train, decode = pace.train_step_s, pace.decode_step_s
+    batch = cfgs.pref_train.per_device_batch_size * cfgs.pref_train.gradient_accumulation_steps
+    round_steps = cfgs.pref_train.epochs * RFT_ROWS_PER_PROBLEM * (run.practice_limit or 0) / batch
+    steps = {"sft": cfgs.sft.max_steps or 0, "control": run.rounds * round_steps}.get(kind, round_steps)
+    if kind in ("sft", "control", "rft", "dpo", "kto"):
+        return (WORK["train_step"] * steps + WORK["train_start"]) * train
+    if kind in ("eval", "practice"):
+        problems = (cfgs.world.n_test if run.world else cfgs.eval.limit or GSM8K_TEST) if kind == "eval" \
+            else run.practice_limit or 0
+        n = cfgs.eval.decoding.n if kind == "eval" else cfgs.practice.decoding.n
+        return (WORK["sample"] * problems * n + WORK["sampling_stage"]) * decode
+    return WORK.get(kind if kind != "student" else "world", WORK["other"]) * decode
+
+
+def expected_seconds(planned: list[str], cfgs: StageConfigs, pace: Pace) -> dict[str, float]:
+    """Each planned stage's expected seconds at ``pace``; the first sampling stage also starts the
+    engine hosts and the judge, which the later ones reuse."""
+    expected = {stage: stage_seconds(stage, cfgs, pace) for stage in planned}
+    first = next((s for s in planned if _stage_kind(s) in ("eval", "practice")), None)
+    if first is not None:
+        expected[first] += WORK["first_sampling"] * pace.decode_step_s
+    return expected
