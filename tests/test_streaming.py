@@ -146,6 +146,11 @@ def test_the_stages_read_while_actors_hold_every_cpu(tmp_path, ray_local):
 
         assert ThreadPoolExecutor(1).submit(count, path).result(timeout=60) == 20
         assert ThreadPoolExecutor(1).submit(count, parts).result(timeout=60) == 5 + 6 + 7
+        # A file of one row group, cut into as many blocks as a stage has batches: the unit engines are handed.
+        blocks = ThreadPoolExecutor(1).submit(
+            lambda: [b.num_rows for b in read_dataset(path, ["id"], blocks=4).iter_batches(
+                batch_size=None, batch_format="pyarrow")]).result(timeout=60)
+        assert sorted(blocks) == [5, 5, 5, 5]
     finally:
         for e in engines:
             ray.kill(e)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orca_math.common.records import StageOutput, to_table, write_table_atomic
+from orca_math.common.records import StageOutput, parquet_files, to_table, write_table_atomic
 from orca_math.common.schema import QUARANTINE, stable_id
 
 log = logging.getLogger(__name__)
@@ -194,9 +195,9 @@ class StreamResult:
                 "row_unit": unit}
 
 
-def read_dataset(path: str | Path, columns: list[str] | None = None):
+def read_dataset(path: str | Path, columns: list[str] | None = None, blocks: int | None = None):
     """A Ray Data dataset of a Parquet file or folder of parts (``columns``: only those), one block per
-    row group, read by tasks that ask for no CPU.
+    row group (at least ``blocks``: row groups are split), read by tasks that ask for no CPU.
 
     Reading is light, and the engine hosts and judge replicas may hold every CPU of a small cluster
     from one stage to the next: a task asking for any CPU (a tenth included: a host that asks for 1
@@ -210,7 +211,8 @@ def read_dataset(path: str | Path, columns: list[str] | None = None):
     # Asking for no CPU also lifts the CPU bound on how many reads run at once: capped here, or a
     # big input starts every read together and they crowd out the stage's own work.
     concurrency = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    return ray.data.read_datasource(_row_groups(path, columns), num_cpus=0, concurrency=concurrency)
+    return ray.data.read_datasource(_row_groups(path, columns), num_cpus=0, concurrency=concurrency,
+                                    override_num_blocks=blocks)
 
 
 def _row_groups(path: str | Path, columns: list[str] | None):
@@ -245,10 +247,12 @@ def _row_groups(path: str | Path, columns: list[str] | None):
 
 
 def stream_stage(input_path: str | Path, parts: StageParts, udf: type[CommitBatches], udf_kwargs: dict,
-                 batch_size: int, concurrency: int = 1, **map_kwargs: Any) -> StreamResult:
+                 batch_size: int, concurrency: int = 1, tasks_per_actor: int | None = None,
+                 **map_kwargs: Any) -> StreamResult:
     """``read_parquet(input) -> map_batches(udf) ->`` committed parts; resumes from earlier parts.
 
     ``udf_kwargs`` go to the callable class (with ``parts``); ``concurrency`` is its actor count;
+    ``tasks_per_actor`` bounds the batches queued on one actor (None: Ray Data's default);
     ``map_kwargs`` go to ``map_batches`` (num_cpus, ...). The driver holds the part names and counts only.
     """
     import ray.data
@@ -260,9 +264,12 @@ def stream_stage(input_path: str | Path, parts: StageParts, udf: type[CommitBatc
     if before:
         log.info("%s: resuming, %d inputs in %d committed parts (%d stale files removed)",
                  parts.data_dir, restored.inputs, len(before), removed)
-    ds = read_dataset(input_path).map_batches(
+    # A block is what an actor is handed at once: one batch each, so that work goes to whichever actor is free.
+    rows = sum(pq.read_metadata(f).num_rows for f in parquet_files(input_path))
+    ds = read_dataset(input_path, blocks=max(1, math.ceil(rows / batch_size))).map_batches(
         udf, fn_constructor_kwargs={"parts": parts, **udf_kwargs}, batch_size=batch_size, batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=concurrency), **map_kwargs)
+        compute=ray.data.ActorPoolStrategy(size=concurrency, max_tasks_in_flight_per_actor=tasks_per_actor),
+        **map_kwargs)
     for _ in ds.iter_batches(batch_size=None, batch_format="pyarrow"):  # each batch is one part, committed
         pass
     parts.finish()

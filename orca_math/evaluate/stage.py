@@ -88,7 +88,8 @@ def eval_stage(cfg: EvalConfig, out_dir: str | Path, *, model: str | Path, name:
             problems_path, parts, EvalBatches,
             {"lease": lease, "decoding": cfg.decoding,
              "prompt_template": cfg.prompt_template, "model": model, "app_name": app},
-            batch_size=engine.batch_size, concurrency=engine.concurrency, num_cpus=0)  # the hosts hold the engines
+            batch_size=engine.batch_size, concurrency=engine.concurrency, num_cpus=0,  # the hosts hold the engines
+            tasks_per_actor=1)  # a batch is an engine's whole attention: queue none behind it, the next free engine takes it
         s = result.summary
         summary = {
             "stage": c.name,

@@ -96,7 +96,8 @@ def practice_stage(cfg: PracticeConfig, out_dir: str | Path, *, model: str | Pat
             selected, parts, PracticeBatches,
             {"lease": lease, "decoding": cfg.decoding,
              "prompt_template": cfg.prompt_template, "model_name": model_name},
-            batch_size=engine.batch_size, concurrency=engine.concurrency, num_cpus=0)  # the hosts hold the engines
+            batch_size=engine.batch_size, concurrency=engine.concurrency, num_cpus=0,  # the hosts hold the engines
+            tasks_per_actor=1)  # a batch is an engine's whole attention: queue none behind it, the next free engine takes it
         return {"outputs": {"samples": str(parts.data_dir), "quarantine": str(parts.quarantine_dir)},
                 "problems": n_problems, "engine": engine.choice_record(), **result.manifest_fields("samples")}
 

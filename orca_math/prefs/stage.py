@@ -203,6 +203,12 @@ def _one_partition(inputs: dict[str, str], parts: StageParts, pool: list[dict] |
     return write_parts(practiced, parts, pool, cfg, round_k).column("part").to_pylist(), len(pool)
 
 
+def shuffled(samples: int | None, cfg: PreferenceConfig) -> bool:
+    """Whether a round of ``samples`` (None: unknown) is shuffled by Ray Data tasks, each asking for a CPU;
+    a round of one partition is one task that asks for none."""
+    return samples is None or samples > cfg.samples_per_partition
+
+
 def write_preferences(problems_path: str | Path, samples_path: str | Path, judgments_path: str | Path,
                       out_dir: str | Path, cfg: PreferenceConfig, round_k: int) -> tuple[dict[str, Path], dict]:
     """Build the round's preferences on Ray Data and write them, keeping the problems an earlier
@@ -220,7 +226,7 @@ def write_preferences(problems_path: str | Path, samples_path: str | Path, judgm
     # A resumed attempt lends what the first one's whole round did.
     pool = pq.read_table(pool_path).to_pylist() if pool_path.exists() else None
     partitions = math.ceil(rows_in / cfg.samples_per_partition)
-    if partitions > 1:
+    if shuffled(rows_in, cfg):
         new, pool_size = _shuffled(inputs, partitions, parts, pool, pool_path, cfg, round_k)
     else:  # one partition's worth: one task, without starting a shuffle (most of a small round's time)
         import ray

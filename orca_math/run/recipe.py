@@ -22,7 +22,7 @@ from orca_math.evaluate.stage import eval_stage
 from orca_math.generate.stage import generate_stage, solve_stage
 from orca_math.judge.stage import judge_stage
 from orca_math.practice.stage import practice_stage
-from orca_math.prefs.stage import prefs_stage
+from orca_math.prefs.stage import prefs_stage, shuffled
 from orca_math.run.config import StageConfigs
 from orca_math.run.results import write_results
 from orca_math.seeds.config import SeedsConfig
@@ -92,10 +92,12 @@ def recipe(cfgs: StageConfigs, run_dir: Path) -> list[Stage]:
         add(judge_stage(cfgs.judge, rd / "judge", samples=rd / "practice" / "samples.parquet", problems=problems,
                         serve_cfg=cfgs.serve.judge, teacher_cfg=judge_teacher, name=f"judge-{k}"),
             after=(f"practice-{k}",), frees=judging)
-        # A big round's shuffle runs tasks that each ask for a CPU: the hosts' CPUs must be free.
+        # A shuffled round's tasks each ask for a CPU: the hosts' CPUs must be free. A round of one
+        # partition asks for none, and the hosts serve the next eval without a restart.
+        samples = practice.limit * practice.decoding.n if practice.limit else None
         add(prefs_stage(cfgs.prefs, rd / "prefs", problems=problems, samples=rd / "practice" / "samples.parquet",
                         judgments=rd / "judge" / "judgments.parquet", round_k=k, name=f"prefs-{k}"),
-            after=(f"judge-{k}",), frees=("engines",))
+            after=(f"judge-{k}",), frees=("engines",) if shuffled(samples, cfgs.prefs) else ())
         add(preference_stage(cfgs.pref_train, nxt, algo=algo, model=model, data=rd / "prefs" / TRAINING_DATA[algo],
                              name=f"{algo}-{k}"), after=(f"prefs-{k}", model_stage), frees=training)
         evaluate(f"M{k + 1}", nxt, (f"{algo}-{k}",))
