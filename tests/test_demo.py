@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orca_math.common.config import load_yaml
+from orca_math.common.config import REPO_ROOT, load_yaml
 from orca_math.common.manifest import RunManifest
 from orca_math.common.records import read_parquet, read_table
 from orca_math.common.schema import JUDGMENT, KTO_EXAMPLE, PROBLEM, SAMPLE
 from orca_math.run.config import StageConfigs
-from orca_math.run.console import REFERENCE_S, Progress, stage_counts
+from orca_math.run.console import Progress, stage_counts
 from orca_math.run.recipe import planned_stages, recipe
 from orca_math.run.report import compare_runs, mcnemar_one_sided, noise_points, sign_flip_one_sided, verdict
 from orca_math.train.stage import training_sequences
@@ -39,6 +39,7 @@ def small_demo_config(path: Path) -> Path:
     cfg["tiny_model"].update(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=256)
     for section in ("eval", "practice"):
         cfg[section]["decoding"]["max_tokens"] = 48
+        cfg[section]["engine"]["concurrency"] = 1  # one engine start, not two, for a few dozen problems
     cfg["generate"]["execution"]["seeds_per_part"] = 6
     cfg["sft"].update(max_steps=6, save_steps=100)
     cfg["rft"].update(max_steps=2, per_device_batch_size=4, save_steps=100)
@@ -74,7 +75,13 @@ def test_planned_stages_are_the_demo_stages_in_order():
 def test_training_in_the_driver_frees_only_gpu_engines_and_keeps_the_judge_up():
     frees = {s.name: s.frees for s in recipe(StageConfigs.load(REPO / "configs/demo.yaml"), Path("RUN"))}
     assert frees["sft"] == frees["rft-1"] == frees["rft-2"] == frees["sft-control"] == ("gpu_engines",)
-    assert frees["judge-1"] == () and frees["prefs-1"] == ("engines",)  # the exact judge calls no teacher
+    assert frees["judge-1"] == ()  # the exact judge calls no teacher
+    # A round of one partition is one zero-CPU task: the engine hosts serve the next eval unrestarted.
+    # A round shuffled by tasks that ask for CPUs frees them first.
+    assert frees["prefs-1"] == ()
+    cfgs = StageConfigs.load(REPO / "configs/demo.yaml")
+    cfgs.prefs = cfgs.prefs.model_copy(update={"samples_per_partition": 1000})
+    assert {s.name: s.frees for s in recipe(cfgs, Path("RUN"))}["prefs-1"] == ("engines",)
 
 
 @pytest.mark.parametrize("offset", [0, 500])
@@ -330,11 +337,52 @@ def test_stages_skipped_on_a_rerun_do_not_make_the_rest_look_instant():
     """A resumed run skips its first stages in no time; the pace is measured on stages that ran."""
     import io
 
-    progress = Progress(["sft", "eval-M1", "practice-1", "eval-M2"], io.StringIO())
+    expected = {"sft": 200.0, "eval-M1": 20.0, "practice-1": 50.0, "eval-M2": 20.0}
+    progress = Progress(list(expected), io.StringIO(), expected)
     progress("skip", "sft", {})
     progress("skip", "eval-M1", {})
-    left = progress.time_left()
-    assert left == pytest.approx(REFERENCE_S["practice"] + REFERENCE_S["eval"], rel=0.01)
+    assert progress.time_left() == pytest.approx(70.0, rel=0.01)
+
+
+def test_the_estimate_is_each_stages_work_at_this_machines_measured_pace():
+    from orca_math.run.pace import Pace, expected_seconds, measure_pace, stage_seconds
+
+    cfgs = StageConfigs.load(REPO_ROOT / "configs/demo.yaml")
+    planned = planned_stages(cfgs)
+    slow, fast = Pace(0.2, 0.02, "fp32"), Pace(0.1, 0.01, "bf16")
+    # Every stage's time is its work at the measured pace: a machine twice as fast is expected in half the time.
+    for stage in planned:
+        assert stage_seconds(stage, cfgs, slow) == pytest.approx(2 * stage_seconds(stage, cfgs, fast))
+    # The work comes from the configs: twice the SFT steps or practice problems, about twice the stage.
+    longer = StageConfigs.load(REPO_ROOT / "configs/demo.yaml")
+    longer.sft = longer.sft.model_copy(update={"max_steps": 2 * cfgs.sft.max_steps})
+    longer.run = longer.run.model_copy(update={"practice_limit": 2 * cfgs.run.practice_limit})
+    for stage in ("sft", "practice-1", "rft-1", "sft-control"):
+        ratio = stage_seconds(stage, longer, slow) / stage_seconds(stage, cfgs, slow)
+        assert 1.7 < ratio <= 2.0, stage
+    assert stage_seconds("sft", cfgs, slow) > stage_seconds("practice-1", cfgs, slow) > stage_seconds("judge-1", cfgs, slow)
+    # The first sampling stage also starts the engine hosts and the judge; the other evals reuse them.
+    expected = expected_seconds(planned, cfgs, slow)
+    assert expected["eval-M1"] > expected["eval-M2"] == expected["eval-M3"] == stage_seconds("eval-M2", cfgs, slow)
+    # Measured on this machine in about the seconds asked for, in the precision training will use.
+    measured = measure_pace(cfgs, seconds=0.2)
+    assert measured.train_step_s > 0 and measured.decode_step_s > 0 and measured.precision in ("bf16", "fp32")
+
+
+def test_the_first_line_gives_the_estimate_and_later_lines_correct_it_by_the_stages_that_ran(monkeypatch):
+    import io
+
+    clock = [0.0]
+    monkeypatch.setattr("orca_math.run.console.time.perf_counter", lambda: clock[0])
+    out = io.StringIO()
+    progress = Progress(["sft", "practice-1"], out, {"sft": 300.0, "practice-1": 60.0})
+    progress("start", "sft", {})
+    clock[0] = 150.0  # this machine ran SFT twice as fast as expected
+    progress("end", "sft", {})
+    first, second = out.getvalue().splitlines()
+    assert "about 6 min left" in first  # 360 s
+    assert "about 0 min left" in second or "about 1 min left" in second  # 60 s expected, at twice the pace
+    assert progress.time_left() == pytest.approx(30.0)
 
 
 def test_noise_is_two_standard_errors_of_the_difference():
@@ -408,8 +456,9 @@ def test_short_demo_runs_every_stage(tmp_path, ray_local, caplog):
     assert control["metrics"]["stopped_by_token_budget"]
     assert rounds_tokens <= control["metrics"]["num_input_tokens_seen"] < rounds_tokens + 4 * 512
     assert control["config"]["learning_rate"] == manifest.get("rft-1")["config"]["learning_rate"]
-    # No time cap: a control the clock cut short would not have trained as much as the rounds.
-    assert control["config"]["max_time_s"] is None and manifest.get("rft-1")["config"]["max_time_s"]
+    # No time cap anywhere: every CPU trains the same steps (a slower one takes longer), and a control
+    # the clock cut short would not have trained as much as the rounds.
+    assert all(manifest.get(s)["config"]["max_time_s"] is None for s in ("sft", "rft-1", "rft-2", "sft-control"))
 
     # Results: every model evaluated on the same held-out world problems.
     assert [r["model"] for r in results] == ["M1", "M2", "M3", "M1+SFT (control)"]
