@@ -15,9 +15,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from orca_math.plan.core import KNOWN_SETS
 from orca_math.run.config import StageConfigs
-
-GSM8K_TEST = 1319
 
 # Work in bench units, measured side by side with the bench on a 2-core Intel Xeon (family 6, model 207)
 # in fp32 on torch's AVX2 kernels, then checked on its AVX-512 kernels (docs/demo-results.md).
@@ -30,9 +29,9 @@ WORK = {
     "sampling_stage": 276.0,  # a sampling stage's engine builds, Ray Data and judge calls, in bench decoding steps
     "first_sampling": 380.0,  # the first one's engine hosts and judge replica starting, in bench decoding steps
     "generate": 550.0,      # AgentInstruct by the symbolic teacher, in bench decoding steps
-    "world": 280.0,         # the world's problems, and the student's tokenizer: each in bench decoding steps
+    "world": 280.0,         # the world's problems
     "judge": 170.0,
-    "other": 50.0,          # seeds, prefs
+    "other": 50.0,          # the student, seeds, prefs
 }
 RFT_ROWS_PER_PROBLEM = 0.88  # a round's training rows per practiced problem (positives, mastered left out)
 
@@ -113,11 +112,11 @@ def stage_seconds(stage: str, cfgs: StageConfigs, pace: Pace) -> float:
     if kind in ("sft", "control", "rft", "dpo", "kto"):
         return (WORK["train_step"] * steps + WORK["train_start"]) * train
     if kind in ("eval", "practice"):
-        problems = (cfgs.world.n_test if run.world else cfgs.eval.limit or GSM8K_TEST) if kind == "eval" \
-            else run.practice_limit or 0
+        problems = (cfgs.world.n_test if run.world else cfgs.eval.limit or KNOWN_SETS["gsm8k-test"]) \
+            if kind == "eval" else run.practice_limit or 0
         n = cfgs.eval.decoding.n if kind == "eval" else cfgs.practice.decoding.n
         return (WORK["sample"] * problems * n + WORK["sampling_stage"]) * decode
-    return WORK.get(kind if kind != "student" else "world", WORK["other"]) * decode
+    return WORK.get(kind, WORK["other"]) * decode
 
 
 def expected_seconds(planned: list[str], cfgs: StageConfigs, pace: Pace) -> dict[str, float]:
