@@ -162,6 +162,11 @@ def parquet_files(path: str | Path) -> list[Path]:
     raise FileNotFoundError(f"{p}: no such file or folder")
 
 
+def count_rows(path: str | Path) -> int:
+    """Rows in a Parquet file or folder, from the files' footers."""
+    return sum(pq.read_metadata(f).num_rows for f in parquet_files(path))
+
+
 def read_table(path: str | Path, schema: pa.Schema) -> pa.Table:
     """Read Parquet (file or folder) and conform it to ``schema``; errors name the file and field."""
     tables = []

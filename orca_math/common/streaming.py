@@ -33,7 +33,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orca_math.common.records import StageOutput, parquet_files, to_table, write_table_atomic
+from orca_math.common.records import StageOutput, count_rows, to_table, write_table_atomic
 from orca_math.common.schema import QUARANTINE, stable_id
 
 log = logging.getLogger(__name__)
@@ -265,8 +265,7 @@ def stream_stage(input_path: str | Path, parts: StageParts, udf: type[CommitBatc
         log.info("%s: resuming, %d inputs in %d committed parts (%d stale files removed)",
                  parts.data_dir, restored.inputs, len(before), removed)
     # A block is what an actor is handed at once: one batch each, so that work goes to whichever actor is free.
-    rows = sum(pq.read_metadata(f).num_rows for f in parquet_files(input_path))
-    ds = read_dataset(input_path, blocks=max(1, math.ceil(rows / batch_size))).map_batches(
+    ds = read_dataset(input_path, blocks=max(1, math.ceil(count_rows(input_path) / batch_size))).map_batches(
         udf, fn_constructor_kwargs={"parts": parts, **udf_kwargs}, batch_size=batch_size, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=concurrency, max_tasks_in_flight_per_actor=tasks_per_actor),
         **map_kwargs)

@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from orca_math.common.records import parquet_files, to_table, write_table_atomic
+from orca_math.common.records import count_rows, to_table, write_table_atomic
 from orca_math.common.runner import Stage, StageContext, run_stage
 from orca_math.common.schema import KTO_EXAMPLE, PREFERENCE_PAIR, QUARANTINE, stable_id
 from orca_math.common.streaming import QUARANTINE_DIR, StageParts, read_dataset
@@ -148,11 +148,6 @@ def write_parts(block: pa.Table, parts: StageParts, pool: list[dict], cfg: Prefe
             "reasons": Counter(q["reason"] for q in prefs.quarantined), "stats": prefs.counts})
         names.append(name)
     return pa.table({"part": pa.array(names, pa.string())})
-
-
-def count_rows(path: str | Path) -> int:
-    """Rows in a Parquet file or folder, from the files' footers."""
-    return sum(pq.read_metadata(f).num_rows for f in parquet_files(path))
 
 
 def _lend(pool: list[dict] | None, pool_path: Path, cfg: PreferenceConfig,
