@@ -55,7 +55,7 @@ def measure_pace(cfgs: StageConfigs, seconds: float = 1.5) -> Pace:
     from orca_math.common.hardware import choose_precision, this_machine
 
     shape = cfgs.tiny_model
-    precision = choose_precision(cfgs.sft.bf16, "auto", False, this_machine())
+    precision = choose_precision(cfgs.sft.bf16, cfgs.sft.fp16, False, this_machine())  # as SFT will on a CPU
     config = LlamaConfig(vocab_size=shape.vocab_size, hidden_size=shape.hidden_size,
                          intermediate_size=shape.intermediate_size, num_hidden_layers=shape.num_layers,
                          num_attention_heads=shape.num_heads, num_key_value_heads=shape.num_heads)

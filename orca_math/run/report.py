@@ -42,9 +42,14 @@ def discordant(a: dict[str, bool], b: dict[str, bool]) -> tuple[int, int, int]:
     return wins, losses, len(common)
 
 
+def is_round(result: dict) -> bool:
+    """A results row of a round's model (M0, M1, M2, ...), not of an arm beside them (the control)."""
+    return result["model"].startswith("M") and result["model"][1:].isdigit()
+
+
 def arms(results: list[dict]) -> tuple[dict | None, dict | None, dict | None]:
     """(M1, the last round's model, the control) among a run's results rows; None where absent."""
-    rounds = [r for r in results if r["model"].startswith("M") and r["model"][1:].isdigit()]
+    rounds = [r for r in results if is_round(r)]
     control = next((r for r in results if "control" in r["model"]), None)
     if len(rounds) < 2:
         return (rounds or [None])[0], None, control

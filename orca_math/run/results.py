@@ -20,14 +20,13 @@ def plot_layout(results: list[dict]) -> dict:
     """Where each result goes on the plot: the rounds (M0/M1, M2, ...) as one line in order, every other
     arm (the equal-compute control) as its own marker beside the last round, whose compute it matches;
     each with its 95% interval (percent), and the paired verdict as the caption."""
-    from orca_math.run.report import arms, outcome, paired_test, points, wilson_interval
+    from orca_math.run.report import arms, is_round, outcome, paired_test, points, wilson_interval
 
     def point(r: dict, x: float) -> dict:
         lo, hi = wilson_interval(r["accuracy"], r["n"])
         return {"label": r["model"], "x": x, "y": 100 * r["accuracy"], "lo": 100 * lo, "hi": 100 * hi}
 
-    rounds = [r for r in results if r["model"].startswith("M") and r["model"][1:].isdigit()]
-    others = [r for r in results if r not in rounds]
+    rounds, others = [r for r in results if is_round(r)], [r for r in results if not is_round(r)]
     line = [point(r, i) for i, r in enumerate(rounds)]
     beside = [point(r, len(rounds) - 1 + ARM_OFFSET * (i + 1)) for i, r in enumerate(others)]
     first, last, control = arms(results)
