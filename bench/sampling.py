@@ -8,7 +8,9 @@ generation window (engine start reported apart: the host's start and build), the
 (goal >= 0.95) and whether the samples are the same; then the same stage again, as the next stage
 of a run finds the host: its start.
 On CPU it also runs the bare engine with its engine core in a second process (vLLM's default)
-next to in-process (ours on CPU, ``in_process_engine``): start-up and generation ratios.
+next to in-process (ours on CPU, ``in_process_engine``): start-up and generation ratios; and the stage
+with one 1-thread engine per core against one engine on every core (``configs/demo.yaml``'s layout),
+its input cut into blocks of one batch as the stage does.
 
     .venv/bin/python bench/sampling.py [--model PATH_OR_HF_ID] [--prompts 256] [--n 4] [--max-tokens 64]
 """
@@ -91,7 +93,7 @@ def bench_stage(engine, decoding, problems, template, work: Path) -> dict:
     stream_stage(work / "problems.parquet", parts, TimedPracticeBatches,
                  {"log": str(log), "lease": lease, "decoding": decoding, "prompt_template": template,
                   "model_name": "bench"},
-                 batch_size=engine.batch_size, concurrency=engine.concurrency, num_cpus=0)
+                 batch_size=engine.batch_size, concurrency=engine.concurrency, num_cpus=0, tasks_per_actor=1)
     wall = time.perf_counter() - t0
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     return {"start_s": t1 - t0, "gen_s": max(c["gen_end"] for c in calls) - min(c["gen_start"] for c in calls),
@@ -135,6 +137,17 @@ def main() -> None:
     print(f"the same stage again, its engine host still up: engine start {again['start_s']:.1f}s, "
           f"wall {again['wall_s']:.1f}s; same samples: {again['texts'] == stage['texts']}")
     print(f"same samples: {stage['texts'] == bare['texts']}")
+    if not args.gpu and (os.cpu_count() or 1) > 1:
+        from orca_math.common.sampling.hosts import release_engines
+
+        release_engines()  # the hosts above hold every core
+        cores = os.cpu_count() or 1
+        per_core = engine.model_copy(update={"concurrency": cores, "num_cpus_per_engine": 1,
+                                             "batch_size": max(1, len(problems) // (4 * cores))})
+        split = bench_stage(per_core, decoding, problems, template, work / "per-core")
+        split_tps = split["tokens"] / split["gen_s"]
+        print(f"stage, {cores} 1-thread engines ({per_core.batch_size}-problem blocks): {split_tps:.0f} gen tok/s, "
+              f"wall {split['wall_s']:.1f}s; / one {cores}-thread engine: {split_tps / stage_tps:.2f}x")
     print(f"ratio stage/bare (generation window): {stage_tps / bare_tps:.3f}  (goal >= 0.95)")
     if sub is not None:
         sub_tps = sub["tokens"] / sub["gen_s"]

@@ -17,6 +17,7 @@ The statistics are in ``run/report.py``, the terminal lines in ``run/console.py`
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -69,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
         planned = planned_stages(cfgs)
         pace = measure_pace(cfgs)
         expected = expected_seconds(planned, cfgs, pace)
+        # The raw pace beside each stage's wall time in the manifest is what recalibrates run/pace.py's WORK.
+        logging.getLogger(__name__).info("pace: %s; expected seconds: %s", pace,
+                                         {k: round(v, 1) for k, v in expected.items()})
         print(f"orca-math demo: {len(planned)} stages into {out}/ (logs: {log_path}); at this CPU's measured "
               f"speed ({pace.precision}, {expected.get('sft', 0) / 60:.1f} min of SFT) about "
               f"{sum(expected.values()) / 60:.0f} min in all", file=terminal, flush=True)

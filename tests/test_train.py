@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import datasets
 import pytest
 
 from orca_math.common.config import ConfigError, load_stage_config
@@ -286,6 +287,27 @@ def test_sft_labels_mask_the_prompt_and_keep_the_solution(tiny_model, tmp_path):
     trained = [t for t in short if t != -100]
     assert short[:n_short_prompt] == [-100] * n_short_prompt
     assert tok.decode(trained) == "#### 1" + tok.eos_token
+
+
+def test_sft_rows_are_tokenized_in_batch_exactly_as_trl_prepares_them(tiny_model, tmp_path, gsm8k_dir):
+    """The trainer gets TRL's own input_ids and labels, row for row, after TRL's truncation and filter."""
+    from trl import SFTTrainer
+
+    from orca_math.train.trainers import build_trainer, load_tokenizer, trl_args
+
+    tok = load_tokenizer(str(tiny_model))
+    lines = (gsm8k_dir / "train.jsonl").read_text().splitlines()[:40]
+    rows = {"prompt": [render_prompt(json.loads(x)["question"]) for x in lines],
+            "completion": [json.loads(x)["answer"] for x in lines]}
+    rows["completion"][3] += tok.eos_token  # already ends with EOS: not appended twice
+    rows["prompt"][5] = "x " * 300  # truncated to max_length with nothing left to learn: dropped
+    rows["completion"][7] = " ends on a space"  # tokens can merge across the prompt's end
+    cfg = load_stage_config(SFTTrainConfig, "tiny", "sft", {"max_steps": 1, "max_length": 256, "max_prompt_length": 128})
+    ours = build_trainer("sft", str(tiny_model), rows, cfg, tmp_path / "ours").train_dataset
+    trl = SFTTrainer(model=str(tiny_model), args=trl_args("sft", cfg, tmp_path / "trl"),
+                     train_dataset=datasets.Dataset.from_dict(rows), processing_class=tok).train_dataset
+    assert len(ours) == len(trl) == 39
+    assert ours["input_ids"] == trl["input_ids"] and ours["labels"] == trl["labels"]
 
 
 def test_the_logits_loss_is_trls_chunked_loss_on_the_solution_tokens(tiny_model, tmp_path):

@@ -12,6 +12,7 @@ speed of the one they run on (the bench sees its kernels, precision and clock; d
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -90,12 +91,16 @@ def measure_pace(cfgs: StageConfigs, seconds: float = 1.5) -> Pace:
 
 
 def _per_unit(run, seconds: float) -> float:
-    """Seconds per unit of ``run()`` (which returns how many units it did), after one warm-up call."""
-    run()
-    done, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < seconds or done == 0:
-        done += run()
-    return elapsed / done
+    """Seconds per unit of ``run()`` (which returns how many units it did): the median call, after two
+    warm-up calls (the first calls build kernels and grow the allocator; a stall in one call is not the pace)."""
+    run(), run()
+    rates: list[float] = []
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds or len(rates) < 3:
+        t0 = time.perf_counter()
+        units = run()
+        rates.append((time.perf_counter() - t0) / units)
+    return statistics.median(rates)
 
 
 def _stage_kind(stage: str) -> str:

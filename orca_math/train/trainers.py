@@ -119,14 +119,36 @@ def trl_args(algo: str, cfg: TrainConfigBase, output_dir: str | Path):
     return config_cls(**trl_kwargs(algo, cfg, output_dir))
 
 
-def trl_dataset(algo: str, columns: dict[str, list]):
-    """A ``datasets.Dataset`` with just the columns the algorithm's TRL trainer reads."""
+def trl_dataset(algo: str, columns: dict[str, list], tokenizer=None):
+    """A ``datasets.Dataset`` with just the columns the algorithm's TRL trainer reads; for SFT with a
+    ``tokenizer``, already tokenized as TRL would (``sft_tokenized``)."""
     import datasets
 
     missing = [c for c in TRL_COLUMNS[algo] if c not in columns]
     if missing:
         raise ValueError(f"{algo} rows lack column(s) {missing}")
+    if algo == "sft" and tokenizer is not None:
+        return datasets.Dataset.from_dict(sft_tokenized(columns["prompt"], columns["completion"], tokenizer))
     return datasets.Dataset.from_dict({c: columns[c] for c in TRL_COLUMNS[algo]})
+
+
+def sft_tokenized(prompts: Sequence[str], completions: Sequence[str], tokenizer) -> dict[str, list]:
+    """Prompt/completion text -> ``input_ids`` and ``labels`` (-100 over the prompt), exactly as TRL's
+    ``SFTTrainer._prepare_dataset`` builds them with ``completion_only_loss`` (EOS appended, the completion
+    starting where prompt and prompt + completion tokenize differently), in two batched tokenizer calls.
+    TRL tokenizes row by row, a Python call each: 9 s of every training stage on the demo's 19K rows.
+    TRL still truncates to ``max_length`` and drops rows left without a label."""
+    from trl.data_utils import common_prefix_length
+
+    eos = tokenizer.eos_token
+    completions = [c if c.endswith(eos) else c + eos for c in completions]
+    prompt_ids = tokenizer(list(prompts))["input_ids"]
+    full_ids = tokenizer([p + c for p, c in zip(prompts, completions, strict=True)])["input_ids"]
+    labels = []
+    for prompt, full in zip(prompt_ids, full_ids):
+        start = common_prefix_length(prompt, full)
+        labels.append([-100] * start + full[start:])
+    return {"input_ids": full_ids, "labels": labels}
 
 
 def build_trainer(
@@ -147,11 +169,12 @@ def build_trainer(
     trainer_cls = {"sft": SFTTrainer, "dpo": DPOTrainer, "kto": KTOTrainer}[algo]
     if isinstance(cfg, SFTTrainConfig) and not cfg.fused_lm_head:
         trainer_cls = _logits_sft_trainer()
+    tokenizer = load_tokenizer(model)
     return trainer_cls(
         model=model,
         args=trl_args(algo, cfg, output_dir),
-        train_dataset=trl_dataset(algo, columns),
-        processing_class=load_tokenizer(model),
+        train_dataset=trl_dataset(algo, columns, tokenizer),
+        processing_class=tokenizer,
         callbacks=list(callbacks),
     )
 
