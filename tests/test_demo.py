@@ -359,7 +359,7 @@ def test_the_estimate_is_each_stages_work_at_this_machines_measured_pace():
     longer.run = longer.run.model_copy(update={"practice_limit": 2 * cfgs.run.practice_limit})
     for stage in ("sft", "practice-1", "rft-1", "sft-control"):
         ratio = stage_seconds(stage, longer, slow) / stage_seconds(stage, cfgs, slow)
-        assert 1.7 < ratio <= 2.0, stage
+        assert 1.6 < ratio <= 2.0, stage  # less where a start-up (the control reads all 19K SFT rows) is a larger share
     assert stage_seconds("sft", cfgs, slow) > stage_seconds("practice-1", cfgs, slow) > stage_seconds("judge-1", cfgs, slow)
     # The first sampling stage also starts the engine hosts and the judge; the other evals reuse them.
     expected = expected_seconds(planned, cfgs, slow)

@@ -20,21 +20,24 @@ from orca_math.plan.core import KNOWN_SETS
 from orca_math.run.config import StageConfigs
 
 # Work in bench units, measured side by side with the bench on a 2-core Intel Xeon (family 6, model 207)
-# in fp32 on torch's AVX2 kernels, then checked on its AVX-512 kernels (docs/demo-results.md).
+# in fp32 on torch's AVX2 kernels, on the demo's student (docs/demo-results.md). The bench times the
+# student's own shape; how many bench units a stage is still depends a little on that shape.
 BENCH_LENGTH = 64       # tokens per training row in the bench: about a world problem and its solution
 BENCH_SEQS = 128        # sequences decoded together in the bench
 WORK = {
-    "train_step": 1.62,     # one SFT/RFT step of the run (padded rows of 40-330 tokens), in bench training steps
-    "train_start": 20.0,    # a training stage's trainer, data and save, in bench training steps
-    "sample": 0.23,         # one sampled completion (eval or practice), in bench decoding steps
-    "sampling_stage": 276.0,  # a sampling stage's engine builds, Ray Data and judge calls, in bench decoding steps
-    "first_sampling": 380.0,  # the first one's engine hosts and judge replica starting, in bench decoding steps
-    "generate": 550.0,      # AgentInstruct by the symbolic teacher, in bench decoding steps
-    "world": 280.0,         # the world's problems
-    "judge": 170.0,
-    "other": 50.0,          # the student, seeds, prefs
+    "sft_step": 1.68,       # one step on the SFT set (SFT, the control: padded rows of 40-330 tokens), in bench training steps
+    "sft_start": 485.0,     # such a stage's 19K rows read, checked and tokenized, its trainer and its save
+    "round_step": 1.40,     # one step on a round's positives (world problems: shorter rows)
+    "round_start": 110.0,
+    "sample": 0.32,         # one sampled completion (eval or practice), in bench decoding steps
+    "sampling_stage": 193.0,  # a sampling stage's engine builds, Ray Data and judge calls, in bench decoding steps
+    "first_sampling": 1200.0,  # the first one's engine hosts and judge replica starting, in bench decoding steps
+    "generate": 770.0,      # AgentInstruct by the symbolic teacher, in bench decoding steps
+    "world": 550.0,         # the world's problems
+    "judge": 305.0,
+    "other": 70.0,          # the student, seeds, prefs
 }
-RFT_ROWS_PER_PROBLEM = 0.88  # a round's training rows per practiced problem (positives, mastered left out)
+RFT_ROWS_PER_PROBLEM = 0.8  # a round's training rows per practiced problem (positives, mastered left out)
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,10 @@ def stage_seconds(stage: str, cfgs: StageConfigs, pace: Pace) -> float:
     batch = cfgs.pref_train.per_device_batch_size * cfgs.pref_train.gradient_accumulation_steps
     round_steps = cfgs.pref_train.epochs * RFT_ROWS_PER_PROBLEM * (run.practice_limit or 0) / batch
     steps = {"sft": cfgs.sft.max_steps or 0, "control": run.rounds * round_steps}.get(kind, round_steps)
-    if kind in ("sft", "control", "rft", "dpo", "kto"):
-        return (WORK["train_step"] * steps + WORK["train_start"]) * train
+    if kind in ("sft", "control"):
+        return (WORK["sft_step"] * steps + WORK["sft_start"]) * train
+    if kind in ("rft", "dpo", "kto"):
+        return (WORK["round_step"] * steps + WORK["round_start"]) * train
     if kind in ("eval", "practice"):
         problems = (cfgs.world.n_test if run.world else cfgs.eval.limit or KNOWN_SETS["gsm8k-test"]) \
             if kind == "eval" else run.practice_limit or 0
