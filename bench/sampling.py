@@ -137,11 +137,11 @@ def main() -> None:
     print(f"the same stage again, its engine host still up: engine start {again['start_s']:.1f}s, "
           f"wall {again['wall_s']:.1f}s; same samples: {again['texts'] == stage['texts']}")
     print(f"same samples: {stage['texts'] == bare['texts']}")
-    if not args.gpu and (os.cpu_count() or 1) > 1:
+    cores = os.cpu_count() or 1
+    if not args.gpu and cores > 1:
         from orca_math.common.sampling.hosts import release_engines
 
         release_engines()  # the hosts above hold every core
-        cores = os.cpu_count() or 1
         per_core = engine.model_copy(update={"concurrency": cores, "num_cpus_per_engine": 1,
                                              "batch_size": max(1, len(problems) // (4 * cores))})
         split = bench_stage(per_core, decoding, problems, template, work / "per-core")

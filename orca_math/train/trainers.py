@@ -119,15 +119,15 @@ def trl_args(algo: str, cfg: TrainConfigBase, output_dir: str | Path):
     return config_cls(**trl_kwargs(algo, cfg, output_dir))
 
 
-def trl_dataset(algo: str, columns: dict[str, list], tokenizer=None):
-    """A ``datasets.Dataset`` with just the columns the algorithm's TRL trainer reads; for SFT with a
-    ``tokenizer``, already tokenized as TRL would (``sft_tokenized``)."""
+def trl_dataset(algo: str, columns: dict[str, list], tokenizer):
+    """A ``datasets.Dataset`` with just the columns the algorithm's TRL trainer reads; for SFT, already
+    tokenized with ``tokenizer`` as TRL would (``sft_tokenized``)."""
     import datasets
 
     missing = [c for c in TRL_COLUMNS[algo] if c not in columns]
     if missing:
         raise ValueError(f"{algo} rows lack column(s) {missing}")
-    if algo == "sft" and tokenizer is not None:
+    if algo == "sft":
         return datasets.Dataset.from_dict(sft_tokenized(columns["prompt"], columns["completion"], tokenizer))
     return datasets.Dataset.from_dict({c: columns[c] for c in TRL_COLUMNS[algo]})
 
