@@ -12,6 +12,7 @@ speed of the one they run on (the bench sees its kernels, precision and clock; d
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from dataclasses import dataclass
@@ -19,23 +20,26 @@ from dataclasses import dataclass
 from orca_math.plan.core import KNOWN_SETS
 from orca_math.run.config import StageConfigs
 
+log = logging.getLogger(__name__)
+
 # Work in bench units, measured side by side with the bench on a 2-core Intel Xeon (family 6, model 207)
-# in fp32 on torch's AVX2 kernels, on the demo's student (docs/demo-results.md). The bench times the
-# student's own shape; how many bench units a stage is still depends a little on that shape.
+# in fp32 on torch's AVX2 kernels, on the demo's student, then scaled so that the first lines of eight
+# whole runs came out right on average (docs/demo-results.md). The bench times the student's own shape;
+# how many bench units a stage is still depends a little on that shape.
 BENCH_LENGTH = 64       # tokens per training row in the bench: about a world problem and its solution
 BENCH_SEQS = 128        # sequences decoded together in the bench
 WORK = {
-    "sft_step": 1.68,       # one step on the SFT set (SFT, the control: padded rows of 40-330 tokens), in bench training steps
-    "sft_start": 485.0,     # such a stage's 19K rows read, checked and tokenized, its trainer and its save
-    "round_step": 1.40,     # one step on a round's positives (world problems: shorter rows)
-    "round_start": 110.0,
-    "sample": 0.32,         # one sampled completion (eval or practice), in bench decoding steps
-    "sampling_stage": 193.0,  # a sampling stage's engine builds, Ray Data and judge calls, in bench decoding steps
-    "first_sampling": 1200.0,  # the first one's engine hosts and judge replica starting, in bench decoding steps
-    "generate": 770.0,      # AgentInstruct by the symbolic teacher, in bench decoding steps
-    "world": 550.0,         # the world's problems
-    "judge": 305.0,
-    "other": 70.0,          # the student, seeds, prefs
+    "sft_step": 1.52,       # one step on the SFT set (SFT, the control: padded rows of 40-330 tokens), in bench training steps
+    "sft_start": 438.0,     # such a stage's 19K rows read, checked and tokenized, its trainer and its save
+    "round_step": 1.26,     # one step on a round's positives (world problems: shorter rows)
+    "round_start": 99.0,
+    "sample": 0.29,         # one sampled completion (eval or practice), in bench decoding steps
+    "sampling_stage": 174.0,  # a sampling stage's engine builds, Ray Data and judge calls, in bench decoding steps
+    "first_sampling": 1080.0,  # the first one's engine hosts and judge replica starting, in bench decoding steps
+    "generate": 695.0,      # AgentInstruct by the symbolic teacher, in bench decoding steps
+    "world": 495.0,         # the world's problems
+    "judge": 275.0,
+    "other": 63.0,          # the student, seeds, prefs
 }
 RFT_ROWS_PER_PROBLEM = 0.8  # a round's training rows per practiced problem (positives, mastered left out)
 
@@ -50,9 +54,10 @@ class Pace:
     precision: str
 
 
-def measure_pace(cfgs: StageConfigs, seconds: float = 1.5) -> Pace:
+def measure_pace(cfgs: StageConfigs, seconds: float = 3.0) -> Pace:
     """Time the student's shape for about ``seconds`` each at training and at decoding (random
-    weights, random tokens: only the speed matters)."""
+    weights, random tokens: only the speed matters). On a 2-core VM, readings 1.5 s long, taken 2 s
+    apart in one quiet process, ranged 1.45x (docs/demo-results.md): a longer window averages more of it."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -103,6 +108,8 @@ def _per_unit(run, seconds: float) -> float:
         t0 = time.perf_counter()
         units = run()
         rates.append((time.perf_counter() - t0) / units)
+    log.info("pace bench: %d calls, median %.5f s, fastest %.5f s, slowest %.5f s a unit",
+             len(rates), statistics.median(rates), min(rates), max(rates))
     return statistics.median(rates)
 
 
