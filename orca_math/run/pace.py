@@ -108,9 +108,10 @@ def _per_unit(run, seconds: float) -> float:
         t0 = time.perf_counter()
         units = run()
         rates.append((time.perf_counter() - t0) / units)
+    median = statistics.median(rates)
     log.info("pace bench: %d calls, median %.5f s, fastest %.5f s, slowest %.5f s a unit",
-             len(rates), statistics.median(rates), min(rates), max(rates))
-    return statistics.median(rates)
+             len(rates), median, min(rates), max(rates))
+    return median
 
 
 def _stage_kind(stage: str) -> str:
