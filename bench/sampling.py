@@ -8,7 +8,9 @@ generation window (engine start reported apart: the host's start and build), the
 (goal >= 0.95) and whether the samples are the same; then the same stage again, as the next stage
 of a run finds the host: its start.
 On CPU it also runs the bare engine with its engine core in a second process (vLLM's default)
-next to in-process (ours on CPU, ``in_process_engine``): start-up and generation ratios; and the stage
+next to in-process (ours on CPU, ``in_process_engine``): start-up and generation ratios; one bare
+engine's generation with vLLM's own top-p (a sort of every row's vocabulary) and with ours
+(``cpu_top_p_first_k``, top_p.py), taking turns; and the stage
 with one 1-thread engine per core against one engine on every core (``configs/demo.yaml``'s layout),
 its input cut into blocks of one batch as the stage does.
 
@@ -75,6 +77,27 @@ def bench_bare(engine, decoding, problems, template) -> dict:
     return {"start_s": t1 - t0, "gen_s": t2 - t1, **_summary(samples)}
 
 
+def bench_top_p(engine, decoding, problems, template, turns: int = 2) -> dict:
+    """One engine's generation seconds with top-p through the largest tokens first and with vLLM's
+    sort, in turns (the VM's speed drifts), and whether they drew the same samples."""
+    from orca_math.common.sampling.ray_sampling import sample_problems
+    from orca_math.common.sampling.top_p import use_top_k_first
+    from orca_math.common.sampling.vllm_sampler import VLLMSampler
+
+    sampler = VLLMSampler(engine, decoding, "bench")
+    seconds, texts = {"first_k": 0.0, "sort": 0.0}, {}
+    for _ in range(turns):
+        for kind, first_k in (("first_k", engine.cpu_top_p_first_k), ("sort", 0)):
+            use_top_k_first(first_k)
+            t0 = time.perf_counter()
+            texts[kind] = _summary(sample_problems(sampler, problems, template))["texts"]
+            seconds[kind] += time.perf_counter() - t0
+    use_top_k_first(engine.cpu_top_p_first_k)
+    del sampler
+    gc.collect()
+    return {**seconds, "same": texts["first_k"] == texts["sort"]}
+
+
 def bench_stage(engine, decoding, problems, template, work: Path) -> dict:
     from orca_math.common.ray_runtime import ensure_ray
     from orca_math.common.records import read_parquet, write_parquet
@@ -125,6 +148,7 @@ def main() -> None:
     bare = bench_bare(engine, decoding, problems, template)
     second_process = engine.model_copy(update={"in_process_engine": False})  # vLLM's default
     sub = None if args.gpu else bench_bare(second_process, decoding, problems, template)
+    top_p = None if args.gpu else bench_top_p(engine, decoding, problems, template)
     work = Path(tempfile.mkdtemp(prefix="bench-sampling-"))
     stage = bench_stage(engine, decoding, problems, template, work / "first")
     again = bench_stage(engine, decoding, problems, template, work / "second")
@@ -155,6 +179,9 @@ def main() -> None:
               f"{sub_tps:.0f} gen tok/s")
         print(f"in-process / second process: start {sub['start_s'] / bare['start_s']:.1f}x faster, generation "
               f"{bare_tps / sub_tps:.2f}x; same samples: {bare['texts'] == sub['texts']}")
+    if top_p is not None:
+        print(f"top-p, the {engine.cpu_top_p_first_k} largest first / vLLM's sort of every row (one engine, in "
+              f"turns): generation {top_p['sort'] / top_p['first_k']:.2f}x; same samples: {top_p['same']}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import pytest
 
 from orca_math.common.sampling.config import GREEDY, DecodingConfig, VLLMEngineConfig
 from orca_math.common.sampling.hosts import _HOSTS, HostedSampler, host_kind, lease_engines, release_engines
+from orca_math.common.sampling.top_p import use_top_k_first
 
 pytestmark = pytest.mark.slow
 
@@ -86,9 +87,14 @@ def test_one_process_rebuilds_its_engine_for_each_model_with_the_same_samples(no
 
     first = sample(engine, greedy)
     (pid,) = set(_hosts().values())
-    assert sample(engine, decoding) and sample(engine, greedy) == first
+    drawn = sample(engine, decoding)
+    assert drawn and sample(engine, greedy) == first
     (host,) = lease_engines(engine).hosts
     assert ray.get(host.load.remote(engine)) < 0.5  # the same engine: kept, not rebuilt
+    # Top-p through the largest tokens first (top_p.py) draws what vLLM's sort of every row draws.
+    ray.get(host.__ray_call__.remote(lambda _: use_top_k_first(0)))
+    assert sample(engine, decoding) == drawn
+    ray.get(host.__ray_call__.remote(lambda _: use_top_k_first(engine.cpu_top_p_first_k)))
     other_engine = engine.model_copy(update={"model": str(other)})
     others = sample(other_engine, greedy)
     assert others != first  # other weights: the new model, not the old engine

@@ -2,8 +2,8 @@
 
 ``measure_pace`` times the student's own shape (``tiny_model``) at the two things that take a run's
 time: training steps at the SFT batch size, in the precision training will choose, and decoding
-steps of a batch of sequences with a KV cache and a top-p sort of the vocabulary, the kind of step a
-vLLM engine repeats. ``stage_seconds`` turns each planned stage's work (its steps, problems and
+steps of a batch of sequences with a KV cache and top-p's look at the most likely tokens, the kind of
+step a vLLM engine repeats. ``stage_seconds`` turns each planned stage's work (its steps, problems and
 samples, read from the configs) into seconds at that pace. ``WORK`` converts them: how many bench
 training steps one SFT step is worth, how many bench decoding steps one sample, measured side by side
 on one machine. A table of seconds holds for the machine it was measured on; these ratios follow the
@@ -33,13 +33,14 @@ WORK = {
     "sft_start": 438.0,     # such a stage's 19K rows read, checked and tokenized, its trainer and its save
     "round_step": 1.26,     # one step on a round's positives (world problems: shorter rows)
     "round_start": 99.0,
-    "sample": 0.29,         # one sampled completion (eval or practice), in bench decoding steps
-    "sampling_stage": 174.0,  # a sampling stage's engine builds, Ray Data and judge calls, in bench decoding steps
-    "first_sampling": 1080.0,  # the first one's engine hosts and judge replica starting, in bench decoding steps
-    "generate": 695.0,      # AgentInstruct by the symbolic teacher, in bench decoding steps
-    "world": 495.0,         # the world's problems
-    "judge": 275.0,
-    "other": 63.0,          # the student, seeds, prefs
+    "eval_sample": 0.49,    # one greedy completion of an eval problem, in bench decoding steps
+    "practice_sample": 0.30,  # one of a practice problem's samples (they share its prompt), in bench decoding steps
+    "sampling_stage": 292.0,  # a sampling stage's engine builds, Ray Data and judge calls, in bench decoding steps
+    "first_sampling": 1810.0,  # the first one's engine hosts and judge replica starting, in bench decoding steps
+    "generate": 1170.0,     # AgentInstruct by the symbolic teacher, in bench decoding steps
+    "world": 830.0,         # the world's problems
+    "judge": 460.0,
+    "other": 106.0,         # the student, seeds, prefs
 }
 RFT_ROWS_PER_PROBLEM = 0.8  # a round's training rows per practiced problem (positives, mastered left out)
 
@@ -88,7 +89,7 @@ def measure_pace(cfgs: StageConfigs, seconds: float = 3.0) -> Pace:
             cache, steps = out.past_key_values, 8
             for _ in range(steps):
                 logits = out.logits[:, -1, :].float()
-                logits.sort(dim=-1)  # top-p's sort over the vocabulary
+                logits.softmax(dim=-1).topk(16, dim=-1)  # top-p's first look (top_p.py)
                 out = model(input_ids=logits.argmax(-1, keepdim=True), past_key_values=cache, use_cache=True)
         return steps
 
@@ -133,7 +134,7 @@ def stage_seconds(stage: str, cfgs: StageConfigs, pace: Pace) -> float:
         problems = (cfgs.world.n_test if run.world else cfgs.eval.limit or KNOWN_SETS["gsm8k-test"]) \
             if kind == "eval" else run.practice_limit or 0
         n = cfgs.eval.decoding.n if kind == "eval" else cfgs.practice.decoding.n
-        return (WORK["sample"] * problems * n + WORK["sampling_stage"]) * decode
+        return (WORK[f"{kind}_sample"] * problems * n + WORK["sampling_stage"]) * decode
     return WORK.get(kind, WORK["other"]) * decode
 
 

@@ -93,7 +93,8 @@ class VLLMEngineConfig(StageConfig):
 
     execution_fields = frozenset({"use_gpu", "tensor_parallel_size", "gpu_memory_utilization", "num_cpus_per_engine",
                                   "cpu_kvcache_space_gib", "concurrency", "batch_size", "enforce_eager",
-                                  "in_process_engine", "resources", "canned_delay_s", "start_timeout_s"})
+                                  "in_process_engine", "resources", "canned_delay_s", "start_timeout_s",
+                                  "cpu_top_p_first_k"})
 
     kind: Literal["vllm", "canned"] = Field(
         "vllm", description="vllm: the real engine. canned: deterministic canned completions, no model "
@@ -127,6 +128,10 @@ class VLLMEngineConfig(StageConfig):
         "process's threads, which a Ray Data actor gives it. None: in-process on CPU; on GPU vLLM's default "
         "(a separate engine-core process, which overlaps scheduling with the forward pass).",
     )
+    cpu_top_p_first_k: int = Field(
+        16, ge=0, description="CPU engines: top-p reads each sequence's this many most likely tokens and sorts "
+        "the vocabulary only where they hold less than top_p; the same tokens are kept as with vLLM's sort of "
+        "every sequence, at a step, 1.85x more samples a second for a trained tiny student (top_p.py). 0: vLLM's sort.")
     seed: int = Field(0, description="Engine seed: fixed seeds make sampling reproducible.")
     resources: dict[str, float] = Field(
         default_factory=dict,

@@ -100,6 +100,10 @@ def build_llm(engine: VLLMEngineConfig):
 
         torch.set_num_threads(threads)
     apply_engine_process_mode(engine)
+    if not engine.use_gpu:
+        from orca_math.common.sampling.top_p import use_top_k_first
+
+        use_top_k_first(engine.cpu_top_p_first_k)
     from vllm import LLM
 
     return LLM(**engine_kwargs(engine))
