@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 
 # Work in bench units, measured side by side with the bench on a 2-core Intel Xeon (family 6, model 207)
 # in fp32 on torch's AVX2 kernels, on the demo's student, then scaled so that the first lines of eight
-# whole runs came out right on average (docs/demo-results.md). The bench times the student's own shape;
-# how many bench units a stage is still depends a little on that shape.
+# whole runs came out right on average (docs/demo-results.md). When the bench's decoding step stopped
+# sorting the vocabulary (as the engines had), its units were rescaled by the old step over the new one
+# (1.68, side by side) and practice samples refitted on whole runs. The bench times the student's own
+# shape; how many bench units a stage is still depends a little on that shape.
 BENCH_LENGTH = 64       # tokens per training row in the bench: about a world problem and its solution
 BENCH_SEQS = 128        # sequences decoded together in the bench
 WORK = {
