@@ -84,6 +84,7 @@ def measure_pace(cfgs: StageConfigs, seconds: float = 3.0) -> Pace:
         optimizer.zero_grad()
 
     prompts = torch.randint(4, shape.vocab_size, (BENCH_SEQS, BENCH_LENGTH // 2))
+    first_k = cfgs.practice.engine.cpu_top_p_first_k
 
     def decode_steps() -> int:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.bf16):
@@ -91,7 +92,8 @@ def measure_pace(cfgs: StageConfigs, seconds: float = 3.0) -> Pace:
             cache, steps = out.past_key_values, 8
             for _ in range(steps):
                 logits = out.logits[:, -1, :].float()
-                logits.softmax(dim=-1).topk(16, dim=-1)  # top-p's first look (top_p.py)
+                # top-p's first look at the most likely tokens (top_p.py), or vLLM's sort
+                logits.softmax(dim=-1).topk(first_k, dim=-1) if first_k else logits.sort(dim=-1)
                 out = model(input_ids=logits.argmax(-1, keepdim=True), past_key_values=cache, use_cache=True)
         return steps
 

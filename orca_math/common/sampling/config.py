@@ -130,8 +130,8 @@ class VLLMEngineConfig(StageConfig):
     )
     cpu_top_p_first_k: int = Field(
         16, ge=0, description="CPU engines: top-p reads each sequence's this many most likely tokens and sorts "
-        "the vocabulary only where they hold less than top_p; the same tokens are kept as with vLLM's sort of "
-        "every sequence, at a step, 1.85x more samples a second for a trained tiny student (top_p.py). 0: vLLM's sort.")
+        "the vocabulary only where they hold less than top_p: the tokens vLLM's sort of every sequence keeps, "
+        "in 1/1.85 of the time for the demo's trained student (top_p.py). 0: vLLM's sort at every step.")
     seed: int = Field(0, description="Engine seed: fixed seeds make sampling reproducible.")
     resources: dict[str, float] = Field(
         default_factory=dict,
