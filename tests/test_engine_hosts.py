@@ -35,9 +35,11 @@ def test_a_stage_reuses_the_hosts_of_its_kind_and_replaces_others(no_hosts):
     lease = lease_engines(CANNED)
     first = _hosts()
     assert len(first) == 2 and all(host_kind(CANNED) in name for name in first)
-    # The next stage (another model: a canned engine builds nothing) finds the same processes.
-    lease_engines(CANNED.model_copy(update={"model": "M2"}))
-    assert _hosts() == first
+    # The next stage (another model: a canned engine builds nothing) finds the same processes, and
+    # what it does meanwhile (the first eval starts the judge) runs once, before the lease is handed over.
+    meanwhile: list[int] = []
+    lease_engines(CANNED.model_copy(update={"model": "M2"}), meanwhile=lambda: meanwhile.append(len(_HOSTS)))
+    assert _hosts() == first and meanwhile == [2]
     # Each map_batches actor of a stage claims its own host; one Ray Data restarted shares the first.
     samplers = [HostedSampler(lease, DecodingConfig(n=3), "M1") for _ in range(3)]
     assert len({s.host for s in samplers[:2]}) == 2 and samplers[2].host == lease.hosts[0]
@@ -69,40 +71,70 @@ def test_release_can_spare_the_cpu_hosts(no_hosts):
     assert _hosts() == {}
 
 
-def test_one_process_rebuilds_its_engine_for_each_model_with_the_same_samples(no_hosts, tiny_model, tmp_path):
-    """eval-M1 -> practice-1 on the same model: nothing rebuilt; another model: the engine is rebuilt in
-    the same process (no new vLLM import), and its samples are those a fresh process gives."""
+def _next_round(model, out):
+    """``model`` as the next round would leave it: the same config and tokenizer, other weights."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(model, out)
+    weights = load_file(out / "model.safetensors")
+    torch.manual_seed(0)
+    save_file({k: v + 0.5 * torch.randn_like(v) for k, v in weights.items()}, out / "model.safetensors",
+              metadata={"format": "pt"})
+    return out
+
+
+def test_one_process_swaps_in_a_rounds_weights_and_builds_anew_for_another_model(no_hosts, tiny_model, tmp_path):
+    """eval-M1 -> practice-1 on the same model: nothing rebuilt. The next round's model: its weights are
+    loaded into the built engine. Another tokenizer: a new engine in the same process (no new vLLM
+    import). Every way, the samples are those a fresh process gives."""
     import ray
 
     from orca_math.tiny_model.config import TinyModelConfig
     from orca_math.tiny_model.core import build_tiny_model
 
-    other = build_tiny_model(tmp_path / "other", TinyModelConfig(seed=1))
+    trained = _next_round(tiny_model, tmp_path / "M2")
+    other = build_tiny_model(tmp_path / "other", TinyModelConfig(seed=1))  # another tokenizer
     engine = VLLMEngineConfig(model=str(tiny_model), use_gpu=False, max_model_len=256, batch_size=8)
+    trained_engine, other_engine = (engine.model_copy(update={"model": str(m)}) for m in (trained, other))
     decoding = DecodingConfig(n=2, max_tokens=16)
     greedy = GREEDY.model_copy(update={"max_tokens": 16})
+    # Prompts of several KV blocks: the engine's prefix cache would serve them again after a swap.
+    batch = {"problem_id": ["p1", "p2"], "prompt": [f"Q: {' '.join(['1 + 1'] * 40)}?", "Q: 2 + 2?"]}
 
     def sample(eng, dec):
-        return HostedSampler(lease_engines(eng), dec, "M")(BATCH)["text"]
+        return HostedSampler(lease_engines(eng), dec, "M")(batch)["text"]
+
+    def engine_id():
+        return ray.get(host.__ray_call__.remote(lambda h: id(h.llm)))
 
     first = sample(engine, greedy)
     (pid,) = set(_hosts().values())
     drawn = sample(engine, decoding)
     assert drawn and sample(engine, greedy) == first
     (host,) = lease_engines(engine).hosts
-    assert ray.get(host.load.remote(engine)) < 0.5  # the same engine: kept, not rebuilt
+    built = engine_id()
+    assert ray.get(host.load.remote(engine)) < 0.5 and engine_id() == built  # the same engine: kept
     # Top-p through the largest tokens first (top_p.py) draws what vLLM's sort of every row draws.
     ray.get(host.__ray_call__.remote(lambda _: use_top_k_first(0)))
     assert sample(engine, decoding) == drawn
     ray.get(host.__ray_call__.remote(lambda _: use_top_k_first(engine.cpu_top_p_first_k)))
-    other_engine = engine.model_copy(update={"model": str(other)})
+
+    trained_greedy, trained_drawn = sample(trained_engine, greedy), sample(trained_engine, decoding)
+    assert trained_greedy != first and engine_id() == built  # the new weights, in the engine built for M1
+    assert sample(engine, greedy) == first and engine_id() == built  # and back: nothing of M2 kept
+    assert sample(trained_engine.model_copy(update={"reload_weights": False}), greedy) == trained_greedy
+    assert engine_id() != built  # built anew on request: the same samples
     others = sample(other_engine, greedy)
-    assert others != first  # other weights: the new model, not the old engine
-    assert sample(engine, greedy) == first
+    assert others != first
     assert set(_hosts().values()) == {pid}  # one process all along
     release_engines()
     assert sample(other_engine, greedy) == others  # what a fresh process gives
     assert set(_hosts().values()) != {pid}
+    release_engines()
+    assert sample(trained_engine, decoding) == trained_drawn
 
 
 def test_a_lease_on_a_node_type_no_node_offers_fails_in_seconds_naming_it(no_hosts):

@@ -6,7 +6,12 @@ from types import SimpleNamespace
 from orca_math.common.hardware import this_machine
 from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
 from orca_math.common.sampling.ray_sampling import engine_resources
-from orca_math.common.sampling.vllm_sampler import engine_kwargs, request_seed, samples_from_outputs
+from orca_math.common.sampling.vllm_sampler import (
+    engine_kwargs,
+    request_seed,
+    samples_from_outputs,
+    weights_only_differ,
+)
 
 
 def test_cpu_engine_requests_no_gpu():
@@ -79,3 +84,23 @@ def test_engine_core_runs_in_process_on_cpu_and_where_vllm_puts_it_on_gpu(monkey
     assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
     apply_engine_process_mode(VLLMEngineConfig(use_gpu=False, in_process_engine=False))
     assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"
+
+
+def test_only_a_model_of_the_same_files_but_weights_takes_the_built_engine(tmp_path):
+    """A next round's student (other weights and training records, the same config and tokenizer) can have
+    its weights loaded into the engine built for the last one; any other change builds a new engine."""
+    def folder(name: str, **files: str):
+        f = tmp_path / name
+        f.mkdir()
+        base = {"config.json": '{"hidden_size": 96}', "tokenizer.json": "{bpe}", "tokenizer_config.json": "{}",
+                "generation_config.json": "{}", "model.safetensors": name, "train_log.json": name}
+        for n, text in {**base, **files}.items():
+            (f / n).write_text(text)
+        return str(f)
+
+    m1, m2 = folder("M1"), folder("M2")
+    assert weights_only_differ(m1, m2)
+    assert not weights_only_differ(m1, folder("wider", **{"config.json": '{"hidden_size": 128}'}))
+    assert not weights_only_differ(m1, folder("retokenized", **{"tokenizer.json": "{other bpe}"}))
+    assert not weights_only_differ(m1, folder("templated", **{"chat_template.jinja": "{{ messages }}"}))
+    assert not weights_only_differ(m1, "org/hub-model") and not weights_only_differ("org/hub-model", "org/hub-model")

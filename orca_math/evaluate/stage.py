@@ -81,8 +81,10 @@ def eval_stage(cfg: EvalConfig, out_dir: str | Path, *, model: str | Path, name:
         hashed = data_hash(pq.read_table(problems_path, columns=["id", "reference_answer"]).to_pylist())
         log.info("%s: %d problems from %s", c.name, n, data)
         ensure_ray()
-        app = ensure_judge_app(cfg.judge, serve_cfg, teacher_cfg)
-        lease = lease_engines(cfg.engine.model_copy(update={"model": model}))
+        judge: list[str] = []
+        lease = lease_engines(cfg.engine.model_copy(update={"model": model}),
+                              meanwhile=lambda: judge.append(ensure_judge_app(cfg.judge, serve_cfg, teacher_cfg)))
+        app = judge[0]
         engine = lease.engine
         result = stream_stage(
             problems_path, parts, EvalBatches,

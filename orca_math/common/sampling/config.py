@@ -94,7 +94,7 @@ class VLLMEngineConfig(StageConfig):
     execution_fields = frozenset({"use_gpu", "tensor_parallel_size", "gpu_memory_utilization", "num_cpus_per_engine",
                                   "cpu_kvcache_space_gib", "concurrency", "batch_size", "enforce_eager",
                                   "in_process_engine", "resources", "canned_delay_s", "start_timeout_s",
-                                  "cpu_top_p_first_k"})
+                                  "cpu_top_p_first_k", "reload_weights"})
 
     kind: Literal["vllm", "canned"] = Field(
         "vllm", description="vllm: the real engine. canned: deterministic canned completions, no model "
@@ -132,6 +132,10 @@ class VLLMEngineConfig(StageConfig):
         16, ge=0, description="CPU engines: top-p reads each sequence's this many most likely tokens and sorts "
         "the vocabulary only where they hold less than top_p: the tokens vLLM's sort of every sequence keeps, "
         "in 1/1.85 of the time for the demo's trained student (top_p.py). 0: vLLM's sort at every step.")
+    reload_weights: bool = Field(
+        True, description="A host whose engine holds another model with the same config and tokenizer files "
+        "(the next round's student) loads the new weights into it (vLLM's reload_weights) instead of building a "
+        "new engine: 0.03 s against 4-6 s on a 2-core CPU, the same samples (seeded sampling). false: always build.")
     seed: int = Field(0, description="Engine seed: fixed seeds make sampling reproducible.")
     resources: dict[str, float] = Field(
         default_factory=dict,

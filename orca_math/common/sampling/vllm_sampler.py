@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import Any, Sequence
 
 from orca_math.common.sampling.config import DecodingConfig, VLLMEngineConfig
@@ -107,6 +108,35 @@ def build_llm(engine: VLLMEngineConfig):
     from vllm import LLM
 
     return LLM(**engine_kwargs(engine))
+
+
+# What an engine is built from besides the weights: two model folders that agree on these files hold the same
+# architecture and tokenizer, so a built engine can take the other's weights (vLLM's reload_weights).
+_BUILT_FROM = ("config.json", "generation_config.json", "params.json", "preprocessor_config.json",
+               "special_tokens_map.json", "added_tokens.json", "tokenizer*", "chat_template*", "vocab*",
+               "merges*", "*.tiktoken")
+
+
+def weights_only_differ(held: str, new: str) -> bool:
+    """Whether local model folders ``held`` and ``new`` are byte-equal in every file an engine is built
+    from other than the weights (an HF id: False, it is built anew)."""
+    folders = (Path(held), Path(new))
+    if not all(f.is_dir() and (f / "config.json").is_file() for f in folders):
+        return False
+    names = [{p.name for pattern in _BUILT_FROM for p in f.glob(pattern) if p.is_file()} for f in folders]
+    return names[0] == names[1] and all((folders[0] / n).read_bytes() == (folders[1] / n).read_bytes()
+                                        for n in names[0])
+
+
+def reload_weights(llm, model: str) -> bool:
+    """Load ``model``'s weights into the built ``llm`` in place (``weights_only_differ`` checked by the
+    caller) and drop the KV blocks cached under the old weights. False where vLLM cannot reload this
+    format in place or could not reset the cache: the engine must be built anew."""
+    try:
+        llm.collective_rpc("reload_weights", kwargs={"weights_path": model})
+    except NotImplementedError:
+        return False
+    return bool(llm.reset_prefix_cache())
 
 
 class VLLMSampler:
