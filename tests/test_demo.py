@@ -362,8 +362,11 @@ def test_the_estimate_is_each_stages_work_at_this_machines_measured_pace():
         assert 1.6 < ratio <= 2.0, stage  # less where a start-up (the control reads all 19K SFT rows) is a larger share
     assert stage_seconds("sft", cfgs, slow) > stage_seconds("practice-1", cfgs, slow) > stage_seconds("judge-1", cfgs, slow)
     # The first sampling stage also starts the engine hosts and the judge; the other evals reuse them.
+    # The first stage also carries the run's start and end.
     expected = expected_seconds(planned, cfgs, slow)
     assert expected["eval-M1"] > expected["eval-M2"] == expected["eval-M3"] == stage_seconds("eval-M2", cfgs, slow)
+    assert expected[planned[0]] > stage_seconds(planned[0], cfgs, slow)
+    assert sum(expected.values()) == pytest.approx(2 * sum(expected_seconds(planned, cfgs, fast).values()))
     # Measured on this machine in about the seconds asked for, in the precision training will use.
     measured = measure_pace(cfgs, seconds=0.2)
     assert measured.train_step_s > 0 and measured.decode_step_s > 0 and measured.precision in ("bf16", "fp32")

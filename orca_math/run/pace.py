@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 # in fp32 on torch's AVX2 kernels, on the demo's student, then scaled so that the first lines of eight
 # whole runs came out right on average (docs/demo-results.md). When the bench's decoding step stopped
 # sorting the vocabulary (as the engines had), its units were rescaled by the old step over the new one
-# (1.68, side by side) and practice samples refitted on whole runs. The bench times the student's own
+# (1.68, side by side) and practice samples refitted on whole runs. ``run`` was fitted on three whole
+# runs once the engines took each round's weights in place (its eval stages no longer build one). The bench times the student's own
 # shape; how many bench units a stage is still depends a little on that shape.
 BENCH_LENGTH = 64       # tokens per training row in the bench: about a world problem and its solution
 BENCH_SEQS = 128        # sequences decoded together in the bench
@@ -43,6 +44,7 @@ WORK = {
     "world": 830.0,         # the world's problems
     "judge": 460.0,
     "other": 106.0,         # the student, seeds, prefs
+    "run": 900.0,           # the run's Ray starting, and at its end the judge and engines let go, the results written
 }
 RFT_ROWS_PER_PROBLEM = 0.8  # a round's training rows per practiced problem (positives, mastered left out)
 
@@ -144,9 +146,12 @@ def stage_seconds(stage: str, cfgs: StageConfigs, pace: Pace) -> float:
 
 def expected_seconds(planned: list[str], cfgs: StageConfigs, pace: Pace) -> dict[str, float]:
     """Each planned stage's expected seconds at ``pace``; the first sampling stage also starts the
-    engine hosts and the judge, which the later ones reuse."""
+    engine hosts and the judge, which the later ones reuse, and the first stage carries the run's own
+    start and end (the stages' clock starts before Ray does)."""
     expected = {stage: stage_seconds(stage, cfgs, pace) for stage in planned}
     first = next((s for s in planned if _stage_kind(s) in ("eval", "practice")), None)
     if first is not None:
         expected[first] += WORK["first_sampling"] * pace.decode_step_s
+    if planned:
+        expected[planned[0]] += WORK["run"] * pace.decode_step_s
     return expected
