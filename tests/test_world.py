@@ -269,3 +269,14 @@ def test_cli_world_writes_the_split_and_a_manifest(tmp_path):
     assert rows == generate_problems("test", 30, WorldConfig(seed=2)).rows
     entry = RunManifest(out.parent / "manifest.json").get("world-test")
     assert entry["status"] == "done" and entry["rows_out"] == 30 and entry["config"]["seed"] == 2
+
+
+def test_the_recipes_world_stage_draws_both_splits_at_once_on_ray_and_the_same_rows(tmp_path, ray_local):
+    from orca_math.world.stage import write_world
+
+    cfg = WorldConfig(seed=3, n_train=60, n_test=20)
+    paths = {split: tmp_path / f"{split}.parquet" for split in ("train", "test")}
+    fields = write_world(cfg, paths)
+    assert fields["rows_out"] == fields["rows_in"] == 80
+    for split, n in (("train", 60), ("test", 20)):
+        assert read_parquet(paths[split], PROBLEM) == generate_problems(split, n, cfg).rows

@@ -30,8 +30,7 @@ def write_world(cfg: WorldConfig, paths: dict[Split, Path], n: dict[Split, int] 
     """Write each split's problems to its path (``n[split]`` of them, default the config's count);
     with both splits, refuse a test question that is also a train question. Returns the manifest fields."""
     n = n or {}
-    made = {split: generate_problems(split, n.get(split, cfg.n_train if split == "train" else cfg.n_test), cfg)
-            for split in paths}
+    made = _generate(cfg, {split: n.get(split, cfg.n_train if split == "train" else cfg.n_test) for split in paths})
     if len(made) == 2:
         leaks = find_leaks((r["question"] for r in made["train"].rows), (r["question"] for r in made["test"].rows))
         if leaks:
@@ -49,6 +48,18 @@ def write_world(cfg: WorldConfig, paths: dict[Split, Path], n: dict[Split, int] 
         "rows_quarantined": len(quarantined),
         **{split: len(o.rows) for split, o in made.items()},
     }
+
+
+def _generate(cfg: WorldConfig, counts: dict[Split, int]):
+    """Each split's problems, the same either way; where Ray runs, the splits at once in tasks of their own
+    (the demo's world on a 2-core CPU: 7.5-8.5 s instead of 11; the test split takes twice the train
+    split's time, as most of its draws land in train's bucket and are drawn again)."""
+    import ray
+
+    if len(counts) < 2 or not ray.is_initialized():
+        return {split: generate_problems(split, k, cfg) for split, k in counts.items()}
+    task = ray.remote(generate_problems).options(num_cpus=1)
+    return dict(zip(counts, ray.get([task.remote(split, k, cfg) for split, k in counts.items()])))
 
 
 def world_stage(cfg: WorldConfig, out_dir: str | Path, *, name: str = "world") -> Stage:
