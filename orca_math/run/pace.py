@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 # whole runs came out right on average (docs/demo-results.md). When the bench's decoding step stopped
 # sorting the vocabulary (as the engines had), its units were rescaled by the old step over the new one
 # (1.68, side by side) and practice samples refitted on whole runs. ``run`` was fitted on three whole
-# runs once the engines took each round's weights in place (its eval stages no longer build one). The bench times the student's own
-# shape; how many bench units a stage is still depends a little on that shape.
+# runs once the engines took each round's weights in place. The bench times the student's own shape;
+# how many bench units a stage is still depends a little on that shape.
 BENCH_LENGTH = 64       # tokens per training row in the bench: about a world problem and its solution
 BENCH_SEQS = 128        # sequences decoded together in the bench
 WORK = {
