@@ -58,7 +58,9 @@ def _generate(cfg: WorldConfig, counts: dict[Split, int]):
 
     if len(counts) < 2 or not ray.is_initialized():
         return {split: generate_problems(split, k, cfg) for split, k in counts.items()}
-    task = ray.remote(generate_problems).options(num_cpus=1)
+    # No CPU reserved: a task that asks for none never waits for a node to offer one (a cluster whose head
+    # has no CPUs and whose workers are still booting); the work is the few seconds the driver did alone.
+    task = ray.remote(generate_problems).options(num_cpus=0)
     return dict(zip(counts, ray.get([task.remote(split, k, cfg) for split, k in counts.items()])))
 
 
