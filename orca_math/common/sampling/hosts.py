@@ -87,8 +87,8 @@ class EngineHost:
         if not engine.reload_weights or self.llm is None or self.built is None:
             return False
         held, new = dict(self.built[0]), dict(build[0])
-        return (self.built[1] == build[1] and {k: v for k, v in held.items() if k != "model"}
-                == {k: v for k, v in new.items() if k != "model"} and weights_only_differ(held["model"], new["model"]))
+        same_but_model = (self.built[1], {**held, "model": None}) == (build[1], {**new, "model": None})
+        return same_but_model and weights_only_differ(held["model"], new["model"])
 
     def sample(self, engine: VLLMEngineConfig, decoding: DecodingConfig, model_name: str,
                batch: dict[str, Any]) -> dict[str, list]:
