@@ -19,16 +19,20 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import platform
 import sys
 import time
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, TYPE_CHECKING, Callable
 
 from orca_math.common.config import add_config_flags, config_from_args, resolve_config_path
 from orca_math.run.cli import add_run_config_flags
 from orca_math.run.config import RunConfig
 from orca_math.run.console import LogsToFile, Progress
 from orca_math.run.report import arms, arms_table, by_steps, compare_runs, problem_steps, verdict, verdicts
+
+if TYPE_CHECKING:
+    from orca_math.run.config import StageConfigs
 
 DEMO_CONFIG = "configs/demo.yaml"
 LOG_NAME = "logs/demo.log"
@@ -61,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     config = resolve_config_path(config_from_args(args))
     cfgs = StageConfigs.load(config)
+    pins = pin_fp32_kernels(cfgs)
     log_path = out / LOG_NAME
     started = time.perf_counter()
 
@@ -68,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         from orca_math.run.pace import expected_seconds, measure_pace
 
         planned = planned_stages(cfgs)
+        if pins:
+            logging.getLogger(__name__).info("fp32 run: torch's kernels pinned for the same models on every x86 CPU: %s", pins)
         pace = measure_pace(cfgs)
         expected = expected_seconds(planned, cfgs, pace)
         # The raw pace beside each stage's wall time in the manifest is what recalibrates run/pace.py's WORK.
@@ -88,6 +95,20 @@ def run(args: argparse.Namespace) -> int:
     # the traceback goes to this same log.
     with LogsToFile(log_path) as terminal:
         return run_and_report(terminal)
+
+
+def pin_fp32_kernels(cfgs: "StageConfigs") -> dict[str, str]:
+    """Where the whole run is fp32 on an x86 CPU, set torch's and oneDNN's kernels to AVX2 before torch
+    is imported, here and in Ray's workers (they inherit the environment): the run then draws the same
+    models on every such CPU (``hardware.fp32_kernel_pins``). A value already in the environment
+    stands. Returns the pins."""
+    from orca_math.common.hardware import cpuinfo_flags, fp32_kernel_pins
+
+    pins = fp32_kernel_pins([(c.bf16, c.fp16) for c in (cfgs.sft, cfgs.pref_train)],
+                            [cfgs.eval.engine.dtype, cfgs.practice.engine.dtype], cpuinfo_flags(), platform.machine())
+    for name, value in pins.items():
+        os.environ.setdefault(name, value)
+    return pins
 
 
 def _report(results: list[dict], out: Path, algo: str, started: float, skipped: int, terminal: IO[str]) -> int:

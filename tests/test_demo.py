@@ -8,12 +8,14 @@ and the equal-compute SFT control.
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import pytest
 import yaml
 
 from orca_math.common.config import REPO_ROOT, load_yaml
+from orca_math.common.hardware import cpuinfo_flags
 from orca_math.common.manifest import RunManifest
 from orca_math.common.records import read_parquet, read_table
 from orca_math.common.schema import JUDGMENT, KTO_EXAMPLE, PROBLEM, SAMPLE
@@ -45,6 +47,37 @@ def small_demo_config(path: Path) -> Path:
     cfg["rft"].update(max_steps=2, per_device_batch_size=4, save_steps=100)
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def test_an_fp32_demo_puts_torch_on_avx2_kernels_before_torch_starts(tmp_path):
+    # On an x86 CPU with AVX2, a run all in fp32 reaches torch on AVX2 kernels; a value already in
+    # the environment stands. Where the CPU has no AVX2 (or is not x86), nothing is pinned.
+    import os
+    import subprocess
+    import sys
+
+    cfg = load_yaml(REPO / "configs/demo.yaml")
+    for section in ("sft", "rft"):
+        cfg[section]["bf16"] = False
+    for section in ("eval", "practice"):
+        cfg[section]["engine"]["dtype"] = "float32"
+    (tmp_path / "fp32.yaml").write_text(yaml.safe_dump(cfg))
+    show = ("import json; from orca_math.demo import pin_fp32_kernels; from orca_math.run.config import "
+            f"StageConfigs; pins = pin_fp32_kernels(StageConfigs.load({str(tmp_path / 'fp32.yaml')!r})); "
+            "import torch; print(json.dumps([pins, torch.backends.cpu.get_cpu_capability()]))")
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
+
+    def run(**extra):
+        out = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, check=True,
+                             env={**env, **extra}).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    pins, kernels = run()
+    if not pins:
+        assert platform.machine() not in ("x86_64", "AMD64") or "avx2" not in cpuinfo_flags()
+        return
+    assert pins == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"} and kernels == "AVX2"
+    assert run(ATEN_CPU_CAPABILITY="default")[1] == "DEFAULT"
 
 
 def test_demo_config_loads_the_world_and_procedural_teacher():

@@ -11,7 +11,10 @@ from orca_math.common.hardware import (
     choose_attention,
     choose_precision,
     choose_vllm_dtype,
+    cpuinfo_flags,
+    fp32_kernel_pins,
     resolve_use_gpu,
+    this_machine,
 )
 from orca_math.common.sampling.config import VLLMEngineConfig
 from orca_math.teacher.serve_teacher import TeacherServeConfig
@@ -123,6 +126,36 @@ def test_worker_resolution_records_the_choice(monkeypatch):
     monkeypatch.setattr(trainers, "this_machine", lambda: AVX512_BF16)
     cfg, record = trainers.resolve_on_worker(SFTTrainConfig(scaling={"use_gpu": False}))
     assert (cfg.bf16, cfg.attn_implementation) == (True, "eager") and "avx512_bf16" in record["reason"]
+
+
+AVX2_PINS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+AUTO_TRAINING = [("auto", "auto"), ("auto", "auto")]
+
+
+@pytest.mark.parametrize("flags, precisions, dtypes, arch, pinned", [
+    # fp32 everywhere: an AVX-512 CPU without native bf16 and an AVX2-only one take the same kernels
+    ({"avx2", "avx512f"}, AUTO_TRAINING, ["auto", "auto"], "x86_64", True),
+    ({"avx2", "fma"}, AUTO_TRAINING, ["auto", "auto"], "x86_64", True),
+    ({"avx2", "avx512f", "amx_bf16"}, [(False, "auto"), (False, "auto")], ["float32", "float32"], "x86_64", True),
+    # anything in bf16 keeps the CPU's own kernels (AVX2 ones would emulate bf16)
+    ({"avx2", "avx512f", "amx_bf16"}, AUTO_TRAINING, ["auto", "auto"], "x86_64", False),
+    ({"avx2", "avx512_bf16"}, [(False, "auto"), (False, "auto")], ["auto", "float32"], "x86_64", False),
+    ({"avx2", "avx512_bf16"}, [(False, "auto"), ("auto", "auto")], ["float32", "float32"], "x86_64", False),
+    ({"avx2"}, [(True, "auto"), (False, "auto")], ["float32", "float32"], "x86_64", False),
+    # no AVX2 to pin to, or not x86
+    ({"sse4_2"}, AUTO_TRAINING, ["auto", "auto"], "x86_64", False),
+    ({"asimd"}, AUTO_TRAINING, ["auto", "auto"], "aarch64", False),
+])
+def test_a_run_all_in_fp32_pins_avx2_kernels_and_any_bf16_keeps_the_cpus_own(flags, precisions, dtypes, arch, pinned):
+    assert fp32_kernel_pins(precisions, dtypes, frozenset(flags), arch) == (AVX2_PINS if pinned else {})
+
+
+def test_cpuinfo_flags_tell_native_bf16_as_torch_does():
+    # What the demo decides before importing torch must be what training decides after.
+    if not cpuinfo_flags():
+        pytest.skip("no /proc/cpuinfo flags here")
+    native = next((f for f in ("amx_bf16", "avx512_bf16", "sve_bf16", "bf16") if f in cpuinfo_flags()), None)
+    assert (native is not None) == (this_machine().cpu_bf16_flag is not None)
 
 
 def test_the_record_names_the_kernels_torch_runs_even_when_lowered_below_the_cpu():

@@ -6,6 +6,8 @@
   against 41-54 ms per forward+backward of the demo's shape), so ``auto`` trains in fp32 there.
 - **Attention** follows the precision on CPU: eager was measured faster under bf16 autocast, sdpa
   (transformers' default) under fp32 (docs/demo-results.md).
+- **Kernels.** A demo run all in fp32 on x86 is put on torch's AVX2 kernels (``fp32_kernel_pins``): with
+  AVX-512 ones its sums come in another order, and a seed's models and verdict differ.
 - **Devices.** ``use_gpu: auto`` asks for GPUs only where the Ray cluster has some or its autoscaler
   could add some; a request no node can ever meet fails at once, naming the setting to change,
   instead of waiting forever for a GPU that will never come.
@@ -65,6 +67,38 @@ def this_machine() -> Machine:
         gpu_name=torch.cuda.get_device_name(0) if cuda else None,
         cpu_kernels=torch.backends.cpu.get_cpu_capability(),
     )
+
+
+def cpuinfo_flags() -> frozenset[str]:
+    """This CPU's feature flags as ``/proc/cpuinfo`` lists them (x86 ``flags``, ARM ``Features``), read
+    without torch: for what must be decided before torch reads its environment."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def fp32_kernel_pins(precisions: list[tuple[bool | Auto, bool | Auto]], dtypes: list[str],
+                     flags: frozenset[str], arch: str) -> dict[str, str]:
+    """The environment that puts a CPU run on torch's and oneDNN's AVX2 kernels when all of it runs in
+    fp32: every training ``(bf16, fp16)`` and vLLM ``dtype`` resolves to fp32 on the CPU ``flags``
+    describe. With AVX-512 torch's own kernels add in another order than AVX2 ones, so the fp32 models,
+    and a seed's verdict, differ between the two kinds of CPU. Pinned, two Xeons of different models
+    printed the same tables to the digit, and the demo ran as fast as on AVX-512 kernels
+    (docs/demo-results.md, section 000000000000000000000); vLLM's own compiled kernels are not pinned.
+    Nothing where anything runs in bf16 (AVX2 kernels would emulate it), off x86, or without AVX2."""
+    if arch not in ("x86_64", "AMD64") or "avx2" not in flags:
+        return {}
+    machine = Machine(cpu_name="this CPU", cpu_bf16_flag=next((f for f in NATIVE_BF16_FLAGS if f in flags), None))
+    if any(choose_precision(bf16, fp16, False, machine).bf16 for bf16, fp16 in precisions):
+        return {}
+    if any(choose_vllm_dtype(dtype, False, machine) != "float32" for dtype in dtypes):
+        return {}
+    return {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def _cpu_model_name() -> str | None:
