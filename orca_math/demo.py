@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         return run_and_report(terminal)
 
 
-def pin_fp32_kernels(cfgs: "StageConfigs") -> dict[str, str]:
+def pin_fp32_kernels(cfgs: StageConfigs) -> dict[str, str]:
     """Where the whole run is fp32 on an x86 CPU, set torch's and oneDNN's kernels to AVX2 before torch
     is imported, here and in Ray's workers (they inherit the environment): the run then draws the same
     models on every such CPU (``hardware.fp32_kernel_pins``). A value already in the environment
