@@ -13,6 +13,7 @@ from orca_math.common.hardware import (
     choose_vllm_dtype,
     cpuinfo_flags,
     fp32_kernel_pins,
+    native_bf16_flag,
     resolve_use_gpu,
     this_machine,
 )
@@ -154,8 +155,7 @@ def test_cpuinfo_flags_tell_native_bf16_as_torch_does():
     # What the demo decides before importing torch must be what training decides after.
     if not cpuinfo_flags():
         pytest.skip("no /proc/cpuinfo flags here")
-    native = next((f for f in ("amx_bf16", "avx512_bf16", "sve_bf16", "bf16") if f in cpuinfo_flags()), None)
-    assert (native is not None) == (this_machine().cpu_bf16_flag is not None)
+    assert (native_bf16_flag(cpuinfo_flags()) is not None) == (this_machine().cpu_bf16_flag is not None)
 
 
 def test_the_record_names_the_kernels_torch_runs_even_when_lowered_below_the_cpu():

@@ -57,11 +57,10 @@ def this_machine() -> Machine:
     import torch
 
     caps = dict(torch.cpu.get_capabilities())
-    flag = next((f for f in NATIVE_BF16_FLAGS if caps.get(f)), None)
     cuda = torch.cuda.is_available()
     return Machine(
-        cpu_name=_cpu_model_name() or str(caps.get("cpu_name") or caps.get("architecture", "unknown CPU")),
-        cpu_bf16_flag=flag,
+        cpu_name=_cpuinfo_field("model name") or str(caps.get("cpu_name") or caps.get("architecture", "unknown CPU")),
+        cpu_bf16_flag=native_bf16_flag({name for name, has in caps.items() if has is True}),
         cuda=cuda,
         cuda_bf16=cuda and torch.cuda.is_bf16_supported(),
         gpu_name=torch.cuda.get_device_name(0) if cuda else None,
@@ -69,17 +68,15 @@ def this_machine() -> Machine:
     )
 
 
+def native_bf16_flag(flags: set[str] | frozenset[str]) -> str | None:
+    """The first of ``flags`` that gives native bf16, None where torch would emulate it."""
+    return next((f for f in NATIVE_BF16_FLAGS if f in flags), None)
+
+
 def cpuinfo_flags() -> frozenset[str]:
     """This CPU's feature flags as ``/proc/cpuinfo`` lists them (x86 ``flags``, ARM ``Features``), read
     without torch: for what must be decided before torch reads its environment."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset((_cpuinfo_field("flags", "Features") or "").split())
 
 
 def fp32_kernel_pins(precisions: list[tuple[bool | Auto, bool | Auto]], dtypes: list[str],
@@ -93,7 +90,7 @@ def fp32_kernel_pins(precisions: list[tuple[bool | Auto, bool | Auto]], dtypes: 
     Nothing where anything runs in bf16 (AVX2 kernels would emulate it), off x86, or without AVX2."""
     if arch not in ("x86_64", "AMD64") or "avx2" not in flags:
         return {}
-    machine = Machine(cpu_name="this CPU", cpu_bf16_flag=next((f for f in NATIVE_BF16_FLAGS if f in flags), None))
+    machine = Machine(cpu_name="this CPU", cpu_bf16_flag=native_bf16_flag(flags))
     if any(choose_precision(bf16, fp16, False, machine).bf16 for bf16, fp16 in precisions):
         return {}
     if any(choose_vllm_dtype(dtype, False, machine) != "float32" for dtype in dtypes):
@@ -101,11 +98,12 @@ def fp32_kernel_pins(precisions: list[tuple[bool | Auto, bool | Auto]], dtypes: 
     return {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
-def _cpu_model_name() -> str | None:
+def _cpuinfo_field(*names: str) -> str | None:
+    """The value of the first ``/proc/cpuinfo`` line that starts with one of ``names`` (the first CPU's)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(names):
                     return line.split(":", 1)[1].strip()
     except OSError:
         return None
