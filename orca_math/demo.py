@@ -70,21 +70,21 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
 
     def run_and_report(terminal: IO[str]) -> int:
-        from orca_math.run.pace import expected_seconds, measure_pace
+        from orca_math.run.pace import bench_units, expected_seconds, measure_pace, run_seconds
 
         planned = planned_stages(cfgs)
         if pins:
             logging.getLogger(__name__).info("fp32 run: torch's kernels pinned for the same models on every x86 CPU: %s", pins)
         pace = measure_pace(cfgs)
-        expected = expected_seconds(planned, cfgs, pace)
+        expected, run_s = expected_seconds(planned, cfgs, pace), run_seconds(pace)
         # The raw pace beside each stage's wall time in the manifest is what recalibrates run/pace.py's WORK.
-        logging.getLogger(__name__).info("pace: %s; expected seconds: %s", pace,
-                                         {k: round(v, 1) for k, v in expected.items()})
-        in_all = time.perf_counter() - started + sum(expected.values())  # the bench's own seconds included
+        logging.getLogger(__name__).info("pace: %s; expected seconds: %s, and the run's own %.1f", pace,
+                                         {k: round(v, 1) for k, v in expected.items()}, run_s)
+        in_all = time.perf_counter() - started + sum(expected.values()) + run_s  # the bench's own seconds included
         print(f"orca-math demo: {len(planned)} stages into {out}/ (logs: {log_path}); at this CPU's measured "
               f"speed ({pace.precision}, {expected.get('sft', 0) / 60:.1f} min of SFT) about "
               f"{in_all / 60:.0f} min in all", file=terminal, flush=True)
-        progress = Progress(planned, terminal, expected)
+        progress = Progress(planned, terminal, expected, run_s, bench_units(planned))
         results = run_pipeline(config, out, on_event=progress)
         skipped = len(progress.done - progress.ran)
         return _report(results, out, cfgs.run.preference_algo, started, skipped, terminal)

@@ -378,7 +378,7 @@ def test_stages_skipped_on_a_rerun_do_not_make_the_rest_look_instant():
 
 
 def test_the_estimate_is_each_stages_work_at_this_machines_measured_pace():
-    from orca_math.run.pace import Pace, expected_seconds, measure_pace, stage_seconds
+    from orca_math.run.pace import Pace, bench_units, expected_seconds, measure_pace, run_seconds, stage_seconds
 
     cfgs = StageConfigs.load(REPO_ROOT / "configs/demo.yaml")
     planned = planned_stages(cfgs)
@@ -395,11 +395,15 @@ def test_the_estimate_is_each_stages_work_at_this_machines_measured_pace():
         assert 1.6 < ratio <= 2.0, stage  # less where a start-up (the control reads all 19K SFT rows) is a larger share
     assert stage_seconds("sft", cfgs, slow) > stage_seconds("practice-1", cfgs, slow) > stage_seconds("judge-1", cfgs, slow)
     # The first sampling stage also starts the engine hosts and the judge; the other evals reuse them.
-    # The first stage also carries the run's start and end.
+    # The run's own start and end are apart from its stages.
     expected = expected_seconds(planned, cfgs, slow)
     assert expected["eval-M1"] > expected["eval-M2"] == expected["eval-M3"] == stage_seconds("eval-M2", cfgs, slow)
-    assert expected[planned[0]] > stage_seconds(planned[0], cfgs, slow)
     assert sum(expected.values()) == pytest.approx(2 * sum(expected_seconds(planned, cfgs, fast).values()))
+    assert run_seconds(slow) == pytest.approx(2 * run_seconds(fast)) and run_seconds(fast) > 0
+    units = bench_units(planned)
+    assert (units["sft"], units["rft-2"], units["sft-control"]) == ("train",) * 3
+    assert (units["eval-M1"], units["practice-1"], units["eval-M3"]) == ("starts", "sample", "sample")
+    assert (units["world"], units["generate"], units["judge-1"]) == ("other",) * 3
     # Measured on this machine in about the seconds asked for, in the precision training will use.
     measured = measure_pace(cfgs, seconds=0.2)
     assert measured.train_step_s > 0 and measured.decode_step_s > 0 and measured.precision in ("bf16", "fp32")
@@ -411,14 +415,60 @@ def test_the_first_line_gives_the_estimate_and_later_lines_correct_it_by_the_sta
     clock = [0.0]
     monkeypatch.setattr("orca_math.run.console.time.perf_counter", lambda: clock[0])
     out = io.StringIO()
-    progress = Progress(["sft", "practice-1"], out, {"sft": 300.0, "practice-1": 60.0})
+    expected = {"sft": 300.0, "practice-1": 60.0, "rft-1": 120.0}
+    progress = Progress(list(expected), out, expected, run_s=10.0,
+                        units={"sft": "train", "practice-1": "sample", "rft-1": "train"})
+    clock[0] = 4.0  # Ray started
     progress("start", "sft", {})
-    clock[0] = 150.0  # this machine ran SFT twice as fast as expected
+    clock[0] = 154.0  # this machine ran SFT twice as fast as expected
     progress("end", "sft", {})
     first, second = out.getvalue().splitlines()
-    assert "about 6 min left" in first  # 360 s
-    assert "about 0 min left" in second or "about 1 min left" in second  # 60 s expected, at twice the pace
-    assert progress.time_left() == pytest.approx(30.0)
+    assert "about 8 min left" in first  # 480 s, and the run's end: 6 of its 10 s
+    # Training stages at twice the pace; sampling as the bench said: its stages have not run.
+    assert progress.time_left() == pytest.approx(6.0 + 60.0 + 60.0)
+    assert "about 2 min left" in second
+    # One unit for every stage where none is given: SFT's pace is everyone's.
+    alone = Progress(list(expected), io.StringIO(), expected)
+    alone("start", "sft", {})
+    clock[0] = 304.0
+    alone("end", "sft", {})
+    assert alone.time_left() == pytest.approx(90.0)
+
+
+# A whole `make demo` (seed 0, fp32 pinned to AVX2, 2-core Xeon model 167, a new machine): what the first
+# line's bench expected of each stage, the run's own seconds, and when each stage started and ended.
+RECORDED_EXPECTED = {
+    "student": 1.0, "world": 8.4, "seeds": 1.1, "generate": 11.9, "sft": 106.2, "eval-M1": 31.4, "practice-1": 33.5,
+    "judge-1": 4.7, "prefs-1": 1.1, "rft-1": 17.1, "eval-M2": 12.9, "practice-2": 33.5, "judge-2": 4.7,
+    "prefs-2": 1.1, "rft-2": 17.1, "eval-M3": 12.9, "sft-control": 49.6, "eval-M1-sft-control": 12.9}
+RECORDED_RUN_S = 9.2
+RECORDED_TIMES = [(4, 5), (5, 10), (10, 10), (10, 19), (19, 111), (111, 149), (149, 177), (177, 181), (181, 182),
+                  (182, 200), (200, 207), (207, 235), (235, 239), (239, 240), (240, 258), (258, 266), (266, 307),
+                  (307, 316)]
+RECORDED_END = 318
+
+
+def test_the_time_left_stays_within_a_quarter_of_a_recorded_runs_all_along(monkeypatch):
+    """Replayed through a recorded run: every line's time left is within 25% while more than a minute
+    is left. The first stages (rows through Ray Data, 30% faster than the bench priced them) do not
+    speed up the estimate of SFT: each part of the bench is corrected by its own stages."""
+    import io
+
+    from orca_math.run.pace import bench_units
+
+    clock = [0.0]
+    monkeypatch.setattr("orca_math.run.console.time.perf_counter", lambda: clock[0])
+    planned = list(RECORDED_EXPECTED)
+    progress = Progress(planned, io.StringIO(), RECORDED_EXPECTED, RECORDED_RUN_S, bench_units(planned))
+    errors = {}
+    for stage, (start, end) in zip(planned, RECORDED_TIMES, strict=True):
+        for event, t in (("start", start), ("end", end)):
+            clock[0] = t
+            progress(event, stage, {})
+            if RECORDED_END - t > 60:
+                errors[f"{stage} {event}"] = progress.time_left() / (RECORDED_END - t) - 1
+    assert max(abs(e) for e in errors.values()) < 0.25, errors
+    assert errors["generate end"] > 0  # 300 s were left; a correction by the first stages said 204 s
 
 
 def test_noise_is_two_standard_errors_of_the_difference():

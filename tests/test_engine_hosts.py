@@ -152,3 +152,24 @@ def test_a_lease_on_a_node_type_no_node_offers_fails_in_seconds_naming_it(no_hos
     with pytest.raises(ClusterTooSmallError, match=r"no node has \{CPU: 1, sampler: 1\}.*engine.resources"):
         lease_engines(CANNED.model_copy(update={"resources": {"sampler": 1}, "num_cpus_per_engine": 1.0}))
     assert time.monotonic() - started < 5 and _hosts() == {}
+
+
+def test_a_cpu_engine_inspects_its_model_class_in_its_own_process(tiny_model, tmp_path, monkeypatch):
+    """vLLM inspects a model class its cache has not seen in a fresh interpreter (~8 s of CPU per host
+    on a new machine); a CPU engine's process inspects the class it loads anyway, and starts none."""
+    import subprocess
+
+    from vllm import ModelRegistry
+
+    from orca_math.common.sampling.vllm_sampler import inspect_model_in_process
+
+    def no_interpreter(*args, **kwargs):
+        raise AssertionError(f"vLLM started a process to inspect a model class: {args}")
+
+    monkeypatch.setenv("VLLM_CACHE_ROOT", str(tmp_path))  # a new machine: nothing cached
+    assert inspect_model_in_process(str(tiny_model)) == ["LlamaForCausalLM"]
+    monkeypatch.setattr(subprocess, "run", no_interpreter)
+    info = ModelRegistry.models["LlamaForCausalLM"].inspect_model_cls()
+    assert info.is_text_generation_model and not (tmp_path / "modelinfos").exists()
+    # An HF id (or a folder without config.json) is left to vLLM.
+    assert inspect_model_in_process("org/some-model") == [] and inspect_model_in_process(str(tmp_path)) == []

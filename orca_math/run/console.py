@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO
 
 UNKNOWN_STAGE_S = 5.0  # a stage the estimate has no figure for
+MEASURED_S = 20.0  # expected seconds of a unit's stages that must have run before they correct the rest
 
 
 def stage_counts(stage: str, entry: dict) -> str:
@@ -37,26 +38,43 @@ def stage_counts(stage: str, entry: dict) -> str:
 
 class Progress:
     """One line per stage on the terminal, with a running estimate of the time left: each stage's
-    expected seconds (``expected``, from this machine's measured speed: run/pace.py), corrected by
-    how the stages that ran here compared with their own expectation."""
+    expected seconds (``expected``, from this machine's measured speed: run/pace.py) and the run's
+    own (``run_s``: Ray's start, and its end), each stage's corrected by how the stages of its unit
+    (``units``, the part of the bench its time follows: ``pace.bench_units``; one unit if not given)
+    that ran here compared with their expectation."""
 
-    def __init__(self, planned: list[str], out: IO[str], expected: dict[str, float] | None = None):
+    def __init__(self, planned: list[str], out: IO[str], expected: dict[str, float] | None = None,
+                 run_s: float = 0.0, units: dict[str, str] | None = None):
         self.planned, self.out, self.started = planned, out, time.perf_counter()
-        self.expected = expected or {}
+        self.expected, self.run_s, self.units = expected or {}, run_s, units or {}
         self.done: set[str] = set()
-        self.ran: set[str] = set()  # done here, not skipped: what the correction is measured on
+        self.took: dict[str, float] = {}  # stages done here, not skipped: what the corrections are measured on
         self.stage_started: dict[str, float] = {}
+
+    @property
+    def ran(self) -> set[str]:
+        return set(self.took)
 
     def reference(self, stage: str) -> float:
         return self.expected.get(stage, UNKNOWN_STAGE_S)
 
+    def unit(self, stage: str) -> str:
+        return self.units.get(stage, "")
+
+    def correction(self, unit: str) -> float:
+        """How this machine's stages of ``unit`` took against their expectation. Each unit has its own:
+        the bench reads training and decoding apart, and the first stages (rows and starts) say
+        nothing of SFT's pace. A few seconds say little: the expectation stands until 20 s of it ran."""
+        ran = [s for s in self.took if self.unit(s) == unit]
+        ref = sum(self.reference(s) for s in ran)
+        return sum(self.took[s] for s in ran) / ref if ref >= MEASURED_S else 1.0
+
     def time_left(self) -> float:
-        elapsed = time.perf_counter() - self.started
-        ref_done = sum(self.reference(s) for s in self.ran) or 1.0
-        ref_left = sum(self.reference(s) for s in self.planned if s not in self.done)
-        # A few seconds of stages say little about the rest: the expectation stands until 20 s of it ran.
-        pace = elapsed / ref_done if ref_done >= 20 else 1.0
-        return ref_left * pace
+        now = time.perf_counter() - self.started
+        # Ray starts before the first stage: once it has begun, what is left of the run's own share is its end.
+        run_left = max(0.0, self.run_s - min(self.stage_started.values(), default=now))
+        return run_left + sum(self.reference(s) * self.correction(self.unit(s))
+                              for s in self.planned if s not in self.done)
 
     def __call__(self, event: str, stage: str, entry: dict) -> None:
         now = time.perf_counter() - self.started
@@ -69,8 +87,7 @@ class Progress:
             counts = stage_counts(stage, entry)
             self._print(f"[{now:5.0f}s] {stage:<20} done before, skipped{': ' + counts if counts else ''}")
             return
-        self.ran.add(stage)
-        took = now - self.stage_started.get(stage, now)
+        took = self.took[stage] = now - self.stage_started.get(stage, now)
         counts = stage_counts(stage, entry)
         self._print(f"[{now:5.0f}s] {stage:<20} finished in {took:.0f}s{': ' + counts if counts else ''}"
                     f"   (about {self.time_left() / 60:.0f} min left)")

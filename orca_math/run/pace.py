@@ -121,8 +121,22 @@ def _per_unit(run, seconds: float) -> float:
     return median
 
 
+TRAINING_KINDS = ("sft", "control", "rft", "dpo", "kto")
+SAMPLING_KINDS = ("eval", "practice")
+
+
 def _stage_kind(stage: str) -> str:
     return "control" if stage == "sft-control" else stage.split("-", 1)[0]
+
+
+def bench_units(planned: list[str]) -> dict[str, str]:
+    """The part of the bench each planned stage's time follows: ``train`` (training steps), ``sample``
+    (decoding steps), ``other`` (rows through Ray Data: priced in decoding steps, not measured by
+    them), and ``starts`` for the first sampling stage, mostly the engine hosts and the judge starting."""
+    kinds = {stage: _stage_kind(stage) for stage in planned}
+    first = next((s for s in planned if kinds[s] in SAMPLING_KINDS), None)
+    return {stage: "starts" if stage == first else "train" if kind in TRAINING_KINDS
+            else "sample" if kind in SAMPLING_KINDS else "other" for stage, kind in kinds.items()}
 
 
 def stage_seconds(stage: str, cfgs: StageConfigs, pace: Pace) -> float:
@@ -136,7 +150,7 @@ def stage_seconds(stage: str, cfgs: StageConfigs, pace: Pace) -> float:
         return (WORK["sft_step"] * steps + WORK["sft_start"]) * train
     if kind in ("rft", "dpo", "kto"):
         return (WORK["round_step"] * steps + WORK["round_start"]) * train
-    if kind in ("eval", "practice"):
+    if kind in SAMPLING_KINDS:
         problems = (cfgs.world.n_test if run.world else cfgs.eval.limit or KNOWN_SETS["gsm8k-test"]) \
             if kind == "eval" else run.practice_limit or 0
         n = cfgs.eval.decoding.n if kind == "eval" else cfgs.practice.decoding.n
@@ -146,12 +160,15 @@ def stage_seconds(stage: str, cfgs: StageConfigs, pace: Pace) -> float:
 
 def expected_seconds(planned: list[str], cfgs: StageConfigs, pace: Pace) -> dict[str, float]:
     """Each planned stage's expected seconds at ``pace``; the first sampling stage also starts the
-    engine hosts and the judge, which the later ones reuse, and the first stage carries the run's own
-    start and end (the stages' clock starts before Ray does)."""
+    engine hosts and the judge, which the later ones reuse."""
     expected = {stage: stage_seconds(stage, cfgs, pace) for stage in planned}
-    first = next((s for s in planned if _stage_kind(s) in ("eval", "practice")), None)
-    if first is not None:
-        expected[first] += WORK["first_sampling"] * pace.decode_step_s
-    if planned:
-        expected[planned[0]] += WORK["run"] * pace.decode_step_s
+    for stage, unit in bench_units(planned).items():
+        if unit == "starts":
+            expected[stage] += WORK["first_sampling"] * pace.decode_step_s
     return expected
+
+
+def run_seconds(pace: Pace) -> float:
+    """The run's own expected seconds besides its stages: Ray starting before the first, and after the
+    last the judge and engines let go and the results written."""
+    return WORK["run"] * pace.decode_step_s

@@ -7,6 +7,7 @@ hold ``vllm.LLM`` ourselves (measured at 0.85-0.98 of bare vLLM on CPU). Works w
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -105,9 +106,31 @@ def build_llm(engine: VLLMEngineConfig):
         from orca_math.common.sampling.top_p import use_top_k_first
 
         use_top_k_first(engine.cpu_top_p_first_k)
+        inspect_model_in_process(engine.model)
     from vllm import LLM
 
     return LLM(**engine_kwargs(engine))
+
+
+def inspect_model_in_process(model: str) -> list[str]:
+    """Register the vLLM classes of local model folder ``model``'s architectures as loaded here, so
+    that building a CPU engine inspects them in this process. vLLM otherwise inspects a class in a
+    fresh interpreter (to keep CUDA out of its own process) unless its cache under VLLM_CACHE_ROOT
+    has it: on a new machine, a new user's first run or CI, that is ~8 s of CPU per engine host
+    (docs/demo-results.md); a CPU engine has no CUDA to keep out and loads the class anyway. Returns
+    the architectures registered (none for an HF id, or one vLLM does not know: it decides as before)."""
+    config = Path(model) / "config.json"
+    if not config.is_file():
+        return []
+    from vllm import ModelRegistry
+
+    registered = []
+    for arch in json.loads(config.read_text()).get("architectures") or []:
+        known = ModelRegistry.models.get(arch)
+        if known is not None:
+            ModelRegistry.register_model(arch, known.load_model_cls())
+            registered.append(arch)
+    return registered
 
 
 # What an engine is built from besides the weights: two model folders that agree on these files hold the same
