@@ -69,7 +69,10 @@ class SimCluster:
     procs: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.temp_dir = tempfile.mkdtemp(prefix="sim", dir="/tmp")  # short: Ray's socket paths must fit 107 chars
+        # Each node its own temp dir, as each machine of a cluster has its own disk: nodes sharing one
+        # each unpacked a job's working_dir into the same folder, under the first job's running driver.
+        # Short: Ray's socket paths must fit 107 chars.
+        self.temp_dirs = {t: tempfile.mkdtemp(prefix=f"sim-{t[:4]}", dir="/tmp") for t in NODE_TYPES}
         self.ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS))))
         self.address = f"http://127.0.0.1:{self.ports['dashboard-port']}"
         # Ray's CLI and every job talk to this cluster only, with auth off (PLATFORM-NOTES); jobs run
@@ -93,9 +96,10 @@ class SimCluster:
             self.scratch(node_type).mkdir(parents=True, exist_ok=True)
             env = {**self.env, "RAY_NODE_TYPE_NAME": node_type, "ORCA_MATH_SCRATCH": str(self.scratch(node_type))}
             args = [str(VENV_BIN / "ray"), "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-                    f"--resources={json.dumps(resources)}", "--disable-usage-stats"]
+                    f"--resources={json.dumps(resources)}", "--disable-usage-stats",
+                    f"--temp-dir={self.temp_dirs[node_type]}"]
             if node_type == "head":
-                args += ["--head", "--dashboard-host=127.0.0.1", f"--temp-dir={self.temp_dir}",
+                args += ["--head", "--dashboard-host=127.0.0.1",
                          *(f"--{flag}={port}" for flag, port in self.ports.items())]
             else:
                 args += [f"--address=127.0.0.1:{self.ports['port']}"]
@@ -141,7 +145,8 @@ class SimCluster:
     def stop(self) -> None:
         for proc in reversed(self.procs):
             stop_session(proc)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        for temp_dir in self.temp_dirs.values():
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
     def job(self, *args: str, submission_id: str, wait: bool = True, timeout: float = 600):
         """``ray job submit --working-dir REPO -- python ray_jobs/...``: the repo as the job's code."""
@@ -151,15 +156,6 @@ class SimCluster:
             return subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True, start_new_session=True)
         return subprocess.run(cmd, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout)
-
-    def warm_up(self) -> None:
-        """A first job that joins the cluster and builds a tiny model. On this sandbox the first job of
-        a fresh cluster to join it and then load torch's MKL died there ("Intel oneMKL FATAL ERROR:
-        Cannot load libtorch_cpu.so", on 6 of 6 fresh clusters, never a later job; not traced
-        further); the jobs under test come after it, whatever it did."""
-        code = ("import ray; ray.init(); from orca_math.tiny_model.core import build_tiny_model; "
-                f"build_tiny_model({str(self.root / 'warm-up')!r})")
-        self.job("-c", code, submission_id="warm-up", timeout=300)
 
     def ray(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(VENV_BIN / "ray"), *args], cwd=REPO, env=self.env, capture_output=True, text=True,

@@ -30,7 +30,6 @@ def cluster(tmp_path_factory, gsm8k_dir):
         pytest.skip("unshare (util-linux) is needed for the node that cannot see the run folder")
     root = tmp_path_factory.mktemp("sim")
     sim = SimCluster(root, hide=("gpu_trainer", str(root / "private"))).start()
-    sim.warm_up()
     yield sim
     sim.stop()
 
