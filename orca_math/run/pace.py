@@ -121,7 +121,8 @@ def _per_unit(run, seconds: float) -> float:
     return median
 
 
-TRAINING_KINDS = ("sft", "control", "rft", "dpo", "kto")
+ROUND_TRAINING_KINDS = ("rft", "dpo", "kto")
+TRAINING_KINDS = ("sft", "control", *ROUND_TRAINING_KINDS)
 SAMPLING_KINDS = ("eval", "practice")
 
 
@@ -148,7 +149,7 @@ def stage_seconds(stage: str, cfgs: StageConfigs, pace: Pace) -> float:
     steps = {"sft": cfgs.sft.max_steps or 0, "control": run.rounds * round_steps}.get(kind, round_steps)
     if kind in ("sft", "control"):
         return (WORK["sft_step"] * steps + WORK["sft_start"]) * train
-    if kind in ("rft", "dpo", "kto"):
+    if kind in ROUND_TRAINING_KINDS:
         return (WORK["round_step"] * steps + WORK["round_start"]) * train
     if kind in SAMPLING_KINDS:
         problems = (cfgs.world.n_test if run.world else cfgs.eval.limit or KNOWN_SETS["gsm8k-test"]) \
